@@ -1,0 +1,597 @@
+//! ONNX Runtime backend: each op becomes a small ONNX model in memory, run in a session with the
+//! device profile's execution provider, threads and optimisation level.
+//!
+//! **What a table entry means.** A lone op pays costs that the same op inside a network does not:
+//! the per-`Run` overhead, and at optimisation level `all` on the CPU the conversions between
+//! NCHW and the blocked NCHWc layout (`ReorderInput` / `ReorderOutput`) at the graph's edges —
+//! inside a network the tensor stays blocked from one conv to the next. So every op runs in two
+//! sessions, one right after the other:
+//! - a plain one, timed by the wall clock: `W`, what a user timing the lone op sees;
+//! - one with ORT's profiler on, whose node events give the share of kernel time spent in a
+//!   leading `ReorderInput` or a trailing `ReorderOutput`: `edge`. Conversions in the middle of
+//!   a block (around an SE multiply) are not edges: a network pays them too.
+//!
+//! The in-network latency of a run is `(W - overhead) * (1 - edge)`, where `overhead` is the
+//! wall time of a `Run` of a one-element `Add`, measured once per runtime. The profiler's own
+//! times are not used directly: it inflates each node by one to several microseconds (on this
+//! machine a one-element `Add` reads 4 us in the profile), which would bias every multi-node
+//! block upward.
+//!
+//! The profile also says which execution provider really ran each node; the table records it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ort::environment::Environment;
+use ort::ep;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::Tensor;
+
+use super::{Backend, BackendError};
+use crate::device::{OptLevel, OrtSettings};
+use crate::measure::{Kernel, KernelError, KernelReport};
+use crate::onnx;
+use crate::op::Op;
+
+/// A loaded ONNX Runtime library and the settings sessions are created with.
+pub struct OrtRuntime {
+    env: Environment,
+    settings: OrtSettings,
+    library: PathBuf,
+    version: String,
+    profile_dir: PathBuf,
+    run_overhead_us: f64,
+}
+
+/// Where an ONNX Runtime library was looked for, in order.
+pub fn library_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = explicit {
+        out.push(p.to_path_buf());
+        return out;
+    }
+    if let Ok(p) = std::env::var("ORT_DYLIB_PATH")
+        && !p.is_empty()
+    {
+        out.push(PathBuf::from(p));
+    }
+    // The set-up script installs the `onnxruntime` wheel into ./.venv.
+    if let Ok(entries) = std::fs::read_dir(".venv/lib") {
+        for py in entries.flatten() {
+            let capi = py.path().join("site-packages/onnxruntime/capi");
+            if let Ok(files) = std::fs::read_dir(&capi) {
+                let mut libs: Vec<PathBuf> = files
+                    .flatten()
+                    .map(|f| f.path())
+                    .filter(|p| {
+                        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                            n.starts_with("libonnxruntime.so.") || n == "libonnxruntime.dylib"
+                        })
+                    })
+                    .collect();
+                libs.sort();
+                out.extend(libs);
+            }
+        }
+    }
+    out
+}
+
+/// Find the ONNX Runtime shared library: the explicit path (a `--ort-library` flag or the
+/// profile's `ort.library`), else `$ORT_DYLIB_PATH`, else the `onnxruntime` wheel in `./.venv`.
+pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, BackendError> {
+    let candidates = library_candidates(explicit);
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let tried = if candidates.is_empty() {
+        "nothing: $ORT_DYLIB_PATH is unset and ./.venv has no onnxruntime wheel".to_string()
+    } else {
+        candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(BackendError::Unavailable(format!(
+        "no ONNX Runtime library found (tried {tried}). Run scripts/setup.sh to install the \
+         onnxruntime wheel into ./.venv, or pass --ort-library / set ORT_DYLIB_PATH to a \
+         libonnxruntime.so.1.x file"
+    )))
+}
+
+/// Load the library and create the environment once per process: ONNX Runtime allows one
+/// environment and cannot be unloaded, so a later request for another library is an error.
+fn load(path: &Path) -> Result<Environment, BackendError> {
+    static LOADED: Mutex<Option<(Environment, PathBuf)>> = Mutex::new(None);
+    let mut loaded = LOADED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((env, first)) = loaded.as_ref() {
+        if first != path {
+            return Err(BackendError::Unavailable(format!(
+                "ONNX Runtime is already loaded from {} in this process; cannot also load {}",
+                first.display(),
+                path.display()
+            )));
+        }
+        return Ok(env.clone());
+    }
+    let builder = ort::init_from(path).map_err(|e| {
+        BackendError::Unavailable(format!(
+            "cannot load ONNX Runtime from {}: {e}",
+            path.display()
+        ))
+    })?;
+    let env = builder.with_name("hwnas").build().map_err(|e| {
+        BackendError::Unavailable(format!("cannot create the ONNX Runtime environment: {e}"))
+    })?;
+    *loaded = Some((env.clone(), path.to_path_buf()));
+    Ok(env)
+}
+
+/// The library's version, from its build info (`git-branch=rel-1.31.1`) or its file name.
+fn library_version(path: &Path) -> String {
+    let info = ort::info();
+    if let Some(v) = info
+        .split([',', ' '])
+        .find_map(|part| part.trim().strip_prefix("git-branch=rel-"))
+    {
+        return v.to_string();
+    }
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split_once(".so."))
+        .map_or_else(|| "unknown".to_string(), |(_, v)| v.to_string())
+}
+
+/// The execution providers compiled into the loaded library, as ORT names them.
+pub fn available_providers() -> Result<Vec<String>, BackendError> {
+    let api = ort::api();
+    let mut names: *mut *mut std::ffi::c_char = std::ptr::null_mut();
+    let mut count: std::ffi::c_int = 0;
+    // SAFETY: ORT fills `names` with `count` NUL-terminated strings that stay valid until
+    // ReleaseAvailableProviders, which is called below after they are copied.
+    unsafe {
+        let status = (api.GetAvailableProviders)(&mut names, &mut count);
+        if !status.0.is_null() {
+            (api.ReleaseStatus)(status.0);
+            return Err(BackendError::Unavailable(
+                "GetAvailableProviders failed".into(),
+            ));
+        }
+        let mut out = Vec::with_capacity(count as usize);
+        for i in 0..count as usize {
+            let s = std::ffi::CStr::from_ptr(*names.add(i));
+            out.push(s.to_string_lossy().into_owned());
+        }
+        let status = (api.ReleaseAvailableProviders)(names, count);
+        if !status.0.is_null() {
+            (api.ReleaseStatus)(status.0);
+        }
+        Ok(out)
+    }
+}
+
+/// The ORT name of a device profile's `execution_provider`.
+pub fn provider_name(short: &str) -> String {
+    match short.to_ascii_lowercase().as_str() {
+        "cpu" => "CPUExecutionProvider".into(),
+        "cuda" => "CUDAExecutionProvider".into(),
+        "tensorrt" => "TensorrtExecutionProvider".into(),
+        "openvino" => "OpenVINOExecutionProvider".into(),
+        "qnn" => "QNNExecutionProvider".into(),
+        "coreml" => "CoreMLExecutionProvider".into(),
+        "nnapi" => "NnapiExecutionProvider".into(),
+        "directml" | "dml" => "DmlExecutionProvider".into(),
+        "xnnpack" => "XnnpackExecutionProvider".into(),
+        "rocm" => "ROCMExecutionProvider".into(),
+        "migraphx" => "MIGraphXExecutionProvider".into(),
+        _ => short.to_string(),
+    }
+}
+
+impl OrtRuntime {
+    /// Load ONNX Runtime and check that the requested execution provider is there.
+    /// `library` overrides the profile's `ort.library`.
+    pub fn new(settings: &OrtSettings, library: Option<&Path>) -> Result<OrtRuntime, BackendError> {
+        let path = find_library(library.or(settings.library.as_deref()))?;
+        let env = load(&path)?;
+        let version = library_version(&path);
+        let wanted = provider_name(&settings.execution_provider);
+        let available = available_providers()?;
+        if !available.contains(&wanted) {
+            return Err(BackendError::Unavailable(format!(
+                "execution provider `{}` ({wanted}) is not in the ONNX Runtime library at {} \
+                 (version {version}); it has: {}. Fix `ort.execution_provider` in the device \
+                 profile, or point `ort.library` / --ort-library at a build that has it",
+                settings.execution_provider,
+                path.display(),
+                available.join(", ")
+            )));
+        }
+        if wanted != "CPUExecutionProvider" {
+            return Err(BackendError::Unavailable(format!(
+                "execution provider `{}` is in the library, but this hwnas build registers only \
+                 the CPU execution provider so far; refusing to fall back to CPU",
+                settings.execution_provider
+            )));
+        }
+        if !settings.options.is_empty() {
+            return Err(BackendError::Unavailable(format!(
+                "the CPU execution provider takes no `ort.options` (got: {})",
+                settings
+                    .options
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        static RUNTIMES: AtomicUsize = AtomicUsize::new(0);
+        let profile_dir = std::env::temp_dir().join(format!(
+            "hwnas-ort-{}-{}",
+            std::process::id(),
+            RUNTIMES.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&profile_dir).map_err(|e| {
+            BackendError::Unavailable(format!("cannot create {}: {e}", profile_dir.display()))
+        })?;
+        let mut rt = OrtRuntime {
+            env,
+            settings: settings.clone(),
+            library: path,
+            version,
+            profile_dir,
+            run_overhead_us: 0.0,
+        };
+        rt.run_overhead_us = rt.measure_run_overhead()?;
+        Ok(rt)
+    }
+
+    /// The wall time of a `Run` whose kernel does (almost) nothing: a one-element `Add`.
+    fn measure_run_overhead(&self) -> Result<f64, BackendError> {
+        let null = Op::Add(crate::op::Tensor::new(1, 1, 1, 1));
+        let model = onnx::op_model(&null).map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        let fail =
+            |m: String| BackendError::Unavailable(format!("measuring the ORT run overhead: {m}"));
+        let mut session = self.session(&model.to_bytes(), None).map_err(fail)?;
+        let inputs = input_tensors(&null, &onnx::op_inputs(&null, 0)).map_err(fail)?;
+        let mut samples = Vec::with_capacity(500);
+        for i in 0..600 {
+            let feed: Vec<(&str, &Tensor<f32>)> = onnx::INPUT_NAMES
+                .iter()
+                .copied()
+                .zip(inputs.iter())
+                .collect();
+            let start = Instant::now();
+            drop(session.run(feed).map_err(|e| fail(e.to_string()))?);
+            if i >= 100 {
+                samples.push(start.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        Ok(crate::stats::Stats::from_samples(&samples).map_or(0.0, |s| s.median))
+    }
+
+    /// The per-`Run` overhead subtracted from every op's wall time, in microseconds.
+    pub fn run_overhead_us(&self) -> f64 {
+        self.run_overhead_us
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+
+    /// A session for `model` with this runtime's settings; profiling to `profile` if given.
+    fn session(&self, model: &[u8], profile: Option<&Path>) -> Result<Session, String> {
+        let level = match self.settings.optimization {
+            OptLevel::Disable => GraphOptimizationLevel::Disable,
+            OptLevel::Basic => GraphOptimizationLevel::Level1,
+            OptLevel::Extended => GraphOptimizationLevel::Level2,
+            OptLevel::All => GraphOptimizationLevel::All,
+        };
+        let e = |e: ort::Error<_>| e.to_string();
+        let mut builder = Session::builder(&self.env)
+            .map_err(|e| e.to_string())?
+            // ORT's own default is the arena allocator; `ort`'s CPU EP turns it off unless asked,
+            // and without it every run page-faults fresh output buffers.
+            .with_execution_providers([ep::CPU::default()
+                .with_arena_allocator(true)
+                .build()
+                .error_on_failure()])
+            .map_err(e)?
+            .with_optimization_level(level)
+            .map_err(e)?
+            .with_intra_threads(self.settings.intra_threads)
+            .map_err(e)?
+            .with_inter_threads(self.settings.inter_threads)
+            .map_err(e)?;
+        if let Some(p) = profile {
+            builder = builder.with_profiling(p).map_err(e)?;
+        }
+        builder.commit_from_memory(model).map_err(|e| e.to_string())
+    }
+
+    /// Run an op's model once on the given inputs and return its output (conformance checks).
+    pub fn infer(
+        &self,
+        op: &Op,
+        inputs: &[Vec<f32>],
+    ) -> Result<(Vec<i64>, Vec<f32>), BackendError> {
+        let err = |message: String| BackendError::Prepare {
+            key: op.key(),
+            message,
+        };
+        let model = onnx::op_model(op).map_err(|e| err(e.to_string()))?;
+        let mut session = self.session(&model.to_bytes(), None).map_err(err)?;
+        let tensors = input_tensors(op, inputs).map_err(err)?;
+        let feed: Vec<(&str, &Tensor<f32>)> = onnx::INPUT_NAMES
+            .iter()
+            .copied()
+            .zip(tensors.iter())
+            .collect();
+        let out = session.run(feed).map_err(|e| err(e.to_string()))?;
+        let (shape, data) = out[onnx::OUTPUT_NAME]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| err(e.to_string()))?;
+        Ok((shape.to_vec(), data.to_vec()))
+    }
+}
+
+impl Drop for OrtRuntime {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.profile_dir);
+    }
+}
+
+fn input_tensors(op: &Op, inputs: &[Vec<f32>]) -> Result<Vec<Tensor<f32>>, String> {
+    let dims = op.input().dims().map(|d| d as usize);
+    inputs
+        .iter()
+        .map(|v| Tensor::from_array((dims, v.clone())).map_err(|e| e.to_string()))
+        .collect()
+}
+
+impl Backend for OrtRuntime {
+    fn provenance(&self) -> Vec<(String, String)> {
+        let s = &self.settings;
+        vec![
+            ("backend".into(), "ort".into()),
+            ("ort_version".into(), self.version.clone()),
+            ("ort_library".into(), self.library.display().to_string()),
+            ("execution_provider".into(), provider_name(&s.execution_provider)),
+            (
+                "ep_options".into(),
+                s.options
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            ),
+            ("intra_threads".into(), s.intra_threads.to_string()),
+            ("inter_threads".into(), s.inter_threads.to_string()),
+            ("optimization".into(), s.optimization.name().into()),
+            (
+                "latency_basis".into(),
+                "in-network: (wall - run overhead) x (1 - share of edge NCHWc reorders in ORT's profile)".into(),
+            ),
+            ("run_overhead_us".into(), format!("{:.2}", self.run_overhead_us)),
+        ]
+    }
+
+    fn prepare(&mut self, op: &Op) -> Result<Box<dyn Kernel>, BackendError> {
+        let err = |message: String| BackendError::Prepare {
+            key: op.key(),
+            message,
+        };
+        let model = onnx::op_model(op).map_err(|e| err(e.to_string()))?;
+        static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+        let prefix = self
+            .profile_dir
+            .join(format!("op{}", SESSIONS.fetch_add(1, Ordering::Relaxed)));
+        let bytes = model.to_bytes();
+        let plain = self.session(&bytes, None).map_err(err)?;
+        let profiled = self.session(&bytes, Some(&prefix)).map_err(err)?;
+        let inputs = input_tensors(op, &onnx::op_inputs(op, 0)).map_err(err)?;
+        Ok(Box::new(OrtKernel {
+            plain,
+            profiled,
+            inputs,
+            walls_us: Vec::new(),
+            run_overhead_us: self.run_overhead_us,
+        }))
+    }
+}
+
+/// Two sessions of the same model: the plain one is timed; the profiled one, run right after
+/// it, tells how the kernel time splits between edge reorders and the rest.
+struct OrtKernel {
+    plain: Session,
+    profiled: Session,
+    inputs: Vec<Tensor<f32>>,
+    walls_us: Vec<f64>,
+    run_overhead_us: f64,
+}
+
+impl Kernel for OrtKernel {
+    fn run(&mut self) -> Result<Duration, KernelError> {
+        let feed: Vec<(&str, &Tensor<f32>)> = onnx::INPUT_NAMES
+            .iter()
+            .copied()
+            .zip(self.inputs.iter())
+            .collect();
+        let start = Instant::now();
+        let out = self
+            .plain
+            .run(feed.clone())
+            .map_err(|e| KernelError(e.to_string()))?;
+        let elapsed = start.elapsed();
+        drop(out);
+        self.profiled
+            .run(feed)
+            .map_err(|e| KernelError(e.to_string()))?;
+        self.walls_us.push(elapsed.as_secs_f64() * 1e6);
+        Ok(elapsed)
+    }
+
+    fn finish(&mut self) -> Result<KernelReport, KernelError> {
+        let file = self
+            .profiled
+            .end_profiling()
+            .map_err(|e| KernelError(format!("ORT profiling: {e}")))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| KernelError(format!("cannot read ORT profile {file}: {e}")));
+        let _ = std::fs::remove_file(&file);
+        let runs =
+            parse_profile(&text?).map_err(|e| KernelError(format!("ORT profile {file}: {e}")))?;
+        if runs.len() != self.walls_us.len() {
+            return Err(KernelError(format!(
+                "ORT profile {file} has {} runs, {} were made",
+                runs.len(),
+                self.walls_us.len()
+            )));
+        }
+        let (in_network, edges): (Vec<f64>, Vec<f64>) = runs
+            .iter()
+            .zip(&self.walls_us)
+            .map(|(r, wall)| {
+                let kernels = (wall - self.run_overhead_us).max(0.0);
+                let total = r.in_network_us + r.edge_reorder_us;
+                let edge_share = if total > 0.0 {
+                    r.edge_reorder_us / total
+                } else {
+                    0.0
+                };
+                (kernels * (1.0 - edge_share), kernels * edge_share)
+            })
+            .unzip();
+        let mut providers: Vec<String> = runs
+            .iter()
+            .flat_map(|r| r.providers.iter().cloned())
+            .collect();
+        providers.sort();
+        providers.dedup();
+        Ok(KernelReport {
+            in_network_us: Some(in_network),
+            edge_reorder_us: Some(edges),
+            providers,
+        })
+    }
+}
+
+/// One `Run` as ORT's profiler saw it: the summed node kernel times, split into edge reorders
+/// and the rest (profiler-inflated; used for the split, not as latencies).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfiledRun {
+    pub in_network_us: f64,
+    pub edge_reorder_us: f64,
+    pub providers: Vec<String>,
+}
+
+/// Split an ORT profile (Chrome trace JSON) into runs: node kernel events are assigned to the
+/// `model_run` event whose time span contains them.
+pub fn parse_profile(text: &str) -> Result<Vec<ProfiledRun>, String> {
+    let events: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let num = |e: &serde_json::Value, k: &str| e.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let mut runs: Vec<(f64, f64)> = events
+        .iter()
+        .filter(|e| e["cat"] == "Session" && e["name"] == "model_run")
+        .map(|e| (num(e, "ts"), num(e, "ts") + num(e, "dur")))
+        .collect();
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // (start ts, duration, op_name, provider) of each node kernel, per run.
+    let mut nodes: Vec<Vec<(f64, f64, String, String)>> = vec![Vec::new(); runs.len()];
+    for e in &events {
+        let is_kernel = e["cat"] == "Node"
+            && e["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("_kernel_time"));
+        if !is_kernel {
+            continue;
+        }
+        let ts = num(e, "ts");
+        let Some(i) = runs.iter().position(|(s, end)| ts >= *s && ts <= *end) else {
+            return Err(format!(
+                "a node event at ts {ts} lies outside every model_run"
+            ));
+        };
+        let args = &e["args"];
+        nodes[i].push((
+            ts,
+            num(e, "dur"),
+            args["op_name"].as_str().unwrap_or("").to_string(),
+            args["provider"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    Ok(nodes
+        .into_iter()
+        .map(|mut run| {
+            run.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let leading = run.iter().take_while(|n| n.2 == "ReorderInput").count();
+            let trailing = run[leading..]
+                .iter()
+                .rev()
+                .take_while(|n| n.2 == "ReorderOutput")
+                .count();
+            // ORT truncates each duration to whole microseconds: add half a microsecond per node
+            // so that sums are unbiased.
+            let sum =
+                |nodes: &[(f64, f64, String, String)]| nodes.iter().map(|n| n.1 + 0.5).sum::<f64>();
+            let edge = sum(&run[..leading]) + sum(&run[run.len() - trailing..]);
+            let total = sum(&run);
+            let mut providers: Vec<String> = run
+                .iter()
+                .map(|n| n.3.clone())
+                .filter(|p| !p.is_empty())
+                .collect();
+            providers.sort();
+            providers.dedup();
+            ProfiledRun {
+                in_network_us: total - edge,
+                edge_reorder_us: edge,
+                providers,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_runs_exclude_edge_reorders_only() {
+        let ev = |name: &str, op: &str, ts: u64, dur: u64| {
+            format!(
+                r#"{{"cat":"Node","name":"{name}_kernel_time","ts":{ts},"dur":{dur},"args":{{"op_name":"{op}","provider":"CPUExecutionProvider"}}}}"#
+            )
+        };
+        let text = format!(
+            "[{},{},{},{},{},{},{},{}]",
+            r#"{"cat":"Session","name":"model_run","ts":100,"dur":100}"#,
+            ev("r_in", "ReorderInput", 101, 5),
+            ev("conv", "Conv", 110, 50),
+            ev("mid_out", "ReorderOutput", 161, 3),
+            ev("mul", "Mul", 165, 4),
+            ev("r_out", "ReorderOutput", 170, 7),
+            r#"{"cat":"Session","name":"model_run","ts":300,"dur":30}"#,
+            ev("add", "Add", 301, 9),
+        );
+        let runs = parse_profile(&text).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(
+            (runs[0].in_network_us, runs[0].edge_reorder_us),
+            (58.5, 13.0)
+        );
+        assert_eq!((runs[1].in_network_us, runs[1].edge_reorder_us), (9.5, 0.0));
+        assert_eq!(runs[0].providers, vec!["CPUExecutionProvider".to_string()]);
+        assert!(parse_profile("[{").is_err());
+    }
+}

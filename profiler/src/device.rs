@@ -1,0 +1,173 @@
+//! Device profiles: one TOML file per target, saying which backend runs the ops and how.
+//!
+//! ```toml
+//! name = "cpu"
+//! backend = "ort"
+//! precision = "fp32"
+//!
+//! [ort]
+//! execution_provider = "cpu"  # the ORT execution provider
+//! intra_threads = 1           # 1 = the least noisy timings on a shared machine
+//! inter_threads = 1
+//! optimization = "all"        # disable | basic | extended | all (what deployments use)
+//! # library = "/path/to/libonnxruntime.so.1.31.1"   # else $ORT_DYLIB_PATH, else ./.venv
+//!
+//! [ort.options]               # passed to the execution provider as key = "value"
+//!
+//! [measure]                   # the measurement loop, see MeasureConfig
+//! target_ci = 0.01
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::measure::MeasureConfig;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceProfile {
+    /// A short name for the device; recorded in every table.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub backend: BackendKind,
+    #[serde(default = "fp32")]
+    pub precision: String,
+    #[serde(default)]
+    pub ort: OrtSettings,
+    #[serde(default)]
+    pub measure: MeasureConfig,
+}
+
+fn fp32() -> String {
+    "fp32".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// ONNX Runtime, through one of its execution providers.
+    Ort,
+    /// A deterministic simulated device (analytic cost + seeded noise), for tests and demos.
+    Mock,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrtSettings {
+    pub execution_provider: String,
+    pub library: Option<PathBuf>,
+    pub intra_threads: usize,
+    pub inter_threads: usize,
+    pub optimization: OptLevel,
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for OrtSettings {
+    fn default() -> Self {
+        OrtSettings {
+            execution_provider: "cpu".into(),
+            library: None,
+            intra_threads: 1,
+            inter_threads: 1,
+            optimization: OptLevel::All,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+/// ONNX Runtime's graph optimisation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptLevel {
+    Disable,
+    Basic,
+    Extended,
+    All,
+}
+
+impl OptLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            OptLevel::Disable => "disable",
+            OptLevel::Basic => "basic",
+            OptLevel::Extended => "extended",
+            OptLevel::All => "all",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("cannot read device profile {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("device profile {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+impl DeviceProfile {
+    pub fn load(path: &Path) -> Result<DeviceProfile, DeviceError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DeviceError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| DeviceError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parse and check a profile's text; the message names the key to fix.
+    pub fn parse(text: &str) -> Result<DeviceProfile, String> {
+        let profile: DeviceProfile = toml::from_str(text).map_err(|e| e.to_string())?;
+        profile.measure.validate()?;
+        if profile.name.trim().is_empty() {
+            return Err("`name` must not be empty".into());
+        }
+        if profile.precision != "fp32" {
+            return Err(format!(
+                "precision `{}` is not supported yet; use precision = \"fp32\"",
+                profile.precision
+            ));
+        }
+        if profile.ort.intra_threads == 0 || profile.ort.inter_threads == 0 {
+            return Err("ort.intra_threads and ort.inter_threads must be at least 1".into());
+        }
+        Ok(profile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_profile_gets_defaults() {
+        let p = DeviceProfile::parse("name = \"cpu\"\nbackend = \"ort\"\n").unwrap();
+        assert_eq!(p.ort.execution_provider, "cpu");
+        assert_eq!(p.ort.intra_threads, 1);
+        assert_eq!(p.ort.optimization, OptLevel::All);
+        assert_eq!(p.measure, MeasureConfig::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = DeviceProfile::parse("name = \"x\"\nbackend = \"ort\"\n[ort]\nthreads = 2\n")
+            .unwrap_err();
+        assert!(e.contains("threads"), "{e}");
+        let e = DeviceProfile::parse("name = \"x\"\nbackend = \"tpu\"\n").unwrap_err();
+        assert!(e.contains("tpu"), "{e}");
+        let e = DeviceProfile::parse("name = \"x\"\nbackend = \"ort\"\n[measure]\nmin_runs = 0\n")
+            .unwrap_err();
+        assert!(e.contains("measure.min_runs"), "{e}");
+        let e = DeviceProfile::parse("name = \"x\"\nbackend = \"ort\"\nprecision = \"int8\"\n")
+            .unwrap_err();
+        assert!(e.contains("precision"), "{e}");
+        assert!(DeviceProfile::parse("name = \"x\"\nbackend = [").is_err());
+    }
+}

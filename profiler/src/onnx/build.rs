@@ -1,0 +1,295 @@
+//! Op → a self-contained ONNX model (opset 17) with seeded weights.
+//!
+//! Each op becomes the nodes a framework exporter would write for it (Conv with folded BN as a
+//! bias, the activation as its own node, SE as GlobalAveragePool → Conv → Relu → Conv →
+//! HardSigmoid → Mul) and nothing else, so ONNX Runtime's optimiser fuses it the way it fuses
+//! the same layers inside a whole network.
+
+use super::proto::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    ValueInfoProto,
+};
+use crate::op::{Activation, Conv, MbConv, Op, PoolKind, Tensor};
+use crate::rng::SplitMix64;
+
+pub const OPSET: i64 = 17;
+pub const IR_VERSION: i64 = 8;
+/// Input names: `x` for the first input, `x2` for the second (add).
+pub const INPUT_NAMES: [&str; 2] = ["x", "x2"];
+pub const OUTPUT_NAME: &str = "y";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("`{0}` runs no kernel (identity or zero), so there is no model to build")]
+    FreeOp(String),
+}
+
+/// The ONNX model of one op, with weights drawn from a generator seeded by the op key.
+pub fn op_model(op: &Op) -> Result<ModelProto, BuildError> {
+    if op.is_free() {
+        return Err(BuildError::FreeOp(op.key()));
+    }
+    let mut g = GraphBuilder::new(&op.key());
+    let x = "x".to_string();
+    let y = match op {
+        Op::Conv(c) => g.conv_op(&x, c),
+        Op::MbConv(m) => g.mbconv(&x, m),
+        Op::Pool(p) => {
+            let mut attrs = vec![
+                AttributeProto::ints("kernel_shape", &[p.k as i64; 2]),
+                AttributeProto::ints("strides", &[p.stride as i64; 2]),
+                AttributeProto::ints("pads", &[p.pad as i64; 4]),
+            ];
+            let op_type = match p.kind {
+                PoolKind::Avg => {
+                    attrs.push(AttributeProto::int("count_include_pad", 0));
+                    "AveragePool"
+                }
+                PoolKind::Max => "MaxPool",
+            };
+            g.node(op_type, &[&x], attrs)
+        }
+        Op::GlobalAvgPool(_) => g.node("GlobalAveragePool", &[&x], vec![]),
+        Op::Linear(l) => {
+            let fin = (l.input.c * l.input.h * l.input.w) as i64;
+            let flat = g.node("Flatten", &[&x], vec![AttributeProto::int("axis", 1)]);
+            let w = g.weight(&[l.cout as i64, fin], fin as u32);
+            let b = g.weight(&[l.cout as i64], fin as u32);
+            g.node(
+                "Gemm",
+                &[&flat, &w, &b],
+                vec![AttributeProto::int("transB", 1)],
+            )
+        }
+        Op::Add(_) => g.node("Add", &[&x, "x2"], vec![]),
+        Op::Act(a) => {
+            let mut h = x.clone();
+            if a.bn {
+                h = g.batch_norm(&h, a.input.c);
+            }
+            g.activation(&h, a.act)
+        }
+        Op::Skip(_) | Op::Zero(_) => unreachable!("free ops returned above"),
+    };
+    g.rename_output(&y);
+    let out_dims: Vec<i64> = match op {
+        Op::Linear(l) => vec![l.input.n as i64, l.cout as i64],
+        _ => op.output().dims().to_vec(),
+    };
+    let inputs = (0..op.num_inputs())
+        .map(|i| ValueInfoProto::f32_tensor(INPUT_NAMES[i], &op.input().dims()))
+        .collect();
+    Ok(g.finish(
+        inputs,
+        ValueInfoProto::f32_tensor(OUTPUT_NAME, &out_dims),
+        &op.key(),
+    ))
+}
+
+/// Seeded input tensors for an op (one per input), in `[-1, 1)`.
+pub fn op_inputs(op: &Op, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = SplitMix64::from_str_seed(&op.key(), seed ^ 0x1234_5678);
+    (0..op.num_inputs())
+        .map(|_| (0..op.input().numel()).map(|_| rng.uniform(1.0)).collect())
+        .collect()
+}
+
+/// Builds a graph node by node, naming intermediate values and initializers.
+struct GraphBuilder {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    next_id: usize,
+    rng: SplitMix64,
+}
+
+impl GraphBuilder {
+    fn new(seed_key: &str) -> Self {
+        GraphBuilder {
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            next_id: 0,
+            rng: SplitMix64::from_str_seed(seed_key, 0),
+        }
+    }
+
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}{}", self.next_id)
+    }
+
+    /// Adds a node with one output and returns the output's name.
+    fn node(&mut self, op_type: &str, inputs: &[&str], attribute: Vec<AttributeProto>) -> String {
+        let out = self.fresh("t");
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.clone()],
+            name: format!("{}_{}", op_type.to_lowercase(), self.next_id),
+            op_type: op_type.into(),
+            attribute,
+            ..Default::default()
+        });
+        out
+    }
+
+    /// A weight initializer, uniform with the variance of He initialisation for `fan_in`, so
+    /// values stay in a sane range through a block.
+    fn weight(&mut self, dims: &[i64], fan_in: u32) -> String {
+        let n: i64 = dims.iter().product();
+        let a = (3.0 / fan_in.max(1) as f32).sqrt();
+        let values: Vec<f32> = (0..n).map(|_| self.rng.uniform(a)).collect();
+        self.constant(dims, &values)
+    }
+
+    fn constant(&mut self, dims: &[i64], values: &[f32]) -> String {
+        let name = self.fresh("w");
+        self.initializers
+            .push(TensorProto::from_f32(&name, dims, values));
+        name
+    }
+
+    fn conv(&mut self, x: &str, c: &Conv) -> String {
+        let cin_g = (c.input.c / c.groups) as i64;
+        let fan_in = cin_g as u32 * c.k * c.k;
+        let w = self.weight(&[c.cout as i64, cin_g, c.k as i64, c.k as i64], fan_in);
+        let b = self.weight(&[c.cout as i64], fan_in);
+        let p = c.pad() as i64;
+        self.node(
+            "Conv",
+            &[x, &w, &b],
+            vec![
+                AttributeProto::ints("kernel_shape", &[c.k as i64; 2]),
+                AttributeProto::ints("strides", &[c.stride as i64; 2]),
+                AttributeProto::ints("pads", &[p; 4]),
+                AttributeProto::ints("dilations", &[1, 1]),
+                AttributeProto::int("group", c.groups as i64),
+            ],
+        )
+    }
+
+    fn conv_op(&mut self, x: &str, c: &Conv) -> String {
+        let h = self.activation(x, c.pre_act);
+        let h = self.conv(&h, c);
+        self.activation(&h, c.act)
+    }
+
+    fn activation(&mut self, x: &str, act: Activation) -> String {
+        match act {
+            Activation::None => x.to_string(),
+            Activation::Relu => self.node("Relu", &[x], vec![]),
+            Activation::Relu6 => {
+                let lo = self.constant(&[], &[0.0]);
+                let hi = self.constant(&[], &[6.0]);
+                self.node("Clip", &[x, &lo, &hi], vec![])
+            }
+            Activation::HSwish => self.node("HardSwish", &[x], vec![]),
+            Activation::HSigmoid => self.hard_sigmoid(x),
+            Activation::Sigmoid => self.node("Sigmoid", &[x], vec![]),
+            Activation::Swish => {
+                let s = self.node("Sigmoid", &[x], vec![]);
+                self.node("Mul", &[x, &s], vec![])
+            }
+        }
+    }
+
+    fn hard_sigmoid(&mut self, x: &str) -> String {
+        self.node(
+            "HardSigmoid",
+            &[x],
+            vec![
+                AttributeProto::float("alpha", 1.0 / 6.0),
+                AttributeProto::float("beta", 0.5),
+            ],
+        )
+    }
+
+    fn batch_norm(&mut self, x: &str, c: u32) -> String {
+        let c = c as i64;
+        let scale: Vec<f32> = (0..c).map(|_| 1.0 + self.rng.uniform(0.2)).collect();
+        let shift: Vec<f32> = (0..c).map(|_| self.rng.uniform(0.2)).collect();
+        let mean: Vec<f32> = (0..c).map(|_| self.rng.uniform(0.1)).collect();
+        let var: Vec<f32> = (0..c).map(|_| 1.0 + self.rng.uniform(0.2)).collect();
+        let names = [scale, shift, mean, var].map(|v| self.constant(&[c], &v));
+        self.node(
+            "BatchNormalization",
+            &[x, &names[0], &names[1], &names[2], &names[3]],
+            vec![AttributeProto::float("epsilon", 1e-5)],
+        )
+    }
+
+    fn mbconv(&mut self, x: &str, m: &MbConv) -> String {
+        let convs = m.convs();
+        let (project, body) = convs.split_last().expect("an MBConv has a projection");
+        let mut h = x.to_string();
+        for c in body {
+            h = self.conv_op(&h, c);
+        }
+        if m.se {
+            let mid = m.mid() as i64;
+            let sm = m.se_mid() as i64;
+            let pooled = self.node("GlobalAveragePool", &[&h], vec![]);
+            let reduce = Conv {
+                input: Tensor::new(m.input.n, mid as u32, 1, 1),
+                cout: sm as u32,
+                k: 1,
+                stride: 1,
+                groups: 1,
+                pre_act: Activation::None,
+                act: Activation::Relu,
+            };
+            let s = self.conv_op(&pooled, &reduce);
+            let expand = Conv {
+                input: Tensor::new(m.input.n, sm as u32, 1, 1),
+                cout: mid as u32,
+                act: Activation::None,
+                ..reduce
+            };
+            let s = self.conv(&s, &expand);
+            let s = self.hard_sigmoid(&s);
+            h = self.node("Mul", &[&h, &s], vec![]);
+        }
+        let mut y = self.conv_op(&h, project);
+        if m.residual {
+            y = self.node("Add", &[&y, x], vec![]);
+        }
+        y
+    }
+
+    /// Points the last node that produced `y` at the graph output name.
+    fn rename_output(&mut self, y: &str) {
+        for n in self.nodes.iter_mut().rev() {
+            if let Some(o) = n.output.iter_mut().find(|o| *o == y) {
+                *o = OUTPUT_NAME.to_string();
+                return;
+            }
+        }
+        // The graph is a pass-through (e.g. act:none without bn): make the output explicit.
+        self.nodes.push(NodeProto {
+            input: vec![y.to_string()],
+            output: vec![OUTPUT_NAME.to_string()],
+            name: "identity_out".into(),
+            op_type: "Identity".into(),
+            ..Default::default()
+        });
+    }
+
+    fn finish(self, input: Vec<ValueInfoProto>, output: ValueInfoProto, key: &str) -> ModelProto {
+        ModelProto {
+            ir_version: IR_VERSION,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: OPSET,
+            }],
+            producer_name: "hwnas".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            doc_string: key.into(),
+            graph: Some(GraphProto {
+                node: self.nodes,
+                name: "hwnas_op".into(),
+                initializer: self.initializers,
+                input,
+                output: vec![output],
+                value_info: vec![],
+            }),
+        }
+    }
+}

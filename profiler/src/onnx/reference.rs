@@ -1,0 +1,332 @@
+//! A plain-Rust evaluator for the ONNX graphs hwnas builds: the slow, obvious reference that
+//! every backend's output is checked against.
+//!
+//! It covers the node types [`super::build`] emits (Conv, BatchNormalization, Relu, Clip,
+//! HardSwish, HardSigmoid, Sigmoid, Mul, Add, AveragePool, MaxPool, GlobalAveragePool, Flatten,
+//! Gemm, Identity), with numpy broadcasting for Add and Mul.
+
+use std::collections::HashMap;
+
+use super::proto::{AttributeProto, ModelProto, NodeProto};
+
+/// A dense fp32 tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nd {
+    pub dims: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefError {
+    #[error("reference evaluator: node `{node}` ({op_type}) is not supported")]
+    Unsupported { node: String, op_type: String },
+    #[error("reference evaluator: node `{node}` reads `{value}`, which nothing produced")]
+    MissingValue { node: String, value: String },
+    #[error("reference evaluator: node `{node}`: {why}")]
+    Bad { node: String, why: String },
+    #[error("reference evaluator: the model has no graph")]
+    NoGraph,
+}
+
+/// Run the model on named inputs and return its outputs, in the graph's output order.
+pub fn evaluate(model: &ModelProto, inputs: &[(&str, Nd)]) -> Result<Vec<Nd>, RefError> {
+    let graph = model.graph.as_ref().ok_or(RefError::NoGraph)?;
+    let mut values: HashMap<String, Nd> = HashMap::new();
+    for t in &graph.initializer {
+        if let Some(data) = t.f32_values() {
+            let dims = t.dims.iter().map(|&d| d as usize).collect();
+            values.insert(t.name.clone(), Nd { dims, data });
+        }
+    }
+    for (name, nd) in inputs {
+        values.insert(name.to_string(), nd.clone());
+    }
+    for node in &graph.node {
+        let args: Vec<&Nd> = node
+            .input
+            .iter()
+            .map(|n| {
+                values.get(n).ok_or_else(|| RefError::MissingValue {
+                    node: node.name.clone(),
+                    value: n.clone(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let out = eval_node(node, &args)?;
+        values.insert(node.output[0].clone(), out);
+    }
+    graph
+        .output
+        .iter()
+        .map(|o| {
+            values
+                .remove(&o.name)
+                .ok_or_else(|| RefError::MissingValue {
+                    node: "graph output".into(),
+                    value: o.name.clone(),
+                })
+        })
+        .collect()
+}
+
+fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+fn attr_ints(node: &NodeProto, name: &str, default: &[i64]) -> Vec<usize> {
+    attr(node, name)
+        .map(|a| a.ints.clone())
+        .unwrap_or_else(|| default.to_vec())
+        .into_iter()
+        .map(|v| v as usize)
+        .collect()
+}
+
+fn map(x: &Nd, f: impl Fn(f32) -> f32) -> Nd {
+    Nd {
+        dims: x.dims.clone(),
+        data: x.data.iter().map(|&v| f(v)).collect(),
+    }
+}
+
+fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
+    let bad = |why: String| RefError::Bad {
+        node: node.name.clone(),
+        why,
+    };
+    let hard_sigmoid = |alpha: f32, beta: f32| move |v: f32| (alpha * v + beta).clamp(0.0, 1.0);
+    Ok(match node.op_type.as_str() {
+        "Identity" => a[0].clone(),
+        "Relu" => map(a[0], |v| v.max(0.0)),
+        "Sigmoid" => map(a[0], |v| 1.0 / (1.0 + (-v).exp())),
+        "HardSwish" => map(a[0], |v| v * hard_sigmoid(1.0 / 6.0, 0.5)(v)),
+        "HardSigmoid" => {
+            let alpha = attr(node, "alpha").map_or(0.2, |a| a.f);
+            let beta = attr(node, "beta").map_or(0.5, |a| a.f);
+            map(a[0], hard_sigmoid(alpha, beta))
+        }
+        "Clip" => {
+            let lo = a.get(1).map_or(f32::MIN, |t| t.data[0]);
+            let hi = a.get(2).map_or(f32::MAX, |t| t.data[0]);
+            map(a[0], |v| v.clamp(lo, hi))
+        }
+        "Add" => broadcast(a[0], a[1], |x, y| x + y).map_err(bad)?,
+        "Mul" => broadcast(a[0], a[1], |x, y| x * y).map_err(bad)?,
+        "Conv" => conv(node, a).map_err(bad)?,
+        "AveragePool" | "MaxPool" => pool(node, a[0]).map_err(bad)?,
+        "GlobalAveragePool" => {
+            let (n, c, hw) = (a[0].dims[0], a[0].dims[1], a[0].dims[2] * a[0].dims[3]);
+            let data = a[0]
+                .data
+                .chunks(hw)
+                .map(|ch| ch.iter().sum::<f32>() / hw as f32)
+                .collect();
+            Nd {
+                dims: vec![n, c, 1, 1],
+                data,
+            }
+        }
+        "Flatten" => {
+            let n = a[0].dims[0];
+            Nd {
+                dims: vec![n, a[0].data.len() / n.max(1)],
+                data: a[0].data.clone(),
+            }
+        }
+        "Gemm" => gemm(node, a).map_err(bad)?,
+        "BatchNormalization" => {
+            let eps = attr(node, "epsilon").map_or(1e-5, |a| a.f);
+            let (c, hw) = (a[0].dims[1], a[0].dims[2..].iter().product::<usize>());
+            let mut out = a[0].clone();
+            for (i, v) in out.data.iter_mut().enumerate() {
+                let ch = (i / hw) % c;
+                let (s, b, m, var) = (a[1].data[ch], a[2].data[ch], a[3].data[ch], a[4].data[ch]);
+                *v = s * (*v - m) / (var + eps).sqrt() + b;
+            }
+            out
+        }
+        other => {
+            return Err(RefError::Unsupported {
+                node: node.name.clone(),
+                op_type: other.into(),
+            });
+        }
+    })
+}
+
+/// Element-wise binary op with numpy broadcasting over equal-rank (or scalar) operands.
+fn broadcast(x: &Nd, y: &Nd, f: impl Fn(f32, f32) -> f32) -> Result<Nd, String> {
+    if x.dims.len() != y.dims.len() {
+        return Err(format!("ranks differ: {:?} vs {:?}", x.dims, y.dims));
+    }
+    let mut dims = Vec::with_capacity(x.dims.len());
+    for (&a, &b) in x.dims.iter().zip(&y.dims) {
+        if a != b && a != 1 && b != 1 {
+            return Err(format!(
+                "shapes {:?} and {:?} do not broadcast",
+                x.dims, y.dims
+            ));
+        }
+        dims.push(a.max(b));
+    }
+    let strides = |d: &[usize]| {
+        let mut s = vec![0; d.len()];
+        let mut acc = 1;
+        for i in (0..d.len()).rev() {
+            s[i] = if d[i] == 1 { 0 } else { acc };
+            acc *= d[i];
+        }
+        s
+    };
+    let (sx, sy) = (strides(&x.dims), strides(&y.dims));
+    let total: usize = dims.iter().product();
+    let mut data = Vec::with_capacity(total);
+    let mut idx = vec![0usize; dims.len()];
+    for _ in 0..total {
+        let ix: usize = idx.iter().zip(&sx).map(|(i, s)| i * s).sum();
+        let iy: usize = idx.iter().zip(&sy).map(|(i, s)| i * s).sum();
+        data.push(f(x.data[ix], y.data[iy]));
+        for d in (0..dims.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < dims[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    Ok(Nd { dims, data })
+}
+
+fn conv(node: &NodeProto, a: &[&Nd]) -> Result<Nd, String> {
+    let (x, w) = (a[0], a[1]);
+    let [n, cin, h, wd] = x.dims[..] else {
+        return Err(format!("Conv input must be 4-D, got {:?}", x.dims));
+    };
+    let (cout, cin_g, kh, kw) = (w.dims[0], w.dims[1], w.dims[2], w.dims[3]);
+    let groups = attr(node, "group").map_or(1, |a| a.i as usize);
+    let s = attr_ints(node, "strides", &[1, 1]);
+    let p = attr_ints(node, "pads", &[0, 0, 0, 0]);
+    if cin != cin_g * groups {
+        return Err(format!(
+            "{cin} input channels vs weight {cin_g} x {groups} groups"
+        ));
+    }
+    let ho = (h + p[0] + p[2] - kh) / s[0] + 1;
+    let wo = (wd + p[1] + p[3] - kw) / s[1] + 1;
+    let cout_g = cout / groups;
+    let mut out = vec![0f32; n * cout * ho * wo];
+    for b in 0..n {
+        for co in 0..cout {
+            let g = co / cout_g;
+            let bias = a.get(2).map_or(0.0, |t| t.data[co]);
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let mut acc = bias;
+                    for ci in 0..cin_g {
+                        let c = g * cin_g + ci;
+                        for ky in 0..kh {
+                            let iy = (oy * s[0] + ky) as isize - p[0] as isize;
+                            if iy < 0 || iy >= h as isize {
+                                continue;
+                            }
+                            for kx in 0..kw {
+                                let ix = (ox * s[1] + kx) as isize - p[1] as isize;
+                                if ix < 0 || ix >= wd as isize {
+                                    continue;
+                                }
+                                let xv =
+                                    x.data[((b * cin + c) * h + iy as usize) * wd + ix as usize];
+                                let wv = w.data[((co * cin_g + ci) * kh + ky) * kw + kx];
+                                acc += xv * wv;
+                            }
+                        }
+                    }
+                    out[((b * cout + co) * ho + oy) * wo + ox] = acc;
+                }
+            }
+        }
+    }
+    Ok(Nd {
+        dims: vec![n, cout, ho, wo],
+        data: out,
+    })
+}
+
+fn pool(node: &NodeProto, x: &Nd) -> Result<Nd, String> {
+    let [n, c, h, w] = x.dims[..] else {
+        return Err(format!("pool input must be 4-D, got {:?}", x.dims));
+    };
+    let k = attr_ints(node, "kernel_shape", &[]);
+    if k.len() != 2 {
+        return Err("pool needs a 2-D kernel_shape".into());
+    }
+    let s = attr_ints(node, "strides", &[1, 1]);
+    let p = attr_ints(node, "pads", &[0, 0, 0, 0]);
+    let is_max = node.op_type == "MaxPool";
+    let include_pad = attr(node, "count_include_pad").is_some_and(|a| a.i != 0);
+    let ho = (h + p[0] + p[2] - k[0]) / s[0] + 1;
+    let wo = (w + p[1] + p[3] - k[1]) / s[1] + 1;
+    let mut out = Vec::with_capacity(n * c * ho * wo);
+    for plane in x.data.chunks(h * w) {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let (mut acc, mut count) = (if is_max { f32::MIN } else { 0.0 }, 0usize);
+                for ky in 0..k[0] {
+                    for kx in 0..k[1] {
+                        let iy = (oy * s[0] + ky) as isize - p[0] as isize;
+                        let ix = (ox * s[1] + kx) as isize - p[1] as isize;
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            continue;
+                        }
+                        let v = plane[iy as usize * w + ix as usize];
+                        acc = if is_max { acc.max(v) } else { acc + v };
+                        count += 1;
+                    }
+                }
+                let divisor = if include_pad {
+                    k[0] * k[1]
+                } else {
+                    count.max(1)
+                };
+                out.push(if is_max { acc } else { acc / divisor as f32 });
+            }
+        }
+    }
+    Ok(Nd {
+        dims: vec![n, c, ho, wo],
+        data: out,
+    })
+}
+
+fn gemm(node: &NodeProto, a: &[&Nd]) -> Result<Nd, String> {
+    let trans_b = attr(node, "transB").is_some_and(|t| t.i != 0);
+    let (x, w) = (a[0], a[1]);
+    let (m, k) = (x.dims[0], x.dims[1]);
+    let (nout, wk) = if trans_b {
+        (w.dims[0], w.dims[1])
+    } else {
+        (w.dims[1], w.dims[0])
+    };
+    if wk != k {
+        return Err(format!("Gemm: input has {k} features, weight expects {wk}"));
+    }
+    let mut out = vec![0f32; m * nout];
+    for i in 0..m {
+        for j in 0..nout {
+            let mut acc = a.get(2).map_or(0.0, |b| b.data[j % b.data.len()]);
+            for l in 0..k {
+                let wv = if trans_b {
+                    w.data[j * k + l]
+                } else {
+                    w.data[l * nout + j]
+                };
+                acc += x.data[i * k + l] * wv;
+            }
+            out[i * nout + j] = acc;
+        }
+    }
+    Ok(Nd {
+        dims: vec![m, nout],
+        data: out,
+    })
+}

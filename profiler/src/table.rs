@@ -1,0 +1,489 @@
+//! `LatencyTable`: one row per op, as CSV with a provenance header.
+//!
+//! ```text
+//! # hwnas-table: 1
+//! # device: cpu
+//! # cpu: AMD EPYC 7B13
+//! # ...
+//! key,kind,batch,cin,hin,win,cout,hout,wout,kernel,stride,groups,expand,se,act,residual,flops,...
+//! conv-in:1x16x32x32-out:16-k:3-s:1-g:1-pre:relu-act:none,conv,1,16,32,32,16,32,32,3,1,1,,,none,,...
+//! ```
+//! The header lines start with `# ` and hold `name: value` pairs. Rows are appended and flushed
+//! one at a time, so an interrupted run keeps every finished op; [`TableWriter::resume`] drops a
+//! torn last line, checks that the provenance matches, and returns the keys already measured.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::measure::Measurement;
+use crate::op::{Op, OpError};
+
+/// Schema version written as `# hwnas-table: 1`.
+pub const SCHEMA_VERSION: &str = "1";
+const SCHEMA_KEY: &str = "hwnas-table";
+/// Provenance fields that may differ between the start of a table and a resumed run.
+const VOLATILE: [&str; 4] = ["created", "ort_library", "run_overhead_us", "load_average"];
+
+/// Ordered `name: value` provenance pairs.
+pub type Metadata = Vec<(String, String)>;
+
+/// One measured op.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub key: String,
+    pub kind: String,
+    pub batch: u32,
+    pub cin: u32,
+    pub hin: u32,
+    pub win: u32,
+    pub cout: u32,
+    pub hout: u32,
+    pub wout: u32,
+    pub kernel: Option<u32>,
+    pub stride: Option<u32>,
+    pub groups: Option<u32>,
+    pub expand: Option<u32>,
+    pub se: Option<u8>,
+    pub act: Option<String>,
+    pub residual: Option<u8>,
+    pub flops: u64,
+    pub params: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub bytes_weights: u64,
+    /// Median latency in microseconds (in-network time for ORT; see the table's latency_basis).
+    pub median_us: f64,
+    pub p10_us: f64,
+    pub p90_us: f64,
+    pub mad_us: f64,
+    pub runs: usize,
+    /// Half-width of the median's 95% CI relative to the median.
+    pub ci_rel: f64,
+    pub outliers: usize,
+    /// 1 when the op hit the run or time cap before its CI reached the target.
+    pub capped: u8,
+    /// Median wall-clock time of the whole call for the lone op.
+    pub wall_us: f64,
+    /// Median layout conversions at the lone op's edges, excluded from `median_us`.
+    pub reorder_us: Option<f64>,
+    /// The execution providers that ran the op's nodes, `+`-separated.
+    pub provider: String,
+}
+
+impl Row {
+    /// A row for an op and its measurement; `default_provider` names the provider when the
+    /// backend cannot tell (mock).
+    pub fn new(op: &Op, m: &Measurement, default_provider: &str) -> Row {
+        let (input, output) = (op.input(), op.output());
+        let (mut kernel, mut stride, mut groups, mut expand, mut se, mut act, mut residual) =
+            (None, None, None, None, None, None, None);
+        match op {
+            Op::Conv(c) => {
+                (kernel, stride, groups) = (Some(c.k), Some(c.stride), Some(c.groups));
+                act = Some(if c.pre_act == crate::op::Activation::None {
+                    c.act.to_string()
+                } else {
+                    format!("{}>{}", c.pre_act, c.act)
+                });
+            }
+            Op::MbConv(b) => {
+                (kernel, stride, expand) = (Some(b.k), Some(b.stride), Some(b.expand));
+                (se, residual, act) = (
+                    Some(u8::from(b.se)),
+                    Some(u8::from(b.residual)),
+                    Some(b.act.to_string()),
+                );
+            }
+            Op::Pool(p) => (kernel, stride) = (Some(p.k), Some(p.stride)),
+            Op::Act(a) => act = Some(a.act.to_string()),
+            _ => {}
+        }
+        let s = &m.stats;
+        Row {
+            key: op.key(),
+            kind: op.kind().into(),
+            batch: input.n,
+            cin: input.c,
+            hin: input.h,
+            win: input.w,
+            cout: output.c,
+            hout: output.h,
+            wout: output.w,
+            kernel,
+            stride,
+            groups,
+            expand,
+            se,
+            act,
+            residual,
+            flops: op.flops(),
+            params: op.params(),
+            bytes_in: op.bytes_in(),
+            bytes_out: op.bytes_out(),
+            bytes_weights: op.bytes_weights(),
+            median_us: s.median,
+            p10_us: s.p10,
+            p90_us: s.p90,
+            mad_us: s.mad,
+            runs: s.n,
+            ci_rel: s.ci_rel,
+            outliers: s.outliers,
+            capped: u8::from(m.capped),
+            wall_us: m.wall.median,
+            reorder_us: m.edge_reorder_us,
+            provider: if m.providers.is_empty() {
+                default_provider.to_string()
+            } else {
+                m.providers.join("+")
+            },
+        }
+    }
+
+    /// The op this row measured.
+    pub fn op(&self) -> Result<Op, OpError> {
+        Op::from_key(&self.key)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: line {line}: {message}")]
+    Malformed {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error(
+        "{path} was measured with {field} = `{found}`, this run has `{expected}`; \
+         profile into a new --out file instead of --resume"
+    )]
+    Mismatch {
+        path: PathBuf,
+        field: String,
+        found: String,
+        expected: String,
+    },
+}
+
+/// A latency table read back from disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyTable {
+    pub meta: Metadata,
+    pub rows: Vec<Row>,
+}
+
+impl LatencyTable {
+    pub fn read(path: &Path) -> Result<LatencyTable, TableError> {
+        let io = |source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        Self::from_reader(BufReader::new(file), path)
+    }
+
+    fn from_reader(mut reader: impl BufRead, path: &Path) -> Result<LatencyTable, TableError> {
+        let malformed = |line: u64, message: String| TableError::Malformed {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let mut text = String::new();
+        reader
+            .read_to_string(&mut text)
+            .map_err(|source| TableError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let mut meta = Metadata::new();
+        let mut header_lines = 0u64;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix('#') else {
+                break;
+            };
+            header_lines += 1;
+            let (k, v) = rest.trim().split_once(':').ok_or_else(|| {
+                malformed(
+                    header_lines,
+                    format!("header line `{line}` is not `# name: value`"),
+                )
+            })?;
+            meta.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        match meta.first() {
+            Some((k, v)) if k == SCHEMA_KEY && v == SCHEMA_VERSION => {}
+            Some((k, v)) if k == SCHEMA_KEY => {
+                return Err(malformed(
+                    1,
+                    format!("schema version {v}; this hwnas reads version {SCHEMA_VERSION}"),
+                ));
+            }
+            _ => {
+                return Err(malformed(
+                    1,
+                    format!(
+                        "not an hwnas latency table (it must start with `# {SCHEMA_KEY}: {SCHEMA_VERSION}`)"
+                    ),
+                ));
+            }
+        }
+        let mut csv = csv::ReaderBuilder::new()
+            .comment(Some(b'#'))
+            .from_reader(text.as_bytes());
+        let mut rows = Vec::new();
+        for (i, rec) in csv.deserialize::<Row>().enumerate() {
+            // Header comment lines, the column line, then rows (1-based).
+            let line = header_lines + 2 + i as u64;
+            let row = rec.map_err(|e| malformed(line, format!("bad row: {e}")))?;
+            row.op().map_err(|e| malformed(line, e.to_string()))?;
+            if !(row.median_us.is_finite() && row.median_us >= 0.0) {
+                return Err(malformed(
+                    line,
+                    format!("median_us `{}` is not a latency", row.median_us),
+                ));
+            }
+            rows.push(row);
+        }
+        Ok(LatencyTable { meta, rows })
+    }
+
+    pub fn meta(&self, name: &str) -> Option<&str> {
+        self.meta
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.key == key)
+    }
+}
+
+/// Appends rows to a table file, flushing each one.
+pub struct TableWriter {
+    csv: csv::Writer<File>,
+    path: PathBuf,
+}
+
+impl TableWriter {
+    /// Start a new table (an existing file is replaced).
+    pub fn create(path: &Path, meta: &Metadata) -> Result<TableWriter, TableError> {
+        let io = |source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::create(path).map_err(io)?;
+        let mut header = format!("# {SCHEMA_KEY}: {SCHEMA_VERSION}\n");
+        for (k, v) in meta {
+            // One line per pair: newlines in a value would end the header.
+            header.push_str(&format!("# {k}: {}\n", v.replace(['\n', '\r'], " ")));
+        }
+        file.write_all(header.as_bytes()).map_err(io)?;
+        let mut csv = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(file);
+        csv.write_record(Self::columns())
+            .map_err(|e| io(e.into()))?;
+        csv.flush().map_err(io)?;
+        Ok(TableWriter {
+            csv,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Continue a table: drop a torn last line, check provenance against `meta`, and return the
+    /// writer with the rows already there. A missing file starts a new table.
+    pub fn resume(path: &Path, meta: &Metadata) -> Result<(TableWriter, Vec<Row>), TableError> {
+        if !path.exists() {
+            return Ok((Self::create(path, meta)?, Vec::new()));
+        }
+        let io = |source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io)?;
+        let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if keep < bytes.len() {
+            file.set_len(keep as u64).map_err(io)?;
+        }
+        let table = LatencyTable::from_reader(&bytes[..keep], path)?;
+        for (k, expected) in meta.iter().filter(|(k, _)| !VOLATILE.contains(&k.as_str())) {
+            let found = table.meta(k).unwrap_or("(absent)");
+            if found != expected.replace(['\n', '\r'], " ") {
+                return Err(TableError::Mismatch {
+                    path: path.to_path_buf(),
+                    field: k.clone(),
+                    found: found.into(),
+                    expected: expected.clone(),
+                });
+            }
+        }
+        file.seek(SeekFrom::End(0)).map_err(io)?;
+        let csv = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(file);
+        Ok((
+            TableWriter {
+                csv,
+                path: path.to_path_buf(),
+            },
+            table.rows,
+        ))
+    }
+
+    pub fn append(&mut self, row: &Row) -> Result<(), TableError> {
+        let io = |source| TableError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.csv.serialize(row).map_err(|e| TableError::Io {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        self.csv.flush().map_err(io)
+    }
+
+    fn columns() -> Vec<&'static str> {
+        vec![
+            "key",
+            "kind",
+            "batch",
+            "cin",
+            "hin",
+            "win",
+            "cout",
+            "hout",
+            "wout",
+            "kernel",
+            "stride",
+            "groups",
+            "expand",
+            "se",
+            "act",
+            "residual",
+            "flops",
+            "params",
+            "bytes_in",
+            "bytes_out",
+            "bytes_weights",
+            "median_us",
+            "p10_us",
+            "p90_us",
+            "mad_us",
+            "runs",
+            "ci_rel",
+            "outliers",
+            "capped",
+            "wall_us",
+            "reorder_us",
+            "provider",
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, mock::MockDevice};
+    use crate::measure::{MeasureConfig, measure_group};
+
+    fn measured_rows(keys: &[&str]) -> Vec<Row> {
+        let mut dev = MockDevice::default();
+        let ops: Vec<Op> = keys.iter().map(|k| Op::from_key(k).unwrap()).collect();
+        let mut kernels: Vec<_> = ops.iter().map(|op| dev.prepare(op).unwrap()).collect();
+        measure_group(&mut kernels, &MeasureConfig::default())
+            .into_iter()
+            .zip(&ops)
+            .map(|(m, op)| Row::new(op, &m.unwrap(), "mock"))
+            .collect()
+    }
+
+    fn meta(device: &str) -> Metadata {
+        vec![
+            ("device".into(), device.into()),
+            ("created".into(), crate::host::utc_now()),
+        ]
+    }
+
+    const KEYS: [&str; 3] = [
+        "conv-in:1x16x32x32-out:32-k:3-s:2-g:1-pre:relu-act:none",
+        "mbconv-in:1x24x56x56-out:24-e:4-k:5-s:1-se:1-act:relu-res:1",
+        "linear-in:1x64x1x1-out:10",
+    ];
+
+    #[test]
+    fn round_trip_and_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        let rows = measured_rows(&KEYS);
+        let mut w = TableWriter::create(&path, &meta("cpu")).unwrap();
+        w.append(&rows[0]).unwrap();
+        w.append(&rows[1]).unwrap();
+        drop(w);
+        // A torn write: half of the third row, no newline.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"linear-in:1x64x1x1-out:10,linear,1,64")
+            .unwrap();
+        drop(f);
+
+        let (mut w, done) = TableWriter::resume(&path, &meta("cpu")).unwrap();
+        assert_eq!(done, rows[..2].to_vec());
+        w.append(&rows[2]).unwrap();
+        drop(w);
+        let t = LatencyTable::read(&path).unwrap();
+        assert_eq!(t.rows, rows);
+        assert_eq!(t.meta("device"), Some("cpu"));
+        assert_eq!(t.get(KEYS[2]).unwrap().cout, 10);
+    }
+
+    #[test]
+    fn resume_refuses_another_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        TableWriter::create(&path, &meta("cpu")).unwrap();
+        let err = TableWriter::resume(&path, &meta("gpu"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("device") && err.contains("--resume"), "{err}");
+    }
+
+    #[test]
+    fn malformed_tables_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, "key,kind\nfoo,bar\n").unwrap();
+        let err = LatencyTable::read(&path).unwrap_err().to_string();
+        assert!(err.contains("not an hwnas latency table"), "{err}");
+
+        let rows = measured_rows(&KEYS[..1]);
+        let mut w = TableWriter::create(&path, &meta("cpu")).unwrap();
+        w.append(&rows[0]).unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("pre:relu", "pre:gelu")).unwrap();
+        let err = LatencyTable::read(&path).unwrap_err().to_string();
+        assert!(err.contains("line 5") && err.contains("gelu"), "{err}");
+        std::fs::write(&path, text.replace(",conv,1,", ",conv,x,")).unwrap();
+        let err = LatencyTable::read(&path).unwrap_err().to_string();
+        assert!(err.contains("line 5") && err.contains("bad row"), "{err}");
+        let missing = LatencyTable::read(&dir.path().join("nope.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("nope.csv"), "{missing}");
+    }
+}

@@ -1,0 +1,181 @@
+//! ONNX Runtime backend against the plain-Rust reference, and its measurement path.
+//!
+//! These tests need the ONNX Runtime library (`scripts/setup.sh` installs it; `./test.sh` sets
+//! `ORT_DYLIB_PATH`). Without it they fail: CI must never skip the real backend silently.
+
+use hwnas_profiler::backend::Backend;
+use hwnas_profiler::backend::ort::OrtRuntime;
+use hwnas_profiler::device::OrtSettings;
+use hwnas_profiler::measure::{MeasureConfig, measure_group};
+use hwnas_profiler::onnx::{self, reference};
+use hwnas_profiler::op::Op;
+use proptest::prelude::*;
+
+fn runtime() -> OrtRuntime {
+    OrtRuntime::new(&OrtSettings::default(), None).unwrap_or_else(|e| {
+        panic!("ONNX Runtime is required for this test ({e}); run ./test.sh, which installs it")
+    })
+}
+
+/// One small case of every op kind and every activation.
+const CASES: &[&str] = &[
+    "conv-in:1x3x16x16-out:16-k:3-s:2-g:1-pre:none-act:hswish",
+    "conv-in:1x8x9x9-out:8-k:3-s:1-g:1-pre:relu-act:none",
+    "conv-in:2x8x10x10-out:12-k:5-s:2-g:2-pre:none-act:relu",
+    "conv-in:1x16x11x11-out:16-k:3-s:2-g:16-pre:none-act:relu6",
+    "conv-in:1x8x6x6-out:16-k:1-s:1-g:1-pre:none-act:swish",
+    "conv-in:1x8x6x6-out:8-k:1-s:1-g:1-pre:none-act:sigmoid",
+    "conv-in:1x8x6x6-out:8-k:1-s:1-g:1-pre:none-act:hsigmoid",
+    "mbconv-in:1x16x12x12-out:16-e:1-k:3-s:1-se:0-act:relu-res:1",
+    "mbconv-in:1x16x12x12-out:24-e:4-k:5-s:2-se:1-act:hswish-res:0",
+    "mbconv-in:1x24x7x7-out:24-e:6-k:7-s:1-se:1-act:relu-res:1",
+    "mbconv-in:1x8x9x9-out:16-e:3-k:3-s:2-se:0-act:swish-res:0",
+    "avgpool-in:1x8x9x9-k:3-s:1-p:1",
+    "avgpool-in:1x8x8x8-k:2-s:2-p:0",
+    "maxpool-in:1x8x9x9-k:3-s:2-p:1",
+    "gap-in:1x16x7x7",
+    "linear-in:2x32x1x1-out:10",
+    "add-in:1x8x5x5",
+    "act-in:1x16x4x4-act:relu-bn:1",
+    "act-in:1x16x4x4-act:hswish-bn:0",
+    "act-in:1x16x4x4-act:none-bn:1",
+];
+
+fn assert_matches_reference(rt: &OrtRuntime, op: &Op) {
+    let inputs = onnx::op_inputs(op, 7);
+    let (shape, got) = rt.infer(op, &inputs).unwrap();
+    let model = onnx::op_model(op).unwrap();
+    let dims: Vec<usize> = op.input().dims().iter().map(|&d| d as usize).collect();
+    let named: Vec<(&str, reference::Nd)> = onnx::INPUT_NAMES
+        .iter()
+        .copied()
+        .zip(inputs.iter().map(|v| reference::Nd {
+            dims: dims.clone(),
+            data: v.clone(),
+        }))
+        .collect();
+    let want = reference::evaluate(&model, &named).unwrap().remove(0);
+    let want_dims: Vec<i64> = want.dims.iter().map(|&d| d as i64).collect();
+    assert_eq!(shape, want_dims, "{op}: output shape");
+    assert_eq!(
+        got.len() as u64,
+        op.output().numel(),
+        "{op}: output size vs Op::output"
+    );
+    for (i, (g, w)) in got.iter().zip(&want.data).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-4 + 1e-3 * w.abs(),
+            "{op}: element {i}: ORT {g} vs reference {w}"
+        );
+    }
+}
+
+#[test]
+fn every_op_kind_matches_the_reference() {
+    let rt = runtime();
+    for key in CASES {
+        assert_matches_reference(&rt, &Op::from_key(key).unwrap());
+    }
+}
+
+fn small_conv() -> impl Strategy<Value = Op> {
+    (
+        1u32..3,
+        1u32..5,
+        3u32..12,
+        prop::sample::select(vec![1u32, 3, 5]),
+        1u32..3,
+        any::<bool>(),
+    )
+        .prop_flat_map(|(n, cin_mul, hw, k, s, dw)| {
+            let cin = 4 * cin_mul;
+            let (cout, g) = if dw { (cin, cin) } else { (8, 4) };
+            (
+                Just(n),
+                Just(cin),
+                Just(hw),
+                Just(k),
+                Just(s),
+                Just(cout),
+                Just(g),
+                0usize..7,
+                0usize..2,
+            )
+        })
+        .prop_map(|(n, cin, hw, k, s, cout, g, act, pre)| {
+            let acts = [
+                "none", "relu", "relu6", "hswish", "swish", "hsigmoid", "sigmoid",
+            ];
+            let pre = ["none", "relu"][pre];
+            Op::from_key(&format!(
+                "conv-in:{n}x{cin}x{hw}x{hw}-out:{cout}-k:{k}-s:{s}-g:{g}-pre:{pre}-act:{}",
+                acts[act]
+            ))
+            .unwrap()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn random_convs_match_the_reference(op in small_conv()) {
+        assert_matches_reference(&runtime(), &op);
+    }
+}
+
+#[test]
+fn measuring_reports_in_network_time_and_the_provider() {
+    let mut rt = runtime();
+    // A conv that ORT runs in the NCHWc layout, so a lone op pays edge reorders.
+    let op = Op::from_key("conv-in:1x32x28x28-out:32-k:3-s:1-g:1-pre:none-act:relu").unwrap();
+    let mut kernels = vec![rt.prepare(&op).unwrap()];
+    let cfg = MeasureConfig {
+        max_ms: 300.0,
+        ..MeasureConfig::default()
+    };
+    let m = measure_group(&mut kernels, &cfg).remove(0).unwrap();
+    assert!(m.in_network);
+    assert_eq!(m.providers, vec!["CPUExecutionProvider".to_string()]);
+    assert!(m.stats.n >= cfg.min_runs as usize);
+    assert!(m.stats.median > 0.0);
+    // The kernels cannot take longer than the call that ran them.
+    assert!(
+        m.stats.median <= m.wall.median,
+        "{} vs {}",
+        m.stats.median,
+        m.wall.median
+    );
+    let reorder = m.edge_reorder_us.expect("ORT reports edge reorders");
+    assert!(
+        reorder > 0.0,
+        "the lone NCHWc conv should pay edge reorders"
+    );
+}
+
+#[test]
+fn an_unknown_execution_provider_lists_the_ones_there() {
+    let settings = OrtSettings {
+        execution_provider: "tpu9000".into(),
+        ..OrtSettings::default()
+    };
+    let err = OrtRuntime::new(&settings, None)
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("tpu9000") && err.contains("CPUExecutionProvider"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_library_names_the_flag() {
+    let err = OrtRuntime::new(
+        &OrtSettings::default(),
+        Some(std::path::Path::new("/nonexistent/libonnxruntime.so.1.0")),
+    )
+    .err()
+    .expect("must fail")
+    .to_string();
+    assert!(err.contains("--ort-library"), "{err}");
+}

@@ -1,0 +1,62 @@
+//! Search spaces: definition, architecture encodings, and operator enumeration.
+
+use std::collections::BTreeMap;
+
+use hwnas_profiler::Op;
+
+pub mod mbv3;
+pub mod nb201;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpaceError {
+    #[error("unknown search space `{0}` (built in: nb201, mbv3)")]
+    Unknown(String),
+    #[error("invalid {space} architecture `{arch}`: {why}")]
+    BadArch {
+        space: &'static str,
+        arch: String,
+        why: String,
+    },
+}
+
+/// A search space: the set of networks a search may pick from.
+pub trait SearchSpace {
+    fn name(&self) -> &'static str;
+
+    /// One line on what the space is.
+    fn describe(&self) -> String;
+
+    /// Every distinct op any network of the space can run, each once, sorted by key.
+    /// Includes the free ops (skip, zero), which the profiler leaves out.
+    fn ops(&self) -> Vec<Op>;
+
+    /// The ops of one network given its encoding, in execution order (repeats included).
+    fn network_ops(&self, arch: &str) -> Result<Vec<Op>, SpaceError>;
+}
+
+/// A built-in space by name.
+pub fn builtin(name: &str) -> Result<Box<dyn SearchSpace>, SpaceError> {
+    match name {
+        "nb201" => Ok(Box::new(nb201::Nb201)),
+        "mbv3" => Ok(Box::new(mbv3::Mbv3)),
+        other => Err(SpaceError::Unknown(other.into())),
+    }
+}
+
+/// Sort and deduplicate.
+pub(crate) fn distinct(ops: impl IntoIterator<Item = Op>) -> Vec<Op> {
+    let mut by_key: BTreeMap<String, Op> = BTreeMap::new();
+    for op in ops {
+        by_key.entry(op.key()).or_insert(op);
+    }
+    by_key.into_values().collect()
+}
+
+/// How many distinct ops of each kind.
+pub fn count_by_kind(ops: &[Op]) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for op in ops {
+        *counts.entry(op.kind()).or_insert(0) += 1;
+    }
+    counts
+}

@@ -1,0 +1,103 @@
+//! `hwnas predict`
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use hwnas_predictor::LutPredictor;
+use hwnas_profiler::table::LatencyTable;
+use hwnas_search::space::builtin;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Latency table of the target device (from `hwnas profile`).
+    #[arg(long)]
+    table: PathBuf,
+    /// Search space the architectures belong to: nb201 or mbv3.
+    #[arg(long)]
+    space: String,
+    /// Architecture encoding (repeatable): an nb201 arch string, or `r224-d...-k...-e...` for mbv3.
+    #[arg(long, required = true)]
+    arch: Vec<String>,
+    /// Also list every op with its latency.
+    #[arg(long)]
+    per_op: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+const BASIS: &str = "lookup-table sum of measured op latencies (uncalibrated)";
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let table = LatencyTable::read(&args.table)?;
+    let space = builtin(&args.space)?;
+    if let Some(t) = table.meta("space")
+        && t != space.name()
+    {
+        eprintln!(
+            "note: {} was profiled for space `{t}`",
+            args.table.display()
+        );
+    }
+    let lut = LutPredictor::new(&table);
+    let mut results = Vec::new();
+    for arch in &args.arch {
+        let ops = space.network_ops(arch)?;
+        let net = lut
+            .network(&ops)
+            .with_context(|| format!("predicting `{arch}` from {}", args.table.display()))?;
+        results.push((arch, net));
+    }
+    if args.json {
+        let json: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(arch, net)| {
+                serde_json::json!({
+                    "space": space.name(),
+                    "arch": arch,
+                    "device": table.meta("device"),
+                    "basis": BASIS,
+                    "latency_us": net.total_us,
+                    "p10_us": net.p10_us,
+                    "p90_us": net.p90_us,
+                    "per_op": net.per_op.iter().map(|(k, us)| serde_json::json!({"key": k, "us": us})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "device `{}` ({}); {BASIS}",
+        table.meta("device").unwrap_or("?"),
+        args.table.display()
+    );
+    for (arch, net) in results {
+        println!(
+            "{:>9.3} ms  (ops' p10-p90 summed: {:.3}-{:.3} ms)  {arch}",
+            net.total_us / 1e3,
+            net.p10_us / 1e3,
+            net.p90_us / 1e3
+        );
+        let mut by_kind: BTreeMap<&str, f64> = BTreeMap::new();
+        for (key, us) in &net.per_op {
+            *by_kind
+                .entry(key.split('-').next().unwrap_or(""))
+                .or_default() += us;
+        }
+        let shares: Vec<String> = by_kind
+            .iter()
+            .filter(|(_, us)| **us > 0.0)
+            .map(|(kind, us)| format!("{kind} {:.0}%", 100.0 * us / net.total_us.max(1e-9)))
+            .collect();
+        println!("             by kind: {}", shares.join(", "));
+        if args.per_op {
+            for (key, us) in &net.per_op {
+                println!("    {us:>10.1} us  {key}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

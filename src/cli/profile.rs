@@ -1,0 +1,196 @@
+//! `hwnas profile`
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use hwnas_profiler::backend::Backend;
+use hwnas_profiler::backend::mock::MockDevice;
+use hwnas_profiler::backend::ort::OrtRuntime;
+use hwnas_profiler::device::{BackendKind, DeviceProfile};
+use hwnas_profiler::profile::{OpOutcome, profile_ops};
+use hwnas_profiler::table::{Metadata, Row, TableWriter};
+use hwnas_profiler::{Op, host};
+use hwnas_search::space::builtin;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Device profile (TOML): backend, execution provider, threads, measurement settings.
+    #[arg(long)]
+    device: PathBuf,
+    /// Profile every distinct op of this search space (nb201, mbv3).
+    #[arg(long, required_unless_present = "op")]
+    space: Option<String>,
+    /// Profile this op key (repeatable), instead of or on top of a space.
+    #[arg(long)]
+    op: Vec<String>,
+    /// The latency table to write (CSV).
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue an interrupted table: keep its rows, measure only the missing ops.
+    #[arg(long)]
+    resume: bool,
+    /// The ONNX Runtime library, overriding the profile's `ort.library` and $ORT_DYLIB_PATH.
+    #[arg(long)]
+    ort_library: Option<PathBuf>,
+    /// Print one line per measured op.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let profile = DeviceProfile::load(&args.device)?;
+    let mut ops: Vec<Op> = Vec::new();
+    if let Some(name) = &args.space {
+        ops.extend(builtin(name)?.ops().into_iter().filter(|o| !o.is_free()));
+    }
+    for key in &args.op {
+        let op = Op::from_key(key).with_context(|| format!("--op `{key}`"))?;
+        if op.is_free() {
+            bail!("--op `{key}` runs no kernel (skip/zero ops cost nothing and are not profiled)");
+        }
+        ops.push(op);
+    }
+    let mut seen = HashSet::new();
+    ops.retain(|op| seen.insert(op.key()));
+
+    let (mut backend, default_provider): (Box<dyn Backend>, String) = match profile.backend {
+        BackendKind::Ort => {
+            let rt = OrtRuntime::new(&profile.ort, args.ort_library.as_deref())
+                .with_context(|| format!("device profile {}", args.device.display()))?;
+            (Box::new(rt), String::new())
+        }
+        BackendKind::Mock => (Box::new(MockDevice::default()), "mock".into()),
+    };
+    let meta = metadata(&profile, &args, backend.as_ref());
+
+    let (mut writer, done) = if args.resume {
+        TableWriter::resume(&args.out, &meta)?
+    } else {
+        (TableWriter::create(&args.out, &meta)?, Vec::new())
+    };
+    let done_keys: HashSet<&str> = done.iter().map(|r| r.key.as_str()).collect();
+    let todo: Vec<Op> = ops
+        .iter()
+        .filter(|op| !done_keys.contains(op.key().as_str()))
+        .copied()
+        .collect();
+    eprintln!(
+        "profiling {} ops on `{}` into {}{}",
+        todo.len(),
+        profile.name,
+        args.out.display(),
+        if done.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} already there)", done.len())
+        }
+    );
+
+    let bar = ProgressBar::new(todo.len() as u64).with_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} ops  {elapsed} elapsed, ETA {eta}  {wide_msg}",
+        )
+        .expect("valid template"),
+    );
+    let start = Instant::now();
+    let say = |line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    let outcomes = profile_ops(
+        backend.as_mut(),
+        &todo,
+        &profile.measure,
+        &default_provider,
+        &mut writer,
+        |o| {
+            match o {
+                OpOutcome::Measured(row) => {
+                    if args.verbose {
+                        say(format!(
+                            "{:>10.1} us  ±{:>4.1}%  n={:<5} {}",
+                            row.median_us,
+                            100.0 * row.ci_rel,
+                            row.runs,
+                            row.key
+                        ));
+                    }
+                    bar.set_message(row.key.clone());
+                }
+                OpOutcome::Failed { key, error } => say(format!("FAILED {key}: {error}")),
+            }
+            bar.inc(1);
+        },
+    )?;
+    bar.finish_and_clear();
+
+    let rows: Vec<&Row> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            OpOutcome::Measured(r) => Some(r.as_ref()),
+            OpOutcome::Failed { .. } => None,
+        })
+        .collect();
+    let failed = outcomes.len() - rows.len();
+    print_summary(&rows, start.elapsed().as_secs_f64(), &args.out);
+    if failed > 0 {
+        eprintln!(
+            "{failed} ops failed (listed above); the {} measured rows are in {}. Rerun with --resume to retry only the failed ops",
+            rows.len(),
+            args.out.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn metadata(profile: &DeviceProfile, args: &Args, backend: &dyn Backend) -> Metadata {
+    let mut meta: Metadata = vec![
+        ("device".into(), profile.name.clone()),
+        ("device_description".into(), profile.description.clone()),
+        ("cpu".into(), host::cpu_model()),
+        ("logical_cpus".into(), host::cpu_count().to_string()),
+        ("os".into(), host::os()),
+        ("precision".into(), profile.precision.clone()),
+        (
+            "space".into(),
+            args.space
+                .clone()
+                .unwrap_or_else(|| "(ops given with --op)".into()),
+        ),
+        (
+            "tool_version".into(),
+            format!("hwnas {}", env!("CARGO_PKG_VERSION")),
+        ),
+        (
+            "measure".into(),
+            serde_json::to_string(&profile.measure).unwrap_or_default(),
+        ),
+    ];
+    meta.extend(backend.provenance());
+    meta.push(("created".into(), host::utc_now()));
+    if let Some(load) = host::load_average() {
+        meta.push(("load_average".into(), format!("{load:.2}")));
+    }
+    meta
+}
+
+fn print_summary(rows: &[&Row], seconds: f64, out: &std::path::Path) {
+    if rows.is_empty() {
+        println!("nothing to measure: {} already has every op", out.display());
+        return;
+    }
+    println!(
+        "measured {} ops in {seconds:.1} s -> {}",
+        rows.len(),
+        out.display()
+    );
+    super::table::print_summary(rows, 5);
+}

@@ -1,0 +1,146 @@
+//! `hwnas table show`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use hwnas_profiler::stats::quantile_sorted;
+use hwnas_profiler::table::{LatencyTable, Row};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Provenance, noise and the slowest ops of a latency table.
+    Show(ShowArgs),
+    /// How much two tables of the same ops differ: the run-to-run spread of a device.
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    a: PathBuf,
+    b: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    /// The latency table (CSV written by `hwnas profile`).
+    table: PathBuf,
+    /// How many of the slowest ops to list.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+}
+
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Show(args) => show(args),
+        Command::Compare(args) => compare(args),
+    }
+}
+
+fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    let a = LatencyTable::read(&args.a)?;
+    let b = LatencyTable::read(&args.b)?;
+    // |a - b| / mean of the two, per op present in both.
+    let mut diffs: Vec<(f64, &str)> = a
+        .rows
+        .iter()
+        .filter_map(|ra| {
+            let rb = b.get(&ra.key)?;
+            let mean = (ra.median_us + rb.median_us) / 2.0;
+            (mean > 0.0).then(|| ((ra.median_us - rb.median_us).abs() / mean, ra.key.as_str()))
+        })
+        .collect();
+    if diffs.is_empty() {
+        anyhow::bail!(
+            "{} and {} have no op in common",
+            args.a.display(),
+            args.b.display()
+        );
+    }
+    diffs.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let rel: Vec<f64> = diffs.iter().map(|d| d.0).collect();
+    let total = |t: &LatencyTable| -> f64 {
+        t.rows
+            .iter()
+            .filter(|r| diffs.iter().any(|d| d.1 == r.key))
+            .map(|r| r.median_us)
+            .sum()
+    };
+    let (ta, tb) = (total(&a), total(&b));
+    println!("{} ops in both tables", diffs.len());
+    println!(
+        "relative difference of the medians: median {:.2}%, p90 {:.2}%, max {:.2}% ({})",
+        100.0 * quantile_sorted(&rel, 0.5),
+        100.0 * quantile_sorted(&rel, 0.9),
+        100.0 * rel[rel.len() - 1],
+        diffs[diffs.len() - 1].1
+    );
+    println!(
+        "sum of the medians: {:.1} us vs {:.1} us ({:+.2}%)",
+        ta,
+        tb,
+        100.0 * (tb / ta - 1.0)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let table = LatencyTable::read(&args.table)?;
+    println!("{}: {} ops", args.table.display(), table.rows.len());
+    for field in [
+        "device",
+        "cpu",
+        "backend",
+        "ort_version",
+        "execution_provider",
+        "intra_threads",
+        "optimization",
+        "space",
+        "created",
+    ] {
+        if let Some(v) = table.meta(field) {
+            println!("  {field:<19} {v}");
+        }
+    }
+    let rows: Vec<&Row> = table.rows.iter().collect();
+    print_summary(&rows, args.top);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Noise, totals and the slowest ops of some rows (shared with `hwnas profile`).
+pub fn print_summary(rows: &[&Row], top: usize) {
+    if rows.is_empty() {
+        return;
+    }
+    let rel_mad = |r: &Row| r.mad_us / r.median_us.max(1e-9);
+    let mut ci: Vec<f64> = rows.iter().map(|r| r.ci_rel).collect();
+    ci.sort_by(f64::total_cmp);
+    let mut mad: Vec<f64> = rows.iter().map(|r| rel_mad(r)).collect();
+    mad.sort_by(f64::total_cmp);
+    let capped = rows.iter().filter(|r| r.capped == 1).count();
+    println!(
+        "  noise: median CI of the median ±{:.2}% (worst ±{:.2}%); median MAD {:.2}% of the median; \
+         {capped} ops hit the run/time cap before reaching the target CI",
+        100.0 * quantile_sorted(&ci, 0.5),
+        100.0 * ci.last().copied().unwrap_or(0.0),
+        100.0 * quantile_sorted(&mad, 0.5),
+    );
+    if let Some(noisiest) = rows.iter().max_by(|a, b| rel_mad(a).total_cmp(&rel_mad(b))) {
+        println!(
+            "  noisiest: {} (MAD {:.1}% of {:.1} us)",
+            noisiest.key,
+            100.0 * rel_mad(noisiest),
+            noisiest.median_us
+        );
+    }
+    let mut slow = rows.to_vec();
+    slow.sort_by(|a, b| b.median_us.total_cmp(&a.median_us));
+    println!("  slowest:      median     GFLOP/s   key");
+    for r in slow.iter().take(top) {
+        println!(
+            "  {:>14.1} us {:>9.2}   {}",
+            r.median_us,
+            r.flops as f64 / r.median_us.max(1e-9) / 1e3,
+            r.key
+        );
+    }
+}

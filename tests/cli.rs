@@ -1,0 +1,354 @@
+//! The `hwnas` binary end to end: real ONNX Runtime on nb201, the mock device on mbv3, resume,
+//! and the errors a user meets. Needs ORT (`./test.sh` installs it and sets ORT_DYLIB_PATH).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hwnas_profiler::onnx::{self, ModelProto, reference};
+use hwnas_profiler::table::LatencyTable;
+use hwnas_profiler::{Op, Tensor};
+use prost::Message;
+
+fn hwnas(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hwnas"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run hwnas")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = hwnas(args);
+    assert!(
+        out.status.success(),
+        "hwnas {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = hwnas(args);
+    assert!(!out.status.success(), "hwnas {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A quick CPU profile: the real ORT CPU EP with a short measurement, for tests.
+fn quick_cpu_profile(dir: &Path) -> PathBuf {
+    let path = dir.join("cpu-quick.toml");
+    std::fs::write(
+        &path,
+        "name = \"cpu-quick\"\nbackend = \"ort\"\n[measure]\nmin_runs = 10\nmax_ms = 50.0\ntarget_ci = 0.05\nround_ms = 5.0\n",
+    )
+    .unwrap();
+    path
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn devices_lists_the_cpu_provider() {
+    let out = ok(&["devices"]);
+    assert!(out.contains("CPUExecutionProvider"), "{out}");
+    assert!(out.contains("version"), "{out}");
+}
+
+#[test]
+fn space_ops_counts_nb201() {
+    let out = ok(&["space", "ops", "--space", "nb201"]);
+    assert!(out.contains("nb201: 28 distinct ops"), "{out}");
+    assert!(out.contains("22 to profile"), "{out}");
+    let keys = ok(&["space", "ops", "--space", "mbv3", "--keys"]);
+    assert_eq!(keys.lines().count(), 450);
+    for line in keys.lines() {
+        Op::from_key(line).unwrap();
+    }
+    assert!(fails(&["space", "ops", "--space", "darts"]).contains("unknown search space `darts`"));
+}
+
+#[test]
+fn profile_nb201_on_ort_then_resume_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = quick_cpu_profile(dir.path());
+    let table_path = dir.path().join("cpu-nb201.csv");
+    let args = [
+        "profile",
+        "--device",
+        s(&device),
+        "--space",
+        "nb201",
+        "--out",
+        s(&table_path),
+    ];
+    let out = ok(&args);
+    assert!(out.contains("measured 22 ops"), "{out}");
+
+    let table = LatencyTable::read(&table_path).unwrap();
+    assert_eq!(table.rows.len(), 22);
+    assert_eq!(table.meta("device"), Some("cpu-quick"));
+    assert_eq!(
+        table.meta("execution_provider"),
+        Some("CPUExecutionProvider")
+    );
+    assert!(
+        table
+            .meta("ort_version")
+            .is_some_and(|v| v.starts_with("1."))
+    );
+    assert!(table.meta("created").is_some() && table.meta("cpu").is_some());
+    for row in &table.rows {
+        assert_eq!(row.provider, "CPUExecutionProvider", "{}", row.key);
+        // Tiny ops (a 64x10 linear layer) can cost less than the run overhead resolves: ~0.
+        assert!(
+            row.median_us >= 0.0 && row.p10_us <= row.median_us && row.median_us <= row.p90_us,
+            "{row:?}"
+        );
+        assert!(row.wall_us > 0.0, "{}", row.key);
+        assert!(row.runs >= 10, "{}", row.key);
+        assert!(
+            row.median_us <= row.wall_us,
+            "{}: kernel time exceeds the call",
+            row.key
+        );
+        assert_eq!(row.flops, row.op().unwrap().flops());
+    }
+    // More FLOPs, more time: the 3x3 conv costs more than the 1x1 conv on the same tensor.
+    let t = |k: &str| table.get(k).unwrap().median_us;
+    assert!(
+        t("conv-in:1x16x32x32-out:16-k:3-s:1-g:1-pre:relu-act:none")
+            > t("conv-in:1x16x32x32-out:16-k:1-s:1-g:1-pre:relu-act:none")
+    );
+
+    // Resume on a complete table measures nothing and keeps every row.
+    let out = ok(&[&args[..], &["--resume"]].concat());
+    assert!(out.contains("nothing to measure"), "{out}");
+    assert_eq!(LatencyTable::read(&table_path).unwrap().rows, table.rows);
+
+    // A crash mid-write: keep 5 rows and half of the 6th, then resume.
+    let text = std::fs::read_to_string(&table_path).unwrap();
+    let header = text.lines().take_while(|l| l.starts_with('#')).count() + 1;
+    let lines: Vec<&str> = text.lines().collect();
+    let torn = format!(
+        "{}\n{}",
+        lines[..header + 5].join("\n"),
+        &lines[header + 5][..20]
+    );
+    std::fs::write(&table_path, torn).unwrap();
+    let out = ok(&[&args[..], &["--resume"]].concat());
+    assert!(out.contains("measured 17 ops"), "{out}");
+    let resumed = LatencyTable::read(&table_path).unwrap();
+    assert_eq!(resumed.rows.len(), 22);
+    assert_eq!(
+        resumed.rows[..5],
+        table.rows[..5],
+        "rows measured before the crash are kept"
+    );
+    let mut keys: Vec<&str> = resumed.rows.iter().map(|r| r.key.as_str()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 22, "no row is duplicated");
+
+    let shown = ok(&["table", "show", s(&table_path)]);
+    assert!(
+        shown.contains("22 ops") && shown.contains("slowest"),
+        "{shown}"
+    );
+
+    // Every nb201 network composes from the table; more 3x3 convs, more latency.
+    let predict = |arch: &str| -> f64 {
+        let out = ok(&[
+            "predict",
+            "--table",
+            s(&table_path),
+            "--space",
+            "nb201",
+            "--arch",
+            arch,
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0]["latency_us"].as_f64().unwrap()
+    };
+    let skips = predict(
+        "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+    );
+    let convs = predict(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    );
+    assert!(skips > 0.0 && convs > 3.0 * skips, "{skips} vs {convs}");
+}
+
+#[test]
+fn mock_profiles_are_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let out = dir.path().join(name);
+        ok(&[
+            "profile",
+            "--device",
+            "device_profiles/mock.toml",
+            "--space",
+            "mbv3",
+            "--out",
+            s(&out),
+        ]);
+        LatencyTable::read(&out).unwrap().rows
+    };
+    let (a, b) = (run("a.csv"), run("b.csv"));
+    assert_eq!(a.len(), 450);
+    assert_eq!(a, b);
+    assert!(a.iter().all(|r| r.provider == "mock"));
+}
+
+#[test]
+fn bad_input_names_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.csv");
+    let bad_toml = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad_toml,
+        "name = \"x\"\nbackend = \"ort\"\n[ort]\nexecution_provider = \"cpu\"\nthreads = 4\n",
+    )
+    .unwrap();
+    let err = fails(&[
+        "profile",
+        "--device",
+        s(&bad_toml),
+        "--space",
+        "nb201",
+        "--out",
+        s(&out),
+    ]);
+    assert!(err.contains("bad.toml") && err.contains("threads"), "{err}");
+
+    let missing = fails(&[
+        "profile",
+        "--device",
+        "nope.toml",
+        "--space",
+        "nb201",
+        "--out",
+        s(&out),
+    ]);
+    assert!(missing.contains("nope.toml"), "{missing}");
+
+    let err = fails(&[
+        "profile",
+        "--device",
+        "device_profiles/mock.toml",
+        "--op",
+        "conv-in:1x3x8x8",
+        "--out",
+        s(&out),
+    ]);
+    assert!(
+        err.contains("--op") && err.contains("missing field `out`"),
+        "{err}"
+    );
+
+    let npu = dir.path().join("npu.toml");
+    std::fs::write(
+        &npu,
+        "name = \"npu\"\nbackend = \"ort\"\n[ort]\nexecution_provider = \"qnn\"\n",
+    )
+    .unwrap();
+    let err = fails(&[
+        "profile",
+        "--device",
+        s(&npu),
+        "--space",
+        "nb201",
+        "--out",
+        s(&out),
+    ]);
+    assert!(
+        err.contains("QNNExecutionProvider") && err.contains("CPUExecutionProvider"),
+        "{err}"
+    );
+    assert!(
+        !out.exists(),
+        "nothing is written when the device is unusable"
+    );
+
+    // Resuming a table from another device is refused, and the table is left as it was.
+    ok(&[
+        "profile",
+        "--device",
+        "device_profiles/mock.toml",
+        "--op",
+        "add-in:1x8x4x4",
+        "--out",
+        s(&out),
+    ]);
+    let before = std::fs::read(&out).unwrap();
+    let device = quick_cpu_profile(dir.path());
+    let err = fails(&[
+        "profile",
+        "--device",
+        s(&device),
+        "--op",
+        "add-in:1x8x4x4",
+        "--out",
+        s(&out),
+        "--resume",
+    ]);
+    assert!(err.contains("--resume") && err.contains("device"), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+
+    // A table that lacks ops says which and how to profile them.
+    let err = fails(&[
+        "predict",
+        "--table",
+        s(&out),
+        "--space",
+        "nb201",
+        "--arch",
+        "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+    ]);
+    assert!(
+        err.contains("not in the latency table") && err.contains("hwnas profile --op"),
+        "{err}"
+    );
+    let err = fails(&[
+        "predict",
+        "--table",
+        s(&out),
+        "--space",
+        "nb201",
+        "--arch",
+        "|conv~0|",
+    ]);
+    assert!(err.contains("invalid nb201 architecture"), "{err}");
+
+    let garbage = dir.path().join("garbage.csv");
+    std::fs::write(&garbage, "# hwnas-table: 1\nkey,kind\nconv,1\n").unwrap();
+    let err = fails(&["table", "show", s(&garbage)]);
+    assert!(
+        err.contains("garbage.csv") && err.contains("line 3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn export_op_writes_a_model_that_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("op.onnx");
+    let key = "mbconv-in:1x16x8x8-out:24-e:4-k:5-s:2-se:1-act:hswish-res:0";
+    ok(&["export-op", key, "--out", s(&path)]);
+    let model = ModelProto::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
+    assert_eq!(model.doc_string, key);
+    let x = reference::Nd {
+        dims: vec![1, 16, 8, 8],
+        data: onnx::op_inputs(&Op::from_key(key).unwrap(), 0).remove(0),
+    };
+    let y = reference::evaluate(&model, &[("x", x)]).unwrap().remove(0);
+    assert_eq!(y.dims, vec![1, 24, 4, 4]);
+    assert!(y.data.iter().all(|v| v.is_finite()));
+    assert_eq!(Tensor::new(1, 24, 4, 4).numel() as usize, y.data.len());
+
+    let err = fails(&["export-op", "skip-in:1x16x8x8", "--out", s(&path)]);
+    assert!(err.contains("runs no kernel"), "{err}");
+}
