@@ -207,67 +207,31 @@ fn mock_profiles_are_deterministic() {
 fn bad_input_names_what_to_fix() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.csv");
+    let profile = |device: &str, what: &[&str]| {
+        fails(&[&["profile", "--device", device, "--out", s(&out)], what].concat())
+    };
+    let nb201: &[&str] = &["--space", "nb201"];
+
     let bad_toml = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad_toml,
-        "name = \"x\"\nbackend = \"ort\"\n[ort]\nexecution_provider = \"cpu\"\nthreads = 4\n",
-    )
-    .unwrap();
-    let err = fails(&[
-        "profile",
-        "--device",
-        s(&bad_toml),
-        "--space",
-        "nb201",
-        "--out",
-        s(&out),
-    ]);
+    let toml =
+        "name = \"x\"\nbackend = \"ort\"\n[ort]\nexecution_provider = \"cpu\"\nthreads = 4\n";
+    std::fs::write(&bad_toml, toml).unwrap();
+    let err = profile(s(&bad_toml), nb201);
     assert!(err.contains("bad.toml") && err.contains("threads"), "{err}");
 
-    let missing = fails(&[
-        "profile",
-        "--device",
-        "nope.toml",
-        "--space",
-        "nb201",
-        "--out",
-        s(&out),
-    ]);
+    let missing = profile("nope.toml", nb201);
     assert!(missing.contains("nope.toml"), "{missing}");
 
-    let err = fails(&[
-        "profile",
-        "--device",
-        "device_profiles/mock.toml",
-        "--op",
-        "conv-in:1x3x8x8",
-        "--out",
-        s(&out),
-    ]);
-    assert!(
-        err.contains("--op") && err.contains("missing field `out`"),
-        "{err}"
-    );
+    let err = profile("device_profiles/mock.toml", &["--op", "conv-in:1x3x8x8"]);
+    let wanted = err.contains("--op") && err.contains("missing field `out`");
+    assert!(wanted, "{err}");
 
     let npu = dir.path().join("npu.toml");
-    std::fs::write(
-        &npu,
-        "name = \"npu\"\nbackend = \"ort\"\n[ort]\nexecution_provider = \"qnn\"\n",
-    )
-    .unwrap();
-    let err = fails(&[
-        "profile",
-        "--device",
-        s(&npu),
-        "--space",
-        "nb201",
-        "--out",
-        s(&out),
-    ]);
-    assert!(
-        err.contains("QNNExecutionProvider") && err.contains("CPUExecutionProvider"),
-        "{err}"
-    );
+    let toml = "name = \"npu\"\nbackend = \"ort\"\n[ort]\nexecution_provider = \"qnn\"\n";
+    std::fs::write(&npu, toml).unwrap();
+    let err = profile(s(&npu), nb201);
+    let wanted = err.contains("QNNExecutionProvider") && err.contains("CPUExecutionProvider");
+    assert!(wanted, "{err}");
     assert!(
         !out.exists(),
         "nothing is written when the device is unusable"
