@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: set up what is missing, profile this machine's CPU through ONNX Runtime on both
-# built-in search spaces, show the latency tables, and compose the latency of a few networks. Results go to runs/latest/ (override
+# The main job: set up what is missing; then, for both built-in search spaces, profile this
+# machine's CPU through ONNX Runtime, fit a latency model calibrated on networks measured end to
+# end, and validate it on other networks measured end to end; finally predict a few networks. Results go to runs/latest/ (override
 # with HWNAS_OUT=dir); an interrupted run continues where it stopped (delete the folder to
 # measure again from scratch).
 set -euo pipefail
@@ -23,14 +24,23 @@ for space in nb201 mbv3; do
     $hwnas table show "$out/cpu-$space.csv"
 done
 
+for space in nb201 mbv3; do
+    echo
+    echo "== fitting the $space latency model (calibrated on 60 networks measured end to end)"
+    $hwnas fit --table "$out/cpu-$space.csv" --device device_profiles/cpu.toml --out "$out/cpu-$space.model.json"
+    echo
+    echo "== validating it on 100 other $space networks measured end to end"
+    $hwnas validate --model "$out/cpu-$space.model.json" --device device_profiles/cpu.toml --samples 100
+done
+
 echo
-echo "== whole-network latency on this CPU, summed from the tables"
-$hwnas predict --table "$out/cpu-nb201.csv" --space nb201 \
+echo "== predicted latency of a few networks on this CPU"
+$hwnas predict --model "$out/cpu-nb201.model.json" --space nb201 \
     --arch '|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|' \
     --arch '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|' \
     --arch '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|'
-$hwnas predict --table "$out/cpu-mbv3.csv" --space mbv3 \
+$hwnas predict --model "$out/cpu-mbv3.model.json" --space mbv3 \
     --arch r160-d22222-k33333333333333333333-e33333333333333333333 \
     --arch r224-d44444-k77777777777777777777-e66666666666666666666
 echo
-echo "tables: $out/cpu-nb201.csv $out/cpu-mbv3.csv"
+echo "results in $out/: latency tables (*.csv), models (*.model.json), validation reports and plots (*.validate-*.json, *.svg)"

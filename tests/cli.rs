@@ -59,7 +59,7 @@ fn devices_lists_the_cpu_provider() {
 #[test]
 fn space_ops_counts_nb201() {
     let out = ok(&["space", "ops", "--space", "nb201"]);
-    assert!(out.contains("nb201: 28 distinct ops"), "{out}");
+    assert!(out.contains("nb201: 25 distinct ops"), "{out}");
     assert!(out.contains("22 to profile"), "{out}");
     let keys = ok(&["space", "ops", "--space", "mbv3", "--keys"]);
     assert_eq!(keys.lines().count(), 450);
@@ -150,6 +150,83 @@ fn profile_nb201_on_ort_then_resume_after_a_crash() {
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), 22, "no row is duplicated");
+
+    // Fit a model calibrated on a few networks, validate it on others, predict with it.
+    let model = dir.path().join("m.json");
+    let fitted = ok(&[
+        "fit",
+        "--table",
+        s(&table_path),
+        "--device",
+        s(&device),
+        "--out",
+        s(&model),
+        "--calibrate",
+        "12",
+    ]);
+    assert!(
+        fitted.contains("calibrated on 12 nb201 networks"),
+        "{fitted}"
+    );
+    let prefix = dir.path().join("val");
+    let report = ok(&[
+        "validate",
+        "--model",
+        s(&model),
+        "--device",
+        s(&device),
+        "--samples",
+        "12",
+        "--repeat",
+        "3",
+        "--out",
+        s(&prefix),
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["samples"], 12);
+    // Loose bounds that a noisy machine cannot break, yet a broken pipeline would: networks
+    // from 0.2 to 4 ms must come out in the right order and roughly the right size.
+    let acc = &report["accuracy"];
+    assert!(acc["kendall_tau"].as_f64().unwrap() > 0.6, "{acc}");
+    assert!(acc["rmspe"].as_f64().unwrap() < 0.35, "{acc}");
+    assert!(dir.path().join("val.svg").exists() && dir.path().join("val.json").exists());
+    let arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|";
+    let out = ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--space",
+        "nb201",
+        "--arch",
+        arch,
+        "--json",
+    ]);
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (lat, lo, hi) = (
+        p[0]["latency_us"].as_f64().unwrap(),
+        p[0]["low_us"].as_f64().unwrap(),
+        p[0]["high_us"].as_f64().unwrap(),
+    );
+    assert!(lo < lat && lat < hi, "{p}");
+    std::fs::write(
+        &model,
+        "{\"schema\": \"hwnas-latency-model/1\", \"ops\": 3}",
+    )
+    .unwrap();
+    let err = fails(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--space",
+        "nb201",
+        "--arch",
+        arch,
+    ]);
+    assert!(
+        err.contains("m.json") && err.contains("not a valid"),
+        "{err}"
+    );
 
     let shown = ok(&["table", "show", s(&table_path)]);
     assert!(

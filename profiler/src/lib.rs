@@ -21,6 +21,7 @@ pub mod backend;
 pub mod device;
 pub mod host;
 pub mod measure;
+pub mod network;
 pub mod onnx;
 pub mod op;
 pub mod profile;

@@ -5,11 +5,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod devices;
+mod e2e;
 mod export_op;
+mod fit;
 mod predict;
 mod profile;
 mod space;
 mod table;
+mod validate;
 
 #[derive(Parser)]
 #[command(
@@ -31,13 +34,19 @@ enum Command {
     Space(space::Command),
     /// Measure every operator of a search space (or given op keys) on a device; write a latency table.
     Profile(profile::Args),
-    /// Latency of whole architectures, composed from a latency table.
+    /// Fit a latency model: the table, a regressor for unseen shapes, a calibration on networks measured end to end.
+    Fit(fit::Args),
+    /// Latency of whole architectures, from a latency model or a latency table.
     Predict(predict::Args),
+    /// Measure sampled networks end to end and score the model's predictions of them.
+    Validate(validate::Args),
     /// Latency tables: summarise one.
     #[command(subcommand)]
     Table(table::Command),
     /// Write one operator's ONNX model, as hwnas profiles it, to a file.
     ExportOp(export_op::Args),
+    /// Write a whole architecture's ONNX model, as `validate` measures it, to a file.
+    Export(export_op::NetArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -46,9 +55,12 @@ pub fn main() -> ExitCode {
         Command::Devices(args) => devices::run(args),
         Command::Space(cmd) => space::run(cmd),
         Command::Profile(args) => profile::run(args),
+        Command::Fit(args) => fit::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Validate(args) => validate::run(args),
         Command::Table(cmd) => table::run(cmd),
         Command::ExportOp(args) => export_op::run(args),
+        Command::Export(args) => export_op::run_network(args),
     };
     match result {
         Ok(code) => code,

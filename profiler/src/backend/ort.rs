@@ -33,6 +33,7 @@ use ort::value::Tensor;
 use super::{Backend, BackendError};
 use crate::device::{OptLevel, OrtSettings};
 use crate::measure::{Kernel, KernelError, KernelReport};
+use crate::network::Network;
 use crate::onnx;
 use crate::op::Op;
 
@@ -319,6 +320,46 @@ impl OrtRuntime {
         builder.commit_from_memory(model).map_err(|e| e.to_string())
     }
 
+    /// A whole network, timed end to end: the wall time of a `Run`, as a deployment pays it.
+    pub fn prepare_network(&self, net: &Network) -> Result<Box<dyn Kernel>, BackendError> {
+        let err = |message: String| BackendError::Prepare {
+            key: net.name.clone(),
+            message,
+        };
+        let model = net.to_onnx().map_err(|e| err(e.to_string()))?;
+        let session = self.session(&model.to_bytes(), None).map_err(err)?;
+        let first = net
+            .nodes
+            .first()
+            .map(|n| n.op)
+            .ok_or_else(|| err("the network is empty".into()))?;
+        let inputs = input_tensors(&first, &onnx::op_inputs(&first, 1)[..1]).map_err(err)?;
+        Ok(Box::new(NetworkKernel { session, inputs }))
+    }
+
+    /// Run a whole network once and return its output (conformance checks).
+    pub fn infer_network(
+        &self,
+        net: &Network,
+        input: &[f32],
+    ) -> Result<(Vec<i64>, Vec<f32>), BackendError> {
+        let err = |message: String| BackendError::Prepare {
+            key: net.name.clone(),
+            message,
+        };
+        let model = net.to_onnx().map_err(|e| err(e.to_string()))?;
+        let mut session = self.session(&model.to_bytes(), None).map_err(err)?;
+        let dims = net.input.dims().map(|d| d as usize);
+        let x = Tensor::from_array((dims, input.to_vec())).map_err(|e| err(e.to_string()))?;
+        let out = session
+            .run(vec![(onnx::INPUT_NAMES[0], &x)])
+            .map_err(|e| err(e.to_string()))?;
+        let (shape, data) = out[onnx::OUTPUT_NAME]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| err(e.to_string()))?;
+        Ok((shape.to_vec(), data.to_vec()))
+    }
+
     /// Run an op's model once on the given inputs and return its output (conformance checks).
     pub fn infer(
         &self,
@@ -483,6 +524,26 @@ impl Kernel for OrtKernel {
             edge_reorder_us: Some(edges),
             providers,
         })
+    }
+}
+
+/// A whole network in one plain session.
+struct NetworkKernel {
+    session: Session,
+    inputs: Vec<Tensor<f32>>,
+}
+
+impl Kernel for NetworkKernel {
+    fn run(&mut self) -> Result<Duration, KernelError> {
+        let feed: Vec<(&str, &Tensor<f32>)> = vec![(onnx::INPUT_NAMES[0], &self.inputs[0])];
+        let start = Instant::now();
+        let out = self
+            .session
+            .run(feed)
+            .map_err(|e| KernelError(e.to_string()))?;
+        let elapsed = start.elapsed();
+        drop(out);
+        Ok(elapsed)
     }
 }
 

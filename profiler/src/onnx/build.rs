@@ -30,60 +30,25 @@ pub fn op_model(op: &Op) -> Result<ModelProto, BuildError> {
         return Err(BuildError::FreeOp(op.key()));
     }
     let mut g = GraphBuilder::new(&op.key());
-    let x = "x".to_string();
-    let y = match op {
-        Op::Conv(c) => g.conv_op(&x, c),
-        Op::MbConv(m) => g.mbconv(&x, m),
-        Op::Pool(p) => {
-            let mut attrs = vec![
-                AttributeProto::ints("kernel_shape", &[p.k as i64; 2]),
-                AttributeProto::ints("strides", &[p.stride as i64; 2]),
-                AttributeProto::ints("pads", &[p.pad as i64; 4]),
-            ];
-            let op_type = match p.kind {
-                PoolKind::Avg => {
-                    attrs.push(AttributeProto::int("count_include_pad", 0));
-                    "AveragePool"
-                }
-                PoolKind::Max => "MaxPool",
-            };
-            g.node(op_type, &[&x], attrs)
-        }
-        Op::GlobalAvgPool(_) => g.node("GlobalAveragePool", &[&x], vec![]),
-        Op::Linear(l) => {
-            let fin = (l.input.c * l.input.h * l.input.w) as i64;
-            let flat = g.node("Flatten", &[&x], vec![AttributeProto::int("axis", 1)]);
-            let w = g.weight(&[l.cout as i64, fin], fin as u32);
-            let b = g.weight(&[l.cout as i64], fin as u32);
-            g.node(
-                "Gemm",
-                &[&flat, &w, &b],
-                vec![AttributeProto::int("transB", 1)],
-            )
-        }
-        Op::Add(_) => g.node("Add", &[&x, "x2"], vec![]),
-        Op::Act(a) => {
-            let mut h = x.clone();
-            if a.bn {
-                h = g.batch_norm(&h, a.input.c);
-            }
-            g.activation(&h, a.act)
-        }
-        Op::Skip(_) | Op::Zero(_) => unreachable!("free ops returned above"),
-    };
+    let inputs: Vec<String> = INPUT_NAMES[..op.num_inputs()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let y = g.emit(op, &inputs);
     g.rename_output(&y);
-    let out_dims: Vec<i64> = match op {
-        Op::Linear(l) => vec![l.input.n as i64, l.cout as i64],
-        _ => op.output().dims().to_vec(),
-    };
     let inputs = (0..op.num_inputs())
         .map(|i| ValueInfoProto::f32_tensor(INPUT_NAMES[i], &op.input().dims()))
         .collect();
-    Ok(g.finish(
-        inputs,
-        ValueInfoProto::f32_tensor(OUTPUT_NAME, &out_dims),
-        &op.key(),
-    ))
+    Ok(g.finish(inputs, output_info(op), &op.key()))
+}
+
+/// The declared output of a graph ending in `op` (a linear layer's output is 2-D).
+pub(crate) fn output_info(op: &Op) -> ValueInfoProto {
+    let dims: Vec<i64> = match op {
+        Op::Linear(l) => vec![l.input.n as i64, l.cout as i64],
+        _ => op.output().dims().to_vec(),
+    };
+    ValueInfoProto::f32_tensor(OUTPUT_NAME, &dims)
 }
 
 /// Seeded input tensors for an op (one per input), in `[-1, 1)`.
@@ -95,7 +60,7 @@ pub fn op_inputs(op: &Op, seed: u64) -> Vec<Vec<f32>> {
 }
 
 /// Builds a graph node by node, naming intermediate values and initializers.
-struct GraphBuilder {
+pub(crate) struct GraphBuilder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     next_id: usize,
@@ -103,12 +68,63 @@ struct GraphBuilder {
 }
 
 impl GraphBuilder {
-    fn new(seed_key: &str) -> Self {
+    pub(crate) fn new(seed_key: &str) -> Self {
         GraphBuilder {
             nodes: Vec::new(),
             initializers: Vec::new(),
             next_id: 0,
             rng: SplitMix64::from_str_seed(seed_key, 0),
+        }
+    }
+
+    /// The nodes of `op` reading `inputs`; returns the name of its output. Free ops emit
+    /// nothing: `skip` returns its input, and `zero` multiplies it by 0 (only emitted when a
+    /// network really reads a zero tensor).
+    pub(crate) fn emit(&mut self, op: &Op, inputs: &[String]) -> String {
+        let x = &inputs[0];
+        match op {
+            Op::Conv(c) => self.conv_op(x, c),
+            Op::MbConv(m) => self.mbconv(x, m),
+            Op::Pool(p) => {
+                let mut attrs = vec![
+                    AttributeProto::ints("kernel_shape", &[p.k as i64; 2]),
+                    AttributeProto::ints("strides", &[p.stride as i64; 2]),
+                    AttributeProto::ints("pads", &[p.pad as i64; 4]),
+                ];
+                let op_type = match p.kind {
+                    PoolKind::Avg => {
+                        attrs.push(AttributeProto::int("count_include_pad", 0));
+                        "AveragePool"
+                    }
+                    PoolKind::Max => "MaxPool",
+                };
+                self.node(op_type, &[x], attrs)
+            }
+            Op::GlobalAvgPool(_) => self.node("GlobalAveragePool", &[x], vec![]),
+            Op::Linear(l) => {
+                let fin = (l.input.c * l.input.h * l.input.w) as i64;
+                let flat = self.node("Flatten", &[x], vec![AttributeProto::int("axis", 1)]);
+                let w = self.weight(&[l.cout as i64, fin], fin as u32);
+                let b = self.weight(&[l.cout as i64], fin as u32);
+                self.node(
+                    "Gemm",
+                    &[&flat, &w, &b],
+                    vec![AttributeProto::int("transB", 1)],
+                )
+            }
+            Op::Add(_) => self.node("Add", &[x, &inputs[1]], vec![]),
+            Op::Act(a) => {
+                let mut h = x.clone();
+                if a.bn {
+                    h = self.batch_norm(&h, a.input.c);
+                }
+                self.activation(&h, a.act)
+            }
+            Op::Skip(_) => x.clone(),
+            Op::Zero(_) => {
+                let zero = self.constant(&[], &[0.0]);
+                self.node("Mul", &[x, &zero], vec![])
+            }
         }
     }
 
@@ -255,7 +271,7 @@ impl GraphBuilder {
     }
 
     /// Points the last node that produced `y` at the graph output name.
-    fn rename_output(&mut self, y: &str) {
+    pub(crate) fn rename_output(&mut self, y: &str) {
         for n in self.nodes.iter_mut().rev() {
             if let Some(o) = n.output.iter_mut().find(|o| *o == y) {
                 *o = OUTPUT_NAME.to_string();
@@ -272,7 +288,12 @@ impl GraphBuilder {
         });
     }
 
-    fn finish(self, input: Vec<ValueInfoProto>, output: ValueInfoProto, key: &str) -> ModelProto {
+    pub(crate) fn finish(
+        self,
+        input: Vec<ValueInfoProto>,
+        output: ValueInfoProto,
+        key: &str,
+    ) -> ModelProto {
         ModelProto {
             ir_version: IR_VERSION,
             opset_import: vec![OperatorSetIdProto {

@@ -154,11 +154,16 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
     })
 }
 
-/// Element-wise binary op with numpy broadcasting over equal-rank (or scalar) operands.
+/// Element-wise binary op with numpy broadcasting (the lower rank is padded with leading 1s).
 fn broadcast(x: &Nd, y: &Nd, f: impl Fn(f32, f32) -> f32) -> Result<Nd, String> {
-    if x.dims.len() != y.dims.len() {
-        return Err(format!("ranks differ: {:?} vs {:?}", x.dims, y.dims));
-    }
+    let rank = x.dims.len().max(y.dims.len());
+    let pad = |t: &Nd| Nd {
+        dims: std::iter::repeat_n(1, rank - t.dims.len())
+            .chain(t.dims.iter().copied())
+            .collect(),
+        data: t.data.clone(),
+    };
+    let (x, y) = (&pad(x), &pad(y));
     let mut dims = Vec::with_capacity(x.dims.len());
     for (&a, &b) in x.dims.iter().zip(&y.dims) {
         if a != b && a != 1 && b != 1 {

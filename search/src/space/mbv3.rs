@@ -13,7 +13,9 @@
 //! per block (4 per stage, stage by stage) for kernel and expand. Blocks beyond a stage's depth
 //! keep their digits but do not run.
 
+use hwnas_profiler::network::{Network, Value};
 use hwnas_profiler::op::{Activation, Conv, Linear, MbConv};
+use hwnas_profiler::rng::SplitMix64;
 use hwnas_profiler::{Op, Tensor};
 
 use super::{SearchSpace, SpaceError, distinct};
@@ -57,6 +59,17 @@ impl Mbv3Arch {
             depths: [4; STAGES],
             kernels: [7; BLOCKS],
             expands: [6; BLOCKS],
+        }
+    }
+
+    /// Every choice uniformly at random.
+    pub fn random(rng: &mut SplitMix64) -> Mbv3Arch {
+        let mut pick = |v: &[u32]| v[rng.below(v.len())];
+        Mbv3Arch {
+            resolution: pick(&RESOLUTIONS),
+            depths: std::array::from_fn(|_| pick(&DEPTHS)),
+            kernels: std::array::from_fn(|_| pick(&KERNELS)),
+            expands: std::array::from_fn(|_| pick(&EXPANDS)),
         }
     }
 
@@ -107,6 +120,17 @@ impl Mbv3Arch {
             kernels: digits::<BLOCKS>(k, 'k', &KERNELS, &bad)?,
             expands: digits::<BLOCKS>(e, 'e', &EXPANDS, &bad)?,
         })
+    }
+
+    /// The network: a chain of its ops.
+    pub fn network(&self) -> Network {
+        let ops = self.ops();
+        let mut net = Network::new(self.to_string(), ops[0].input());
+        let mut x = Value::Input;
+        for op in ops {
+            x = net.push(op, &[x]);
+        }
+        net
     }
 
     /// The ops of this network, in execution order.
@@ -235,25 +259,22 @@ impl SearchSpace for Mbv3 {
         distinct(ops)
     }
 
-    fn network_ops(&self, arch: &str) -> Result<Vec<Op>, SpaceError> {
-        Ok(Mbv3Arch::parse(arch)?.ops())
+    fn sample(&self, rng: &mut SplitMix64) -> String {
+        Mbv3Arch::random(rng).to_string()
+    }
+
+    fn network(&self, arch: &str) -> Result<Network, SpaceError> {
+        Ok(Mbv3Arch::parse(arch)?.network())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hwnas_profiler::rng::SplitMix64;
     use std::collections::HashSet;
 
     fn random_arch(rng: &mut SplitMix64) -> Mbv3Arch {
-        let mut pick = |v: &[u32]| v[rng.below(v.len())];
-        Mbv3Arch {
-            resolution: pick(&RESOLUTIONS),
-            depths: std::array::from_fn(|_| pick(&DEPTHS)),
-            kernels: std::array::from_fn(|_| pick(&KERNELS)),
-            expands: std::array::from_fn(|_| pick(&EXPANDS)),
-        }
+        Mbv3Arch::random(rng)
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 
 use hwnas_profiler::Op;
+use hwnas_profiler::network::Network;
+use hwnas_profiler::rng::SplitMix64;
 
 pub mod mbv3;
 pub mod nb201;
@@ -27,11 +29,19 @@ pub trait SearchSpace {
     fn describe(&self) -> String;
 
     /// Every distinct op any network of the space can run, each once, sorted by key.
-    /// Includes the free ops (skip, zero), which the profiler leaves out.
+    /// Includes the free ops (skip), which the profiler leaves out.
     fn ops(&self) -> Vec<Op>;
 
-    /// The ops of one network given its encoding, in execution order (repeats included).
-    fn network_ops(&self, arch: &str) -> Result<Vec<Op>, SpaceError>;
+    /// A uniformly random architecture encoding.
+    fn sample(&self, rng: &mut SplitMix64) -> String;
+
+    /// The network an architecture encoding describes: its ops, wired.
+    fn network(&self, arch: &str) -> Result<Network, SpaceError>;
+
+    /// The ops of one network, in execution order (repeats included).
+    fn network_ops(&self, arch: &str) -> Result<Vec<Op>, SpaceError> {
+        Ok(self.network(arch)?.ops().copied().collect())
+    }
 }
 
 /// A built-in space by name.

@@ -6,7 +6,9 @@
 //! Architectures use the benchmark's own strings:
 //! `|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|`.
 
+use hwnas_profiler::network::{Network, Value};
 use hwnas_profiler::op::{Act, Activation, Conv, Linear, Pool, PoolKind};
+use hwnas_profiler::rng::SplitMix64;
 use hwnas_profiler::{Op, Tensor};
 
 use super::{SearchSpace, SpaceError, distinct};
@@ -152,19 +154,28 @@ impl Nb201Arch {
 
     pub const COUNT: usize = 15_625;
 
-    /// The ops of one cell on a `t`-shaped tensor: each node's incoming edges, then the adds
-    /// that sum them.
-    fn cell_ops(&self, t: Tensor, out: &mut Vec<Op>) {
+    /// One cell on `x` (shape `t`): each node sums the edges into it that carry something.
+    /// An edge carries nothing when it is `none` or its source node is itself empty, so no
+    /// kernel runs for it. A cell whose output node is empty runs nothing and passes its input
+    /// on (a `skip`): NAS-Bench-201 would output zeros, which costs the same downstream, and a
+    /// multiply by zero would be a kernel the cell does not have.
+    fn push_cell(&self, net: &mut Network, x: Value, t: Tensor) -> Value {
+        let mut nodes: [Option<Value>; 4] = [Some(x), None, None, None];
         for node in 1..=3 {
-            let mut live = 0;
-            for (e, &(to, _)) in EDGES.iter().enumerate() {
-                if to == node {
-                    out.push(self.edges[e].op(t));
-                    live += usize::from(self.edges[e] != EdgeOp::None);
+            let mut terms = Vec::new();
+            for (e, &(to, from)) in EDGES.iter().enumerate() {
+                if to != node || self.edges[e] == EdgeOp::None {
+                    continue;
+                }
+                if let Some(src) = nodes[from] {
+                    terms.push(net.push(self.edges[e].op(t), &[src]));
                 }
             }
-            out.extend(std::iter::repeat_n(Op::Add(t), live.saturating_sub(1)));
+            nodes[node] = terms
+                .into_iter()
+                .reduce(|a, b| net.push(Op::Add(t), &[a, b]));
         }
+        nodes[3].unwrap_or_else(|| net.push(Op::Skip(t), &[x]))
     }
 }
 
@@ -187,7 +198,7 @@ impl std::fmt::Display for Nb201Arch {
 
 /// The reduction block between stages: ReLUConvBN 3x3 s2, ReLUConvBN 3x3, and a shortcut of
 /// 2x2 average pooling + 1x1 conv, summed.
-fn reduction_ops(t: Tensor, cout: u32) -> Vec<Op> {
+fn push_reduction(net: &mut Network, x: Value, t: Tensor, cout: u32) -> Value {
     let a = relu_conv_bn(t, cout, 3, 2);
     let mid = a.output();
     let pool = Op::Pool(Pool {
@@ -206,13 +217,11 @@ fn reduction_ops(t: Tensor, cout: u32) -> Vec<Op> {
         pre_act: Activation::None,
         act: Activation::None,
     });
-    vec![
-        a,
-        relu_conv_bn(mid, cout, 3, 1),
-        pool,
-        shortcut,
-        Op::Add(mid),
-    ]
+    let va = net.push(a, &[x]);
+    let vb = net.push(relu_conv_bn(mid, cout, 3, 1), &[va]);
+    let vp = net.push(pool, &[x]);
+    let vs = net.push(shortcut, &[vp]);
+    net.push(Op::Add(mid), &[vb, vs])
 }
 
 /// The network around the cells: (stem, per-stage shapes, head).
@@ -264,29 +273,44 @@ impl SearchSpace for Nb201 {
         let mut ops = vec![stem];
         for (s, &t) in stages.iter().enumerate() {
             if s > 0 {
-                ops.extend(reduction_ops(stages[s - 1], t.c));
+                let mut scratch = Network::new("reduction", stages[s - 1]);
+                push_reduction(&mut scratch, Value::Input, stages[s - 1], t.c);
+                ops.extend(scratch.ops().copied());
             }
-            ops.extend(EdgeOp::ALL.map(|e| e.op(t)));
+            // `none` edges run nothing and never appear in a network.
+            ops.extend(
+                EdgeOp::ALL
+                    .iter()
+                    .filter(|e| **e != EdgeOp::None)
+                    .map(|e| e.op(t)),
+            );
             ops.push(Op::Add(t));
         }
         ops.extend(head);
         distinct(ops)
     }
 
-    fn network_ops(&self, arch: &str) -> Result<Vec<Op>, SpaceError> {
+    fn sample(&self, rng: &mut SplitMix64) -> String {
+        Nb201Arch::from_index(rng.below(Nb201Arch::COUNT)).to_string()
+    }
+
+    fn network(&self, arch: &str) -> Result<Network, SpaceError> {
         let cell = Nb201Arch::parse(arch)?;
         let (stem, stages, head) = skeleton();
-        let mut ops = vec![stem];
+        let mut net = Network::new(cell.to_string(), INPUT);
+        let mut x = net.push(stem, &[Value::Input]);
         for (s, &t) in stages.iter().enumerate() {
             if s > 0 {
-                ops.extend(reduction_ops(stages[s - 1], t.c));
+                x = push_reduction(&mut net, x, stages[s - 1], t.c);
             }
             for _ in 0..CELLS_PER_STAGE {
-                cell.cell_ops(t, &mut ops);
+                x = cell.push_cell(&mut net, x, t);
             }
         }
-        ops.extend(head);
-        Ok(ops)
+        for op in head {
+            x = net.push(op, &[x]);
+        }
+        Ok(net)
     }
 }
 

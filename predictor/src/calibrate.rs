@@ -1,0 +1,357 @@
+//! Calibration: from the sum of op latencies to what a whole network really takes.
+//!
+//! Ops measured alone miss what happens between them in a network: the runtime's fixed cost per
+//! run, fusions across op boundaries (ORT folds a residual add into the conv before it), layout
+//! conversions, cache reuse. A few networks measured end to end fix this with a linear model
+//! over the network's op latencies summed per kind:
+//!
+//! `latency = intercept + Σ_kind coefficient_kind · Σ_{ops of kind} table latency
+//!            + per_op · number of ops`
+//!
+//! The last term is a cost per executed op that the lone-op timings get wrong by a constant
+//! (per-node executor work, call overhead left in the timing); it matters for networks of many
+//! tiny ops.
+//!
+//! Two forms are fitted — one coefficient for all kinds (`Total`), or one per kind (`PerKind`),
+//! both with the per-op term — and the one with the lower leave-one-out error is kept. The
+//! per-op term comes out negative on this CPU: an op timed alone still carries a little call
+//! overhead that the subtracted run overhead does not cover, and the fit takes it back. Kinds whose sum does not vary
+//! across the calibration networks (a fixed stem or head) cannot be told apart from the
+//! intercept; they are taken at face value. The leave-one-out errors also give each prediction
+//! its uncertainty interval.
+
+use std::collections::BTreeMap;
+
+use linfa::DatasetBase;
+use linfa::traits::Fit;
+use linfa_linear::LinearRegression;
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::relative_errors;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Form {
+    Total,
+    PerKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    pub form: Form,
+    /// The kinds with a fitted coefficient (`["total"]` for the `Total` form).
+    pub kinds: Vec<String>,
+    pub coefficients: Vec<f64>,
+    pub intercept_us: f64,
+    /// Kinds taken at face value (coefficient 1): constant across the calibration networks.
+    pub fixed_kinds: Vec<String>,
+    pub networks: usize,
+    /// Leave-one-out RMSPE of the kept form, as a fraction.
+    pub loo_rmspe: f64,
+    /// Half-width of the uncertainty interval, relative: the 95th percentile of the
+    /// leave-one-out relative errors.
+    pub interval_rel: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CalibrationError {
+    #[error("calibration needs at least {need} networks measured end to end, got {got}")]
+    TooFew { need: usize, got: usize },
+    #[error("calibration fit failed: {0}")]
+    Fit(String),
+}
+
+/// One calibration network: its op latencies summed per kind (plus [`OP_COUNT`], the number
+/// of ops that run a kernel), and its measured latency.
+pub type Sample = (BTreeMap<String, f64>, f64);
+
+/// The key of the op count in a [`Sample`]'s sums.
+pub const OP_COUNT: &str = "n_ops";
+
+/// How strongly coefficients are pulled toward their priors (1 for latency sums, 0 for the op
+/// count), relative to each column's energy in the data. 0 is plain least squares.
+pub const DEFAULT_PRIOR_STRENGTH: f64 = 0.01;
+
+impl Calibration {
+    /// Fit with the default pull toward the priors.
+    pub fn fit(samples: &[Sample]) -> Result<Calibration, CalibrationError> {
+        Self::fit_with(samples, DEFAULT_PRIOR_STRENGTH)
+    }
+
+    /// Fit with a given pull toward the priors (0: ordinary least squares).
+    pub fn fit_with(
+        samples: &[Sample],
+        prior_strength: f64,
+    ) -> Result<Calibration, CalibrationError> {
+        if samples.len() < 4 {
+            return Err(CalibrationError::TooFew {
+                need: 4,
+                got: samples.len(),
+            });
+        }
+        let mut kinds: Vec<String> = samples.iter().flat_map(|s| s.0.keys().cloned()).collect();
+        kinds.sort();
+        kinds.dedup();
+        let value = |s: &Sample, k: &str| s.0.get(k).copied().unwrap_or(0.0);
+        let varies = |k: &String| {
+            let v: Vec<f64> = samples.iter().map(|s| value(s, k)).collect();
+            let (lo, hi) = v
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+            hi - lo > 1e-6 * hi.abs().max(1e-9)
+        };
+        // A constant op count is part of the intercept; a constant latency sum is taken as is.
+        let (varying, fixed): (Vec<String>, Vec<String>) = kinds
+            .into_iter()
+            .filter(|k| k != OP_COUNT || varies(k))
+            .partition(varies);
+        let total = Self::fit_form(samples, Form::Total, &varying, &fixed, prior_strength)?;
+        // Per kind needs enough networks for its coefficients plus the left-out one.
+        if samples.len() >= varying.len() + 3 {
+            let per_kind =
+                Self::fit_form(samples, Form::PerKind, &varying, &fixed, prior_strength)?;
+            if per_kind.loo_rmspe < total.loo_rmspe {
+                return Ok(per_kind);
+            }
+        }
+        Ok(total)
+    }
+
+    fn columns(form: Form, varying: &[String]) -> Vec<String> {
+        let count = varying.iter().filter(|k| *k == OP_COUNT).cloned();
+        match form {
+            Form::Total => std::iter::once("total".to_string()).chain(count).collect(),
+            Form::PerKind => varying.to_vec(),
+        }
+    }
+
+    fn design(form: Form, varying: &[String], fixed: &[String], s: &Sample) -> (Vec<f64>, f64) {
+        let get = |k: &str| s.0.get(k).copied().unwrap_or(0.0);
+        let fixed_sum: f64 = fixed.iter().map(|k| get(k)).sum();
+        let row = match form {
+            Form::Total => {
+                let latency = varying
+                    .iter()
+                    .filter(|k| *k != OP_COUNT)
+                    .map(|k| get(k))
+                    .sum();
+                let count = varying.iter().filter(|k| *k == OP_COUNT).map(|k| get(k));
+                std::iter::once(latency).chain(count).collect()
+            }
+            Form::PerKind => varying.iter().map(|k| get(k)).collect(),
+        };
+        (row, fixed_sum)
+    }
+
+    /// The fitted coefficient of a column, if it has one.
+    pub fn coefficient(&self, column: &str) -> Option<f64> {
+        self.kinds
+            .iter()
+            .position(|k| k == column)
+            .map(|i| self.coefficients[i])
+    }
+
+    /// Least squares (linfa) on `rows` with a weak ridge pull of each coefficient toward its
+    /// prior (1 for a latency sum: the table is right; 0 for the op count); the intercept is
+    /// free. The pull keeps coefficients of columns that barely vary, or vary together (a stem
+    /// and a head that both follow the resolution), from wandering off to compensate each
+    /// other. Returns (coefficients, intercept).
+    fn ols(
+        rows: &[(Vec<f64>, f64)],
+        y: &[f64],
+        priors: &[f64],
+        strength: f64,
+    ) -> Result<(Vec<f64>, f64), CalibrationError> {
+        let (n, d) = (rows.len(), rows[0].0.len());
+        // Penalty weight per column, relative to that column's own energy in the data.
+        let weight: Vec<f64> = (0..d)
+            .map(|j| (strength * rows.iter().map(|r| r.0[j] * r.0[j]).sum::<f64>()).sqrt())
+            .collect();
+        // No penalty rows at all for plain least squares (all-zero rows upset the solver).
+        let extra = if strength > 0.0 { d } else { 0 };
+        let x = Array2::from_shape_fn((n + extra, d + 1), |(i, j)| match (i < n, j < d) {
+            (true, true) => rows[i].0[j],
+            (true, false) => 1.0,
+            (false, true) if i - n == j => weight[j],
+            _ => 0.0,
+        });
+        let target: Array1<f64> = (0..n + extra)
+            .map(|i| {
+                if i < n {
+                    y[i] - rows[i].1
+                } else {
+                    weight[i - n] * priors[i - n]
+                }
+            })
+            .collect();
+        let fitted = LinearRegression::new()
+            .with_intercept(false)
+            .fit(&DatasetBase::new(x, target))
+            .map_err(|e| CalibrationError::Fit(e.to_string()))?;
+        let p = fitted.params().to_vec();
+        Ok((p[..d].to_vec(), p[d]))
+    }
+
+    fn fit_form(
+        samples: &[Sample],
+        form: Form,
+        varying: &[String],
+        fixed: &[String],
+        strength: f64,
+    ) -> Result<Calibration, CalibrationError> {
+        let rows: Vec<(Vec<f64>, f64)> = samples
+            .iter()
+            .map(|s| Self::design(form, varying, fixed, s))
+            .collect();
+        let y: Vec<f64> = samples.iter().map(|s| s.1).collect();
+        let columns = Self::columns(form, varying);
+        let priors: Vec<f64> = columns
+            .iter()
+            .map(|c| if c == OP_COUNT { 0.0 } else { 1.0 })
+            .collect();
+        let (coefficients, intercept_us) = Self::ols(&rows, &y, &priors, strength)?;
+        // Leave one out: refit without each network and predict it.
+        let mut predicted = Vec::with_capacity(rows.len());
+        for i in 0..rows.len() {
+            let rest: Vec<(Vec<f64>, f64)> = rows
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, r)| r.clone())
+                .collect();
+            let rest_y: Vec<f64> = y
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, v)| *v)
+                .collect();
+            let (c, b) = Self::ols(&rest, &rest_y, &priors, strength)?;
+            predicted
+                .push(b + rows[i].1 + rows[i].0.iter().zip(&c).map(|(x, w)| x * w).sum::<f64>());
+        }
+        let rel = relative_errors(&predicted, &y);
+        let loo_rmspe = (rel.iter().map(|e| e * e).sum::<f64>() / rel.len() as f64).sqrt();
+        let mut abs: Vec<f64> = rel.iter().map(|e| e.abs()).collect();
+        abs.sort_by(f64::total_cmp);
+        let interval_rel = hwnas_profiler::stats::quantile_sorted(&abs, 0.95);
+        Ok(Calibration {
+            form,
+            kinds: columns,
+            coefficients,
+            intercept_us,
+            fixed_kinds: fixed.to_vec(),
+            networks: samples.len(),
+            loo_rmspe,
+            interval_rel,
+        })
+    }
+
+    /// Calibrated latency of a network from its per-kind sums (and op count).
+    pub fn apply(&self, sums: &BTreeMap<String, f64>) -> f64 {
+        let get = |k: &str| sums.get(k).copied().unwrap_or(0.0);
+        let fixed: f64 = self.fixed_kinds.iter().map(|k| get(k)).sum();
+        let count = self.coefficient(OP_COUNT).unwrap_or(0.0) * get(OP_COUNT);
+        let latencies = sums
+            .iter()
+            .filter(|(k, _)| *k != OP_COUNT && !self.fixed_kinds.contains(k));
+        let scaled: f64 = match self.form {
+            Form::Total => self.coefficients[0] * latencies.map(|(_, v)| v).sum::<f64>(),
+            // A kind never seen in calibration is taken at face value.
+            Form::PerKind => latencies
+                .map(|(k, v)| self.coefficient(k).unwrap_or(1.0) * v)
+                .sum(),
+        };
+        self.intercept_us + fixed + scaled + count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sums(conv: f64, add: f64, head: f64) -> BTreeMap<String, f64> {
+        [
+            ("conv".to_string(), conv),
+            ("add".to_string(), add),
+            ("linear".to_string(), head),
+        ]
+        .into()
+    }
+
+    fn with_count(mut s: BTreeMap<String, f64>, n: f64) -> BTreeMap<String, f64> {
+        s.insert(OP_COUNT.to_string(), n);
+        s
+    }
+
+    #[test]
+    fn recovers_a_known_linear_law_exactly() {
+        // measured = 50 + 0.9 conv + 0.2 add + head: fusion makes adds nearly free.
+        let samples: Vec<Sample> = (0..12)
+            .map(|i| {
+                let (c, a) = (
+                    1000.0 + 137.0 * i as f64,
+                    40.0 + 29.0 * ((i * 7) % 5) as f64,
+                );
+                (sums(c, a, 30.0), 50.0 + 0.9 * c + 0.2 * a + 30.0)
+            })
+            .collect();
+        let cal = Calibration::fit_with(&samples, 0.0).unwrap();
+        assert_eq!(cal.form, Form::PerKind);
+        assert_eq!(cal.fixed_kinds, vec!["linear".to_string()]);
+        assert_eq!(cal.kinds, vec!["add".to_string(), "conv".to_string()]);
+        assert!(
+            (cal.coefficients[0] - 0.2).abs() < 1e-9 && (cal.coefficients[1] - 0.9).abs() < 1e-9
+        );
+        assert!((cal.intercept_us - 50.0).abs() < 1e-6);
+        assert!(cal.loo_rmspe < 1e-9 && cal.interval_rel < 1e-9);
+        assert!(
+            (cal.apply(&sums(2000.0, 100.0, 30.0)) - (50.0 + 1800.0 + 20.0 + 30.0)).abs() < 1e-6
+        );
+    }
+
+    #[test]
+    fn recovers_a_per_op_overhead() {
+        // measured = 20 + 1.0 latency + 0.8 us per op; the op count varies independently, and
+        // the Total form (which has the count) fits exactly.
+        let samples: Vec<Sample> = (0..10)
+            .map(|i| {
+                let (c, n) = (500.0 + 50.0 * i as f64, (10 + (i * 7) % 9) as f64);
+                (with_count(sums(c, 0.0, 30.0), n), 20.0 + c + 30.0 + 0.8 * n)
+            })
+            .collect();
+        let cal = Calibration::fit_with(&samples, 0.0).unwrap();
+        assert!(
+            (cal.coefficient(OP_COUNT).unwrap() - 0.8).abs() < 1e-6,
+            "{cal:?}"
+        );
+        let s = with_count(sums(800.0, 0.0, 30.0), 12.0);
+        assert!((cal.apply(&s) - (20.0 + 800.0 + 30.0 + 9.6)).abs() < 1e-6);
+        // A constant count is folded into the intercept, not taken as microseconds.
+        let constant: Vec<Sample> = samples
+            .iter()
+            .map(|(s, y)| (with_count(s.clone(), 5.0), *y))
+            .collect();
+        assert!(
+            Calibration::fit(&constant)
+                .unwrap()
+                .coefficient(OP_COUNT)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_pure_scale_prefers_the_total_form_and_too_few_is_an_error() {
+        let samples: Vec<Sample> = (1..8)
+            .map(|i| {
+                let (c, a) = (100.0 * i as f64, 10.0 * ((i * 3) % 4) as f64);
+                (sums(c, a, 5.0), 1.1 * (c + a) + 5.0)
+            })
+            .collect();
+        let cal = Calibration::fit_with(&samples, 0.0).unwrap();
+        assert!((cal.apply(&sums(450.0, 20.0, 5.0)) - (1.1 * 470.0 + 5.0)).abs() < 1e-6);
+        assert!(matches!(
+            Calibration::fit(&samples[..3]),
+            Err(CalibrationError::TooFew { .. })
+        ));
+    }
+}

@@ -1,0 +1,489 @@
+//! `LatencyModel`: what `hwnas fit` writes and `predict` / `validate` / the search read.
+//!
+//! JSON with a schema version: the latency table it came from (op key → median, p10, p90) and
+//! its provenance, the op regressor for shapes the table lacks (with the comparison that chose
+//! it), and the calibration fitted on networks measured end to end. Exact table hits use the
+//! measured value; other ops use the regressor; the sum goes through the calibration.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::{Path, PathBuf};
+
+use hwnas_profiler::Op;
+use hwnas_profiler::network::Network;
+use hwnas_profiler::table::LatencyTable;
+use serde::{Deserialize, Serialize};
+
+use crate::calibrate::{Calibration, Form, OP_COUNT};
+use crate::regress::{Comparison, OpRegressor};
+
+pub const SCHEMA: &str = "hwnas-latency-model/1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LatencyModel {
+    pub schema: String,
+    pub device: String,
+    /// The latency table the model was fitted on, and its provenance header.
+    pub table: String,
+    pub provenance: Vec<(String, String)>,
+    /// Op key → [median, p10, p90] in µs, from the table.
+    pub ops: BTreeMap<String, [f64; 3]>,
+    pub regressor: Option<OpRegressor>,
+    /// How each regressor family scored on held-out ops of the table.
+    pub regressor_comparison: Vec<Comparison>,
+    pub calibration: Option<Calibration>,
+    /// The space and architectures the calibration networks came from (validation leaves
+    /// them out).
+    #[serde(default)]
+    pub space: Option<String>,
+    #[serde(default)]
+    pub calibration_archs: Vec<String>,
+    pub created: String,
+    pub tool_version: String,
+    /// Op → (median, p10, p90); rebuilt from `ops` on load.
+    #[serde(skip)]
+    index: HashMap<Op, [f64; 3], FastHash>,
+    /// Per kind slot, the calibration coefficient; rebuilt on load.
+    #[serde(skip)]
+    slot_coefficients: Vec<f64>,
+    /// The calibration's cost per executed op, in µs; rebuilt on load.
+    #[serde(skip)]
+    per_op_us: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read model {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("model {path} is not a valid hwnas latency model: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error(
+        "model {path} has schema `{found}`; this hwnas reads `{SCHEMA}`: fit it again with `hwnas fit`"
+    )]
+    Schema { path: PathBuf, found: String },
+    #[error(
+        "{} ops are neither in the model's table nor predictable (the model has no regressor); first: {}",
+        .0.len(), .0.first().map_or("", String::as_str)
+    )]
+    Missing(Vec<String>),
+}
+
+/// Where an op's latency came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Measured,
+    Regressed,
+    Free,
+}
+
+/// A network's predicted latency with its uncertainty.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub latency_us: f64,
+    /// The uncertainty interval: the calibration's leave-one-out 95% band when calibrated,
+    /// else the ops' p10 and p90 summed.
+    pub low_us: f64,
+    pub high_us: f64,
+    /// Uncalibrated sum of the ops' latencies.
+    pub sum_us: f64,
+    pub calibrated: bool,
+    pub per_op: Vec<(String, f64, Source)>,
+}
+
+impl Prediction {
+    pub fn regressed(&self) -> impl Iterator<Item = &str> {
+        self.per_op
+            .iter()
+            .filter(|o| o.2 == Source::Regressed)
+            .map(|o| o.0.as_str())
+    }
+}
+
+/// FNV-1a: ops hash in a few nanoseconds, which the search's millions of predictions need.
+#[derive(Default)]
+pub struct Fnv(u64);
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+type FastHash = BuildHasherDefault<Fnv>;
+
+/// Kind slots, in a fixed order. `add_fused` is an add the runtime folds into the conv before
+/// it ([`Network::fused_adds`]).
+const KINDS: [&str; 10] = [
+    "conv",
+    "mbconv",
+    "avgpool",
+    "maxpool",
+    "gap",
+    "linear",
+    "add",
+    "add_fused",
+    "act",
+    "other",
+];
+const FUSED_ADD_SLOT: usize = 7;
+
+fn slot(op: &Op) -> usize {
+    KINDS
+        .iter()
+        .position(|k| *k == op.kind())
+        .unwrap_or(KINDS.len() - 1)
+}
+
+/// One op of a network as the model sees it: the op, and whether it is an add fused into a conv.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Term {
+    pub op: Op,
+    pub fused: bool,
+}
+
+impl Term {
+    fn slot(&self) -> usize {
+        if self.fused {
+            FUSED_ADD_SLOT
+        } else {
+            slot(&self.op)
+        }
+    }
+
+    /// Ops without network context: no add is taken as fused.
+    pub fn plain(ops: &[Op]) -> Vec<Term> {
+        ops.iter().map(|&op| Term { op, fused: false }).collect()
+    }
+
+    /// A network's ops with their fusion context.
+    pub fn of_network(net: &Network) -> Vec<Term> {
+        net.nodes
+            .iter()
+            .zip(net.fused_adds())
+            .map(|(n, fused)| Term { op: n.op, fused })
+            .collect()
+    }
+}
+
+impl LatencyModel {
+    /// A model from a table: the lookup part only (`regressor` and `calibration` are set by
+    /// the caller, then [`LatencyModel::rebuild`]).
+    pub fn from_table(table: &LatencyTable, table_path: &Path) -> LatencyModel {
+        let mut m = LatencyModel {
+            schema: SCHEMA.into(),
+            device: table.meta("device").unwrap_or("unknown").into(),
+            table: table_path.display().to_string(),
+            provenance: table.meta.clone(),
+            ops: table
+                .rows
+                .iter()
+                .map(|r| (r.key.clone(), [r.median_us, r.p10_us, r.p90_us]))
+                .collect(),
+            regressor: None,
+            regressor_comparison: Vec::new(),
+            calibration: None,
+            space: table.meta("space").map(str::to_string),
+            calibration_archs: Vec::new(),
+            created: hwnas_profiler::host::utc_now(),
+            tool_version: format!("hwnas {}", env!("CARGO_PKG_VERSION")),
+            index: HashMap::default(),
+            slot_coefficients: Vec::new(),
+            per_op_us: 0.0,
+        };
+        m.rebuild();
+        m
+    }
+
+    /// Rebuild the fast lookup after `ops` or `calibration` changed.
+    pub fn rebuild(&mut self) {
+        self.per_op_us = self
+            .calibration
+            .as_ref()
+            .and_then(|c| c.coefficient(OP_COUNT))
+            .unwrap_or(0.0);
+        self.index = self
+            .ops
+            .iter()
+            .filter_map(|(k, v)| Op::from_key(k).ok().map(|op| (op, *v)))
+            .collect();
+        self.slot_coefficients = KINDS
+            .iter()
+            .map(|kind| match &self.calibration {
+                None => 1.0,
+                Some(c) if c.fixed_kinds.iter().any(|k| k == kind) => 1.0,
+                Some(c) => match c.form {
+                    Form::Total => c.coefficients[0],
+                    Form::PerKind => c.coefficient(kind).unwrap_or(1.0),
+                },
+            })
+            .collect();
+    }
+
+    pub fn load(path: &Path) -> Result<LatencyModel, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::Corrupt {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        match value.get("schema").and_then(|s| s.as_str()) {
+            Some(SCHEMA) => {}
+            Some(other) => {
+                return Err(ModelError::Schema {
+                    path: path.into(),
+                    found: other.into(),
+                });
+            }
+            None => {
+                return Err(ModelError::Corrupt {
+                    path: path.into(),
+                    message: "no `schema` field".into(),
+                });
+            }
+        }
+        let mut model: LatencyModel =
+            serde_json::from_value(value).map_err(|e| ModelError::Corrupt {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        if let Some(bad) = model.ops.keys().find(|k| Op::from_key(k).is_err()) {
+            return Err(ModelError::Corrupt {
+                path: path.into(),
+                message: format!("op key `{bad}` does not parse"),
+            });
+        }
+        model.rebuild();
+        Ok(model)
+    }
+
+    /// Write atomically: a temporary file beside `path`, then a rename.
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let io = |source| ModelError::Io {
+            path: path.into(),
+            source,
+        };
+        let json = serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Latency of one op: the table's median, or the regressor's prediction.
+    pub fn op_us(&self, op: &Op) -> Option<(f64, Source)> {
+        if op.is_free() {
+            return Some((0.0, Source::Free));
+        }
+        if let Some(v) = self.index.get(op) {
+            return Some((v[0], Source::Measured));
+        }
+        self.regressor
+            .as_ref()
+            .map(|r| (r.predict_us(op), Source::Regressed))
+    }
+
+    /// The ops' latencies summed per kind (uncalibrated), and their count, for calibration.
+    pub fn kind_sums(&self, terms: &[Term]) -> Result<BTreeMap<String, f64>, ModelError> {
+        let mut sums = BTreeMap::new();
+        let mut missing = Vec::new();
+        for t in terms {
+            let op = &t.op;
+            match self.op_us(op) {
+                Some((_, Source::Free)) => {}
+                Some((us, _)) => {
+                    *sums.entry(KINDS[t.slot()].to_string()).or_insert(0.0) += us;
+                    *sums.entry(OP_COUNT.to_string()).or_insert(0.0) += 1.0;
+                }
+                None => missing.push(op.key()),
+            }
+        }
+        if missing.is_empty() {
+            Ok(sums)
+        } else {
+            Err(ModelError::Missing(missing))
+        }
+    }
+
+    /// Predicted latency of a network given its ops, with the per-op breakdown.
+    pub fn predict(&self, terms: &[Term]) -> Result<Prediction, ModelError> {
+        let mut per_op = Vec::with_capacity(terms.len());
+        let mut missing = Vec::new();
+        let (mut sum, mut low, mut high, mut scaled) = (0.0, 0.0, 0.0, 0.0);
+        for t in terms {
+            let op = &t.op;
+            let Some((us, source)) = self.op_us(op) else {
+                missing.push(op.key());
+                continue;
+            };
+            let (lo, hi) = match self.index.get(op) {
+                Some(v) => (v[1], v[2]),
+                None => (us, us),
+            };
+            sum += us;
+            low += lo;
+            high += hi;
+            if source != Source::Free {
+                scaled += us * self.slot_coefficients[t.slot()] + self.per_op_us;
+            }
+            per_op.push((op.key(), us, source));
+        }
+        if !missing.is_empty() {
+            return Err(ModelError::Missing(missing));
+        }
+        Ok(match &self.calibration {
+            Some(c) => {
+                let latency = c.intercept_us + scaled;
+                Prediction {
+                    latency_us: latency,
+                    low_us: latency * (1.0 - c.interval_rel),
+                    high_us: latency * (1.0 + c.interval_rel),
+                    sum_us: sum,
+                    calibrated: true,
+                    per_op,
+                }
+            }
+            None => Prediction {
+                latency_us: sum,
+                low_us: low,
+                high_us: high,
+                sum_us: sum,
+                calibrated: false,
+                per_op,
+            },
+        })
+    }
+
+    /// The fast path for search: the calibrated latency in µs of a network whose ops are all
+    /// in the table, or `None` if one is not. No allocation.
+    pub fn predict_fast(&self, terms: &[Term]) -> Option<f64> {
+        let mut scaled = 0.0;
+        for t in terms {
+            if t.op.is_free() {
+                continue;
+            }
+            let v = self.index.get(&t.op)?;
+            scaled += v[0] * self.slot_coefficients[t.slot()] + self.per_op_us;
+        }
+        Some(self.calibration.as_ref().map_or(0.0, |c| c.intercept_us) + scaled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibrate::Sample;
+    use hwnas_profiler::table::Row;
+
+    fn model() -> LatencyModel {
+        let row = |key: &str, us: f64| {
+            let op = Op::from_key(key).unwrap();
+            let m = hwnas_profiler::measure::Measurement {
+                stats: hwnas_profiler::stats::Stats::from_samples(&[us * 0.9, us, us * 1.1])
+                    .unwrap(),
+                wall: hwnas_profiler::stats::Stats::from_samples(&[us]).unwrap(),
+                edge_reorder_us: None,
+                providers: vec![],
+                in_network: false,
+                capped: false,
+            };
+            Row::new(&op, &m, "mock")
+        };
+        let table = LatencyTable {
+            meta: vec![("device".into(), "test".into())],
+            rows: vec![
+                row("conv-in:1x8x8x8-out:8-k:3-s:1-g:1-pre:none-act:relu", 100.0),
+                row("add-in:1x8x8x8", 10.0),
+            ],
+        };
+        LatencyModel::from_table(&table, Path::new("t.csv"))
+    }
+
+    fn ops() -> Vec<Term> {
+        let ops: Vec<Op> = [
+            "conv-in:1x8x8x8-out:8-k:3-s:1-g:1-pre:none-act:relu",
+            "add-in:1x8x8x8",
+            "skip-in:1x8x8x8",
+        ]
+        .iter()
+        .map(|k| Op::from_key(k).unwrap())
+        .collect();
+        Term::plain(&ops)
+    }
+
+    #[test]
+    fn fast_path_equals_the_full_prediction_and_the_calibration() {
+        let mut m = model();
+        let p = m.predict(&ops()).unwrap();
+        let spread = |i: usize| m.ops.values().map(|v| v[i]).sum::<f64>();
+        assert_eq!(
+            (p.latency_us, p.low_us, p.high_us),
+            (110.0, spread(1), spread(2))
+        );
+        assert!(p.low_us < 110.0 && p.high_us > 110.0);
+        assert_eq!(m.predict_fast(&ops()), Some(110.0));
+        let samples: Vec<Sample> = (1..10)
+            .map(|i| {
+                let s: BTreeMap<String, f64> = [
+                    ("conv".to_string(), 100.0 * i as f64),
+                    ("add".to_string(), 10.0 * ((i * 5) % 3) as f64),
+                ]
+                .into();
+                let y = 20.0 + 0.8 * s["conv"] + 0.1 * s["add"];
+                (s, y)
+            })
+            .collect();
+        m.calibration = Some(Calibration::fit_with(&samples, 0.0).unwrap());
+        m.rebuild();
+        let want = m
+            .calibration
+            .as_ref()
+            .unwrap()
+            .apply(&m.kind_sums(&ops()).unwrap());
+        let p = m.predict(&ops()).unwrap();
+        assert!((p.latency_us - want).abs() < 1e-9 && (want - (20.0 + 80.0 + 1.0)).abs() < 1e-6);
+        assert!((m.predict_fast(&ops()).unwrap() - want).abs() < 1e-9);
+    }
+
+    #[test]
+    fn files_round_trip_and_bad_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        let m = model();
+        m.save(&path).unwrap();
+        let back = LatencyModel::load(&path).unwrap();
+        assert_eq!(back.predict(&ops()).unwrap(), m.predict(&ops()).unwrap());
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace(SCHEMA, "hwnas-latency-model/0")).unwrap();
+        let err = LatencyModel::load(&path).unwrap_err().to_string();
+        assert!(err.contains("schema") && err.contains("hwnas fit"), "{err}");
+        std::fs::write(&path, &text[..text.len() / 2]).unwrap();
+        let err = LatencyModel::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("m.json") && err.contains("not a valid"),
+            "{err}"
+        );
+        std::fs::write(&path, text.replace("add-in:1x8x8x8", "add-in:1x8x8")).unwrap();
+        assert!(LatencyModel::load(&path).is_err());
+
+        let missing = Op::from_key("gap-in:1x8x8x8").unwrap();
+        let err = m.predict(&Term::plain(&[missing])).unwrap_err().to_string();
+        assert!(err.contains("gap-in:1x8x8x8"), "{err}");
+        assert_eq!(m.predict_fast(&Term::plain(&[missing])), None);
+    }
+}

@@ -1,0 +1,258 @@
+//! Whole networks: vocabulary ops wired into a graph, and the graph as one ONNX model.
+//!
+//! A [`Network`] is what a search space makes of an architecture: the ops in execution order,
+//! each reading the network input or earlier ops' outputs. Its ONNX model is the ops' own
+//! subgraphs (the same ones [`crate::onnx::op_model`] profiles) joined together, so a network
+//! measured end to end runs exactly the ops the latency table measured one by one.
+
+use crate::onnx::build::{GraphBuilder, INPUT_NAMES, output_info};
+use crate::onnx::proto::{ModelProto, ValueInfoProto};
+use crate::op::{Op, Tensor};
+
+/// A tensor in a network: the network's input, or the output of node `i`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Value {
+    Input,
+    Node(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub op: Op,
+    pub inputs: Vec<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    /// A name for the network (its architecture encoding), also the seed of its weights.
+    pub name: String,
+    pub input: Tensor,
+    pub nodes: Vec<Node>,
+    pub output: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    #[error("network `{name}`, node {node} (`{key}`): {why}")]
+    Wiring {
+        name: String,
+        node: usize,
+        key: String,
+        why: String,
+    },
+}
+
+impl Network {
+    pub fn new(name: impl Into<String>, input: Tensor) -> Network {
+        Network {
+            name: name.into(),
+            input,
+            nodes: Vec::new(),
+            output: Value::Input,
+        }
+    }
+
+    /// Append `op` reading `inputs`; returns its output, which also becomes the network output.
+    pub fn push(&mut self, op: Op, inputs: &[Value]) -> Value {
+        self.nodes.push(Node {
+            op,
+            inputs: inputs.to_vec(),
+        });
+        self.output = Value::Node(self.nodes.len() - 1);
+        self.output
+    }
+
+    /// The ops in execution order.
+    pub fn ops(&self) -> impl Iterator<Item = &Op> {
+        self.nodes.iter().map(|n| &n.op)
+    }
+
+    fn shape(&self, v: Value) -> Tensor {
+        match v {
+            Value::Input => self.input,
+            Value::Node(i) => self.nodes[i].op.output(),
+        }
+    }
+
+    /// Per node: is it an `add` that the runtime folds into a convolution before it? ORT fuses
+    /// `Add(conv(x), y)` into the conv (the NCHWc conv takes `y` as a sum input) when the conv's
+    /// output feeds nothing else, so such an add costs almost nothing inside a network, while an
+    /// add of pooled or skipped tensors runs as its own kernel.
+    pub fn fused_adds(&self) -> Vec<bool> {
+        let mut consumers = vec![0usize; self.nodes.len()];
+        for node in &self.nodes {
+            for v in &node.inputs {
+                if let Value::Node(j) = v {
+                    consumers[*j] += 1;
+                }
+            }
+        }
+        if let Value::Node(j) = self.output {
+            consumers[j] += 1;
+        }
+        self.nodes
+            .iter()
+            .map(|node| {
+                matches!(node.op, Op::Add(_))
+                    && node.inputs.iter().any(|v| {
+                        matches!(v, Value::Node(j)
+                            if consumers[*j] == 1 && matches!(self.nodes[*j].op, Op::Conv(_) | Op::MbConv(_)))
+                    })
+            })
+            .collect()
+    }
+
+    /// Every node reads earlier values of the shapes its op expects.
+    pub fn validate(&self) -> Result<(), NetworkError> {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let bad = |why: String| NetworkError::Wiring {
+                name: self.name.clone(),
+                node: i,
+                key: node.op.key(),
+                why,
+            };
+            if node.inputs.len() != node.op.num_inputs() {
+                return Err(bad(format!(
+                    "reads {} inputs, the op takes {}",
+                    node.inputs.len(),
+                    node.op.num_inputs()
+                )));
+            }
+            for &v in &node.inputs {
+                if let Value::Node(j) = v
+                    && j >= i
+                {
+                    return Err(bad(format!(
+                        "reads node {j}, which does not come before it"
+                    )));
+                }
+                if self.shape(v) != node.op.input() {
+                    return Err(bad(format!(
+                        "reads a {} tensor, the op expects {}",
+                        self.shape(v),
+                        node.op.input()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The network as one ONNX model (input `x`, output `y`), weights seeded by its name.
+    pub fn to_onnx(&self) -> Result<ModelProto, NetworkError> {
+        self.validate()?;
+        let mut g = GraphBuilder::new(&self.name);
+        let mut names: Vec<Option<String>> = vec![None; self.nodes.len()];
+        let mut used = vec![false; self.nodes.len()];
+        for node in &self.nodes {
+            for v in &node.inputs {
+                if let Value::Node(j) = v {
+                    used[*j] = true;
+                }
+            }
+        }
+        if let Value::Node(j) = self.output {
+            used[j] = true;
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            // An unread zero is NAS-Bench-201's `none` edge: nothing runs.
+            if matches!(node.op, Op::Zero(_)) && !used[i] {
+                continue;
+            }
+            let inputs: Vec<String> = node
+                .inputs
+                .iter()
+                .map(|v| match v {
+                    Value::Input => INPUT_NAMES[0].to_string(),
+                    Value::Node(j) => names[*j].clone().expect("validated: inputs come first"),
+                })
+                .collect();
+            names[i] = Some(g.emit(&node.op, &inputs));
+        }
+        let y = match self.output {
+            Value::Input => INPUT_NAMES[0].to_string(),
+            Value::Node(j) => names[j].clone().expect("the output node was emitted"),
+        };
+        g.rename_output(&y);
+        let output = match self.output {
+            Value::Node(j) => output_info(&self.nodes[j].op),
+            Value::Input => ValueInfoProto::f32_tensor("y", &self.input.dims()),
+        };
+        let input = vec![ValueInfoProto::f32_tensor(
+            INPUT_NAMES[0],
+            &self.input.dims(),
+        )];
+        Ok(g.finish(input, output, &self.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::reference::{Nd, evaluate};
+    use crate::onnx::{op_inputs, op_model};
+
+    #[test]
+    fn a_one_op_network_is_the_op_model() {
+        let op = Op::from_key("conv-in:1x8x6x6-out:8-k:3-s:1-g:1-pre:none-act:relu").unwrap();
+        let mut net = Network::new(op.key(), op.input());
+        net.push(op, &[Value::Input]);
+        assert_eq!(net.to_onnx().unwrap(), op_model(&op).unwrap());
+    }
+
+    #[test]
+    fn residual_wiring_computes_the_sum() {
+        // y = conv(x) + x, checked against the two pieces evaluated separately.
+        let conv = Op::from_key("conv-in:1x4x5x5-out:4-k:3-s:1-g:1-pre:none-act:none").unwrap();
+        let t = conv.input();
+        let mut net = Network::new("res", t);
+        let c = net.push(conv, &[Value::Input]);
+        net.push(Op::Add(t), &[c, Value::Input]);
+        let model = net.to_onnx().unwrap();
+        let x = Nd {
+            dims: vec![1, 4, 5, 5],
+            data: op_inputs(&conv, 3).remove(0),
+        };
+        let y = evaluate(&model, &[("x", x.clone())]).unwrap().remove(0);
+        let conv_only = {
+            let mut n = Network::new("res", t);
+            n.push(conv, &[Value::Input]);
+            evaluate(&n.to_onnx().unwrap(), &[("x", x.clone())])
+                .unwrap()
+                .remove(0)
+        };
+        for i in 0..y.data.len() {
+            assert!((y.data[i] - conv_only.data[i] - x.data[i]).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn adds_after_a_lone_conv_are_fused() {
+        let conv = Op::from_key("conv-in:1x4x5x5-out:4-k:3-s:1-g:1-pre:none-act:none").unwrap();
+        let pool = Op::from_key("avgpool-in:1x4x5x5-k:3-s:1-p:1").unwrap();
+        let t = conv.input();
+        let mut net = Network::new("fusion", t);
+        let c = net.push(conv, &[Value::Input]);
+        let p = net.push(pool, &[Value::Input]);
+        let a = net.push(Op::Add(t), &[p, c]); // conv output used once: fused
+        let q = net.push(pool, &[a]);
+        net.push(Op::Add(t), &[q, a]); // pool and add: a kernel of its own
+        assert_eq!(net.fused_adds(), vec![false, false, true, false, false]);
+    }
+
+    #[test]
+    fn bad_wiring_is_refused() {
+        let conv = Op::from_key("conv-in:1x4x5x5-out:8-k:3-s:1-g:1-pre:none-act:none").unwrap();
+        let mut net = Network::new("bad", Tensor::new(1, 4, 5, 5));
+        let c = net.push(conv, &[Value::Input]);
+        net.push(conv, &[c]);
+        let err = net.to_onnx().unwrap_err().to_string();
+        assert!(
+            err.contains("node 1") && err.contains("expects 1x4x5x5"),
+            "{err}"
+        );
+        let mut net = Network::new("bad", Tensor::new(1, 4, 5, 5));
+        net.push(conv, &[Value::Node(0)]);
+        assert!(net.validate().is_err());
+    }
+}

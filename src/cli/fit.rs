@@ -1,0 +1,143 @@
+//! `hwnas fit`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use hwnas_predictor::calibrate::Calibration;
+use hwnas_predictor::regress::{Family, OpRegressor, compare};
+use hwnas_predictor::{LatencyModel, Term};
+use hwnas_profiler::device::DeviceProfile;
+use hwnas_profiler::rng::SplitMix64;
+use hwnas_profiler::table::LatencyTable;
+use hwnas_search::space::builtin;
+
+use super::e2e;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Latency table of the device (from `hwnas profile`).
+    #[arg(long)]
+    table: PathBuf,
+    /// Device profile, to measure the calibration networks on.
+    #[arg(long)]
+    device: Option<PathBuf>,
+    /// Where to write the model (JSON).
+    #[arg(long)]
+    out: PathBuf,
+    /// How many sampled networks to measure end to end for calibration (0: none, the model
+    /// predicts the uncalibrated sum of op latencies).
+    #[arg(long, default_value_t = 60)]
+    calibrate: usize,
+    /// Search space of the calibration networks (default: the table's space).
+    #[arg(long)]
+    space: Option<String>,
+    /// Seed of the held-out split and of the calibration sample.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The ONNX Runtime library, overriding the profile and $ORT_DYLIB_PATH.
+    #[arg(long)]
+    ort_library: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let table = LatencyTable::read(&args.table)?;
+    let mut model = LatencyModel::from_table(&table, &args.table);
+
+    // The op regressor: compare the families on held-out ops, keep the best, refit on all.
+    let rows: Vec<_> = table
+        .rows
+        .iter()
+        .map(|r| Ok((r.op()?, r.median_us)))
+        .collect::<Result<_, hwnas_profiler::op::OpError>>()?;
+    let family = if rows.len() >= 40 {
+        let scores = compare(&rows, 0.2, args.seed)?;
+        println!(
+            "op regressors on {} held-out ops of {} (>= 5 us):",
+            scores[0].test,
+            args.table.display()
+        );
+        println!(
+            "  {:<52} {:>8} {:>9} {:>8} {:>9}",
+            "family", "RMSPE", "±10%", "tau", "fit ms"
+        );
+        for s in &scores {
+            println!(
+                "  {:<52} {:>7.1}% {:>8.0}% {:>8.3} {:>9.1}",
+                s.family.name(),
+                100.0 * s.accuracy.rmspe,
+                100.0 * s.accuracy.within_10,
+                s.accuracy.kendall_tau,
+                s.fit_ms
+            );
+        }
+        let best = scores
+            .iter()
+            .min_by(|a, b| a.accuracy.rmspe.total_cmp(&b.accuracy.rmspe))
+            .expect("three families")
+            .family;
+        model.regressor_comparison = scores;
+        best
+    } else {
+        println!(
+            "{} has {} ops, too few to hold some out: using gradient-boosted trees for unseen shapes",
+            args.table.display(),
+            rows.len()
+        );
+        Family::Gbdt
+    };
+    model.regressor = Some(OpRegressor::fit(family, &rows)?);
+    println!("unseen shapes: {}", family.name());
+
+    if args.calibrate > 0 {
+        let device = args.device.as_ref().context(
+            "--calibrate measures networks end to end: give --device (or --calibrate 0)",
+        )?;
+        let space_name = args
+            .space
+            .clone()
+            .or_else(|| model.space.clone())
+            .context("which space are the calibration networks from? give --space")?;
+        let space = builtin(&space_name)?;
+        let profile = DeviceProfile::load(device)?;
+        let rt = e2e::runtime(&profile, device, args.ort_library.as_deref())?;
+        let mut rng = SplitMix64::new(args.seed ^ 0xca11_b4a7e);
+        let archs: Vec<String> = (0..args.calibrate)
+            .map(|_| space.sample(&mut rng))
+            .collect();
+        let nets = archs
+            .iter()
+            .map(|a| space.network(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let measured = e2e::measure(&rt, &nets, &profile.measure, "calibration")?;
+        let samples = nets
+            .iter()
+            .zip(&measured)
+            .map(|(n, m)| Ok((model.kind_sums(&Term::of_network(n))?, m.median)))
+            .collect::<Result<Vec<_>, hwnas_predictor::ModelError>>()?;
+        let cal = Calibration::fit(&samples)?;
+        println!(
+            "calibrated on {} {} networks measured end to end: {:?} form, intercept {:.1} us, \
+             coefficients {}; leave-one-out RMSPE {:.2}%, 95% interval ±{:.1}%",
+            cal.networks,
+            space.name(),
+            cal.form,
+            cal.intercept_us,
+            cal.kinds
+                .iter()
+                .zip(&cal.coefficients)
+                .map(|(k, c)| format!("{k} {c:.3}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            100.0 * cal.loo_rmspe,
+            100.0 * cal.interval_rel
+        );
+        model.space = Some(space.name().to_string());
+        model.calibration_archs = archs;
+        model.calibration = Some(cal);
+        model.rebuild();
+    }
+    model.save(&args.out)?;
+    println!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,209 @@
+//! `hwnas validate`
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use hwnas_predictor::metrics::Accuracy;
+use hwnas_predictor::svg;
+use hwnas_predictor::{LatencyModel, Term};
+use hwnas_profiler::device::DeviceProfile;
+use hwnas_profiler::rng::SplitMix64;
+use hwnas_profiler::stats::quantile_sorted;
+use hwnas_search::space::builtin;
+use serde_json::json;
+
+use super::e2e;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The latency model (from `hwnas fit`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Device profile to measure the networks on.
+    #[arg(long)]
+    device: PathBuf,
+    /// Search space to sample from (default: the model's).
+    #[arg(long)]
+    space: Option<String>,
+    /// How many networks to sample, measure and predict.
+    #[arg(long, default_value_t = 100)]
+    samples: usize,
+    /// How many of them to measure a second time, for the noise floor.
+    #[arg(long, default_value_t = 20)]
+    repeat: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Path prefix of the report (`PREFIX.json`) and the plot (`PREFIX.svg`); default: beside
+    /// the model, `MODEL.validate-SPACE`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    ort_library: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let model = LatencyModel::load(&args.model)?;
+    let space_name = args
+        .space
+        .clone()
+        .or_else(|| model.space.clone())
+        .context("which space? give --space")?;
+    let space = builtin(&space_name)?;
+    let profile = DeviceProfile::load(&args.device)?;
+    let rt = e2e::runtime(&profile, &args.device, args.ort_library.as_deref())?;
+
+    // Held out: never a network the calibration saw.
+    let seen: HashSet<&str> = model.calibration_archs.iter().map(String::as_str).collect();
+    let mut rng = SplitMix64::new(args.seed ^ 0x0da7_a5e7);
+    let mut archs = Vec::with_capacity(args.samples);
+    let mut tries = 0;
+    while archs.len() < args.samples && tries < 100 * args.samples.max(1) {
+        tries += 1;
+        let a = space.sample(&mut rng);
+        if !seen.contains(a.as_str()) && !archs.contains(&a) {
+            archs.push(a);
+        }
+    }
+    let nets = archs
+        .iter()
+        .map(|a| space.network(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let predictions = nets
+        .iter()
+        .map(|n| model.predict(&Term::of_network(n)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let measured = e2e::measure(&rt, &nets, &profile.measure, "validation")?;
+    let repeat = args.repeat.min(nets.len());
+    let again = e2e::measure(&rt, &nets[..repeat], &profile.measure, "noise floor")?;
+
+    let pred: Vec<f64> = predictions.iter().map(|p| p.latency_us).collect();
+    let meas: Vec<f64> = measured.iter().map(|s| s.median).collect();
+    let acc = Accuracy::of(&pred, &meas);
+    let mut noise: Vec<f64> = again
+        .iter()
+        .zip(&measured)
+        .map(|(b, a)| (b.median - a.median).abs() / ((a.median + b.median) / 2.0))
+        .collect();
+    noise.sort_by(f64::total_cmp);
+    let noise_median = quantile_sorted(&noise, 0.5);
+    let noise_p95 = quantile_sorted(&noise, 0.95);
+    let noise_over_10 = noise.iter().filter(|d| **d > 0.10).count();
+    let inside = predictions
+        .iter()
+        .zip(&meas)
+        .filter(|(p, m)| p.low_us <= **m && **m <= p.high_us)
+        .count();
+    let mut order: Vec<usize> = (0..pred.len()).collect();
+    order.sort_by(|&a, &b| {
+        (pred[b] / meas[b] - 1.0)
+            .abs()
+            .total_cmp(&(pred[a] / meas[a] - 1.0).abs())
+    });
+    let worst: Vec<serde_json::Value> = order
+        .iter()
+        .take(5)
+        .map(|&i| json!({"arch": archs[i], "predicted_ms": pred[i] / 1e3, "measured_ms": meas[i] / 1e3, "error": pred[i] / meas[i] - 1.0}))
+        .collect();
+
+    let out_base = args.out.clone().unwrap_or_else(|| {
+        let stem = args
+            .model
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model");
+        args.model
+            .with_file_name(format!("{stem}.validate-{}", space.name()))
+    });
+    // Appended, not `with_extension`: the prefix may contain dots.
+    let with_suffix = |ext: &str| {
+        let mut p = out_base.clone().into_os_string();
+        p.push(ext);
+        PathBuf::from(p)
+    };
+    let report = json!({
+        "model": args.model.display().to_string(),
+        "device": profile.name,
+        "space": space.name(),
+        "samples": nets.len(),
+        "seed": args.seed,
+        "calibrated": model.calibration.is_some(),
+        "accuracy": acc,
+        "interval_coverage": inside as f64 / nets.len().max(1) as f64,
+        "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10},
+        "worst": worst,
+        "networks": archs.iter().enumerate().map(|(i, a)| json!({
+            "arch": a, "predicted_us": pred[i], "low_us": predictions[i].low_us, "high_us": predictions[i].high_us,
+            "measured_us": meas[i], "measured_p10_us": measured[i].p10, "measured_p90_us": measured[i].p90,
+        })).collect::<Vec<_>>(),
+    });
+    let json_path = with_suffix(".json");
+    let svg_path = with_suffix(".svg");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let points: Vec<(f64, f64)> = meas
+        .iter()
+        .zip(&pred)
+        .map(|(m, p)| (m / 1e3, p / 1e3))
+        .collect();
+    let title = format!(
+        "{} on {}: {:.0}% within ±10% (n = {})",
+        space.name(),
+        profile.name,
+        100.0 * acc.within_10,
+        nets.len()
+    );
+    std::fs::write(&svg_path, svg::scatter(&title, &points))
+        .with_context(|| format!("writing {}", svg_path.display()))?;
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} held-out {} networks on `{}`, predicted by {} ({}):",
+        nets.len(),
+        space.name(),
+        profile.name,
+        args.model.display(),
+        if model.calibration.is_some() {
+            "calibrated"
+        } else {
+            "uncalibrated sum"
+        }
+    );
+    println!("  within ±5%        {:>6.1}%", 100.0 * acc.within_5);
+    println!("  within ±10%       {:>6.1}%", 100.0 * acc.within_10);
+    println!("  RMSPE             {:>6.2}%", 100.0 * acc.rmspe);
+    println!("  bias              {:>+6.2}%", 100.0 * acc.bias);
+    println!("  Kendall tau       {:>7.3}", acc.kendall_tau);
+    println!(
+        "  interval coverage {:>6.1}%  (measured inside the predicted interval)",
+        100.0 * inside as f64 / nets.len().max(1) as f64
+    );
+    println!(
+        "  noise floor       {:>6.2}%  median difference of two measurements of {repeat} networks (p95 {:.2}%, {noise_over_10} over 10%)",
+        100.0 * noise_median,
+        100.0 * noise_p95
+    );
+    println!("  worst:");
+    for &i in order.iter().take(5) {
+        println!(
+            "    {:+6.1}%  predicted {:.3} ms, measured {:.3} ms  {}",
+            100.0 * (pred[i] / meas[i] - 1.0),
+            pred[i] / 1e3,
+            meas[i] / 1e3,
+            archs[i]
+        );
+    }
+    println!(
+        "  report {} and plot {}",
+        json_path.display(),
+        svg_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

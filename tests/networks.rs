@@ -1,0 +1,62 @@
+//! Whole networks of the built-in spaces on ONNX Runtime, against the plain-Rust reference.
+
+use hwnas_profiler::backend::ort::OrtRuntime;
+use hwnas_profiler::device::OrtSettings;
+use hwnas_profiler::onnx::reference::{self, Nd};
+use hwnas_profiler::rng::SplitMix64;
+use hwnas_search::space::builtin;
+
+fn runtime() -> OrtRuntime {
+    OrtRuntime::new(&OrtSettings::default(), None).unwrap_or_else(|e| {
+        panic!("ONNX Runtime is required ({e}); run ./test.sh, which installs it")
+    })
+}
+
+fn input(len: usize) -> Vec<f32> {
+    let mut rng = SplitMix64::new(5);
+    (0..len).map(|_| rng.uniform(1.0)).collect()
+}
+
+#[test]
+fn nb201_networks_match_the_reference() {
+    let rt = runtime();
+    let space = builtin("nb201").unwrap();
+    // A cell with every op kind, one with an empty node (its edges carry nothing), and one whose
+    // output is empty (the cell passes its input on).
+    for arch in [
+        "|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_1x1~0|none~1|skip_connect~2|",
+        "|none~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|skip_connect~0|nor_conv_3x3~1|none~2|",
+        "|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+    ] {
+        let net = space.network(arch).unwrap();
+        let x = input(net.input.numel() as usize);
+        let (shape, got) = rt.infer_network(&net, &x).unwrap();
+        let model = net.to_onnx().unwrap();
+        let dims = net.input.dims().iter().map(|&d| d as usize).collect();
+        let want = reference::evaluate(&model, &[("x", Nd { dims, data: x })])
+            .unwrap()
+            .remove(0);
+        assert_eq!(shape, vec![1, 10], "{arch}");
+        for (g, w) in got.iter().zip(&want.data) {
+            assert!(
+                (g - w).abs() <= 1e-3 + 1e-3 * w.abs(),
+                "{arch}: ORT {g} vs reference {w}"
+            );
+        }
+    }
+}
+
+#[test]
+fn mbv3_networks_run_with_the_published_output() {
+    let rt = runtime();
+    let space = builtin("mbv3").unwrap();
+    let mut rng = SplitMix64::new(3);
+    for _ in 0..2 {
+        let net = space.network(&space.sample(&mut rng)).unwrap();
+        let (shape, y) = rt
+            .infer_network(&net, &input(net.input.numel() as usize))
+            .unwrap();
+        assert_eq!(shape, vec![1, 1000]);
+        assert!(y.iter().all(|v| v.is_finite()));
+    }
+}
