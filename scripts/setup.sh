@@ -4,42 +4,54 @@
 #   - ONNX Runtime: the `onnxruntime` PyPI wheel in ./.venv; its libonnxruntime.so is what the
 #     `ort` crate loads at run time (load-dynamic), exported as ORT_DYLIB_PATH.
 #   - Mesa's Vulkan driver (lavapipe), for the wgpu GPU backend on machines without a GPU.
-set -euo pipefail
+# The installs run in a strict subshell, so sourcing this leaves the caller's shell options alone.
 
 HWNAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ORT_PYPI_VERSION="${ORT_PYPI_VERSION:-1.31.1}"
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-        echo "setup: need root for: $*" >&2; return 1; fi
+hwnas_find_ort() {
+    ls "$HWNAS_ROOT"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1
 }
 
-apt_install() {
-    command -v apt-get >/dev/null || { echo "setup: no apt-get; install $* by hand" >&2; return 1; }
-    if [ -z "${HWNAS_APT_UPDATED:-}" ]; then as_root apt-get update -qq; HWNAS_APT_UPDATED=1; fi
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+hwnas_install() (
+    set -euo pipefail
+    as_root() {
+        if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+            echo "setup: need root for: $*" >&2; return 1; fi
+    }
+    apt_updated=""
+    apt_install() {
+        command -v apt-get >/dev/null || { echo "setup: no apt-get; install $* by hand" >&2; return 1; }
+        if [ -z "$apt_updated" ]; then as_root apt-get update -qq; apt_updated=1; fi
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    }
 
-command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (https://rustup.rs) first" >&2; exit 1; }
+    command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (https://rustup.rs) first" >&2; exit 1; }
 
-find_ort() { ls "$HWNAS_ROOT"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1; }
-if [ -z "$(find_ort)" ]; then
-    echo "setup: installing onnxruntime==$ORT_PYPI_VERSION into $HWNAS_ROOT/.venv" >&2
-    if ! python3 -m venv "$HWNAS_ROOT/.venv" 2>/dev/null; then
-        apt_install python3-venv python3-pip
-        python3 -m venv "$HWNAS_ROOT/.venv"
+    if [ -z "$(hwnas_find_ort)" ]; then
+        echo "setup: installing onnxruntime==$ORT_PYPI_VERSION into $HWNAS_ROOT/.venv" >&2
+        if ! python3 -m venv "$HWNAS_ROOT/.venv" 2>/dev/null; then
+            apt_install python3-venv python3-pip
+            python3 -m venv "$HWNAS_ROOT/.venv"
+        fi
+        "$HWNAS_ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "onnxruntime==$ORT_PYPI_VERSION"
     fi
-    "$HWNAS_ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "onnxruntime==$ORT_PYPI_VERSION"
-fi
-ORT_DYLIB_PATH="$(find_ort)"
-[ -n "$ORT_DYLIB_PATH" ] || { echo "setup: onnxruntime wheel installed but no libonnxruntime.so found" >&2; exit 1; }
-export ORT_DYLIB_PATH
+    [ -n "$(hwnas_find_ort)" ] || { echo "setup: onnxruntime wheel installed but no libonnxruntime.so found" >&2; exit 1; }
 
-if ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1; then
-    echo "setup: installing Mesa's Vulkan driver (lavapipe)" >&2
-    apt_install mesa-vulkan-drivers libvulkan1
+    if ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1; then
+        echo "setup: installing Mesa's Vulkan driver (lavapipe)" >&2
+        apt_install mesa-vulkan-drivers libvulkan1
+    fi
+)
+
+if hwnas_install; then
+    ORT_DYLIB_PATH="$(hwnas_find_ort)"
+    export ORT_DYLIB_PATH
+    export WGPU_BACKEND="${WGPU_BACKEND:-vulkan}"
+    # Mesa complains loudly without a private runtime directory.
+    export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/hwnas-xdg-$(id -u)}"
+    mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+else
+    echo "setup: failed (see above)" >&2
+    return 1 2>/dev/null || exit 1
 fi
-export WGPU_BACKEND="${WGPU_BACKEND:-vulkan}"
-# Mesa complains loudly without a private runtime directory.
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/hwnas-xdg-$(id -u)}"
-mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"

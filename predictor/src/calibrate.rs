@@ -13,7 +13,7 @@
 //! tiny ops.
 //!
 //! Two forms are fitted — one coefficient for all kinds (`Total`), or one per kind (`PerKind`),
-//! both with the per-op term — and the one with the lower leave-one-out error is kept. The
+//! both with the per-op term — and the one with the lower median leave-one-out error is kept. The
 //! per-op term comes out negative on this CPU: an op timed alone still carries a little call
 //! overhead that the subtracted run overhead does not cover, and the fit takes it back. Kinds whose sum does not vary
 //! across the calibration networks (a fixed stem or head) cannot be told apart from the
@@ -51,6 +51,9 @@ pub struct Calibration {
     /// Half-width of the uncertainty interval, relative: the 95th percentile of the
     /// leave-one-out relative errors.
     pub interval_rel: f64,
+    /// Median absolute leave-one-out relative error: what the form is chosen by.
+    #[serde(default)]
+    pub loo_median: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -110,7 +113,9 @@ impl Calibration {
         if samples.len() >= varying.len() + 3 {
             let per_kind =
                 Self::fit_form(samples, Form::PerKind, &varying, &fixed, prior_strength)?;
-            if per_kind.loo_rmspe < total.loo_rmspe {
+            // Compared on the median leave-one-out error: one calibration network caught by a
+            // noisy moment should not decide the form.
+            if per_kind.loo_median < total.loo_median {
                 return Ok(per_kind);
             }
         }
@@ -234,6 +239,7 @@ impl Calibration {
         let mut abs: Vec<f64> = rel.iter().map(|e| e.abs()).collect();
         abs.sort_by(f64::total_cmp);
         let interval_rel = hwnas_profiler::stats::quantile_sorted(&abs, 0.95);
+        let loo_median = hwnas_profiler::stats::quantile_sorted(&abs, 0.5);
         Ok(Calibration {
             form,
             kinds: columns,
@@ -243,6 +249,7 @@ impl Calibration {
             networks: samples.len(),
             loo_rmspe,
             interval_rel,
+            loo_median,
         })
     }
 
