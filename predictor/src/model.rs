@@ -65,7 +65,8 @@ pub enum ModelError {
     )]
     Schema { path: PathBuf, found: String },
     #[error(
-        "{} ops are neither in the model's table nor predictable (the model has no regressor); first: {}",
+        "{} ops are not in the latency table and there is no regressor to predict them (first: {}); \
+         profile them with `hwnas profile --op KEY ... --resume`, or `hwnas fit` a model, which predicts unseen shapes",
         .0.len(), .0.first().map_or("", String::as_str)
     )]
     Missing(Vec<String>),
@@ -309,7 +310,8 @@ impl LatencyModel {
                     *sums.entry(KINDS[t.slot()].to_string()).or_insert(0.0) += us;
                     *sums.entry(OP_COUNT.to_string()).or_insert(0.0) += 1.0;
                 }
-                None => missing.push(op.key()),
+                None if !missing.contains(&op.key()) => missing.push(op.key()),
+                None => {}
             }
         }
         if missing.is_empty() {
@@ -327,7 +329,9 @@ impl LatencyModel {
         for t in terms {
             let op = &t.op;
             let Some((us, source)) = self.op_us(op) else {
-                missing.push(op.key());
+                if !missing.contains(&op.key()) {
+                    missing.push(op.key());
+                }
                 continue;
             };
             let (lo, hi) = match self.index.get(op) {
@@ -482,8 +486,18 @@ mod tests {
         assert!(LatencyModel::load(&path).is_err());
 
         let missing = Op::from_key("gap-in:1x8x8x8").unwrap();
-        let err = m.predict(&Term::plain(&[missing])).unwrap_err().to_string();
-        assert!(err.contains("gap-in:1x8x8x8"), "{err}");
+        let err = m
+            .predict(&Term::plain(&[missing, ops()[0].op, missing]))
+            .unwrap_err();
+        assert!(
+            matches!(&err, ModelError::Missing(keys) if keys == &vec![missing.key()]),
+            "listed once: {err}"
+        );
+        let err = err.to_string();
+        assert!(
+            err.contains("gap-in:1x8x8x8") && err.contains("hwnas profile --op"),
+            "{err}"
+        );
         assert_eq!(m.predict_fast(&Term::plain(&[missing])), None);
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hwnas_predictor::{LatencyModel, LutPredictor, Term};
+use hwnas_predictor::{LatencyModel, Term};
 use hwnas_profiler::table::LatencyTable;
 use hwnas_search::space::builtin;
 
@@ -23,7 +23,7 @@ pub struct Args {
     /// Architecture encoding (repeatable): an nb201 arch string, or `r224-d...-k...-e...` for mbv3.
     #[arg(long, required = true)]
     arch: Vec<String>,
-    /// Also list every op with its latency.
+    /// Also list every op with its latency and where it came from.
     #[arg(long)]
     per_op: bool,
     /// Print JSON instead of text.
@@ -31,87 +31,22 @@ pub struct Args {
     json: bool,
 }
 
-const BASIS: &str = "lookup-table sum of measured op latencies (uncalibrated)";
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Some(table_path) = args.table.clone() else {
-        return run_model(args);
+    // A table is a model without regressor or calibration: the lookup-table sum.
+    let (model, path) = match (&args.model, &args.table) {
+        (Some(path), _) => (LatencyModel::load(path)?, path),
+        (None, Some(path)) => (
+            LatencyModel::from_table(&LatencyTable::read(path)?, path),
+            path,
+        ),
+        (None, None) => unreachable!("clap requires --model or --table"),
     };
-    let table = LatencyTable::read(&table_path)?;
     let space = builtin(&args.space)?;
-    if let Some(t) = table.meta("space")
-        && t != space.name()
+    if let Some(s) = model.space.as_deref()
+        && s != space.name()
     {
-        eprintln!(
-            "note: {} was profiled for space `{t}`",
-            table_path.display()
-        );
+        eprintln!("note: {} comes from space `{s}`", path.display());
     }
-    let lut = LutPredictor::new(&table);
-    let mut results = Vec::new();
-    for arch in &args.arch {
-        let ops = space.network_ops(arch)?;
-        let net = lut
-            .network(&ops)
-            .with_context(|| format!("predicting `{arch}` from {}", table_path.display()))?;
-        results.push((arch, net));
-    }
-    if args.json {
-        let json: Vec<serde_json::Value> = results
-            .iter()
-            .map(|(arch, net)| {
-                serde_json::json!({
-                    "space": space.name(),
-                    "arch": arch,
-                    "device": table.meta("device"),
-                    "basis": BASIS,
-                    "latency_us": net.total_us,
-                    "p10_us": net.p10_us,
-                    "p90_us": net.p90_us,
-                    "per_op": net.per_op.iter().map(|(k, us)| serde_json::json!({"key": k, "us": us})).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&json)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "device `{}` ({}); {BASIS}",
-        table.meta("device").unwrap_or("?"),
-        table_path.display()
-    );
-    for (arch, net) in results {
-        println!(
-            "{:>9.3} ms  (ops' p10-p90 summed: {:.3}-{:.3} ms)  {arch}",
-            net.total_us / 1e3,
-            net.p10_us / 1e3,
-            net.p90_us / 1e3
-        );
-        let mut by_kind: BTreeMap<&str, f64> = BTreeMap::new();
-        for (key, us) in &net.per_op {
-            *by_kind
-                .entry(key.split('-').next().unwrap_or(""))
-                .or_default() += us;
-        }
-        let shares: Vec<String> = by_kind
-            .iter()
-            .filter(|(_, us)| **us > 0.0)
-            .map(|(kind, us)| format!("{kind} {:.0}%", 100.0 * us / net.total_us.max(1e-9)))
-            .collect();
-        println!("             by kind: {}", shares.join(", "));
-        if args.per_op {
-            for (key, us) in &net.per_op {
-                println!("    {us:>10.1} us  {key}");
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn run_model(args: Args) -> anyhow::Result<ExitCode> {
-    let path = args.model.clone().expect("clap: --model or --table");
-    let model = LatencyModel::load(&path)?;
-    let space = builtin(&args.space)?;
     let mut results = Vec::new();
     for arch in &args.arch {
         let net = space.network(arch)?;
@@ -123,7 +58,7 @@ fn run_model(args: Args) -> anyhow::Result<ExitCode> {
     let basis = if model.calibration.is_some() {
         "calibrated on networks measured end to end"
     } else {
-        "uncalibrated sum of op latencies"
+        "lookup-table sum of measured op latencies (uncalibrated); interval: the ops' p10-p90 summed"
     };
     if args.json {
         let json: Vec<serde_json::Value> = results
@@ -149,6 +84,18 @@ fn run_model(args: Args) -> anyhow::Result<ExitCode> {
             p.high_us / 1e3,
             p.sum_us / 1e3
         );
+        let mut by_kind: BTreeMap<&str, f64> = BTreeMap::new();
+        for (key, us, _) in &p.per_op {
+            *by_kind
+                .entry(key.split('-').next().unwrap_or(""))
+                .or_default() += us;
+        }
+        let shares: Vec<String> = by_kind
+            .iter()
+            .filter(|(_, us)| **us > 0.0)
+            .map(|(kind, us)| format!("{kind} {:.0}%", 100.0 * us / p.sum_us.max(1e-9)))
+            .collect();
+        println!("             ops sum by kind: {}", shares.join(", "));
         let regressed: Vec<&str> = p.regressed().collect();
         if !regressed.is_empty() {
             println!(
