@@ -40,7 +40,7 @@ enum Command {
     Predict(predict::Args),
     /// Measure sampled networks end to end and score the model's predictions of them.
     Validate(validate::Args),
-    /// Latency tables: summarise one.
+    /// Latency tables: summarise one, or compare two.
     #[command(subcommand)]
     Table(table::Command),
     /// Write one operator's ONNX model, as hwnas profiles it, to a file.

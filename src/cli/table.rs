@@ -16,7 +16,9 @@ pub enum Command {
 
 #[derive(clap::Args)]
 pub struct CompareArgs {
+    /// The first latency table.
     a: PathBuf,
+    /// The second, with (some of) the same ops.
     b: PathBuf,
 }
 

@@ -33,6 +33,7 @@ pub struct Args {
     /// How many of them to measure a second time, for the noise floor.
     #[arg(long, default_value_t = 20)]
     repeat: usize,
+    /// Seed of the network sample.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Path prefix of the report (`PREFIX.json`) and the plot (`PREFIX.svg`); default: beside
@@ -42,6 +43,7 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// The ONNX Runtime library, overriding the profile and $ORT_DYLIB_PATH.
     #[arg(long)]
     ort_library: Option<PathBuf>,
 }
