@@ -23,12 +23,9 @@
 
 use std::collections::BTreeMap;
 
-use linfa::DatasetBase;
-use linfa::traits::Fit;
-use linfa_linear::LinearRegression;
-use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
+use crate::lsq::ridge_toward;
 use crate::metrics::relative_errors;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,45 +153,24 @@ impl Calibration {
             .map(|i| self.coefficients[i])
     }
 
-    /// Least squares (linfa) on `rows` with a weak ridge pull of each coefficient toward its
-    /// prior (1 for a latency sum: the table is right; 0 for the op count); the intercept is
-    /// free. The pull keeps coefficients of columns that barely vary, or vary together (a stem
-    /// and a head that both follow the resolution), from wandering off to compensate each
-    /// other. Returns (coefficients, intercept).
+    /// Least squares on `rows` with a weak ridge pull of each coefficient toward its prior (1
+    /// for a latency sum: the table is right; 0 for the op count); the intercept is free. The
+    /// pull keeps coefficients of columns that barely vary, or vary together (a stem and a head
+    /// that both follow the resolution), from wandering off to compensate each other; its
+    /// weight is relative to each column's own energy in the data. Returns (coefficients,
+    /// intercept).
     fn ols(
         rows: &[(Vec<f64>, f64)],
         y: &[f64],
         priors: &[f64],
         strength: f64,
     ) -> Result<(Vec<f64>, f64), CalibrationError> {
-        let (n, d) = (rows.len(), rows[0].0.len());
-        // Penalty weight per column, relative to that column's own energy in the data.
-        let weight: Vec<f64> = (0..d)
-            .map(|j| (strength * rows.iter().map(|r| r.0[j] * r.0[j]).sum::<f64>()).sqrt())
+        let x: Vec<Vec<f64>> = rows.iter().map(|r| r.0.clone()).collect();
+        let target: Vec<f64> = rows.iter().zip(y).map(|(r, m)| m - r.1).collect();
+        let weights: Vec<f64> = (0..priors.len())
+            .map(|j| (strength * x.iter().map(|r| r[j] * r[j]).sum::<f64>()).sqrt())
             .collect();
-        // No penalty rows at all for plain least squares (all-zero rows upset the solver).
-        let extra = if strength > 0.0 { d } else { 0 };
-        let x = Array2::from_shape_fn((n + extra, d + 1), |(i, j)| match (i < n, j < d) {
-            (true, true) => rows[i].0[j],
-            (true, false) => 1.0,
-            (false, true) if i - n == j => weight[j],
-            _ => 0.0,
-        });
-        let target: Array1<f64> = (0..n + extra)
-            .map(|i| {
-                if i < n {
-                    y[i] - rows[i].1
-                } else {
-                    weight[i - n] * priors[i - n]
-                }
-            })
-            .collect();
-        let fitted = LinearRegression::new()
-            .with_intercept(false)
-            .fit(&DatasetBase::new(x, target))
-            .map_err(|e| CalibrationError::Fit(e.to_string()))?;
-        let p = fitted.params().to_vec();
-        Ok((p[..d].to_vec(), p[d]))
+        ridge_toward(&x, &target, priors, &weights).map_err(CalibrationError::Fit)
     }
 
     fn fit_form(

@@ -1,6 +1,4 @@
-//! Features: what a regression sees of an op, and of a network.
-
-use std::collections::BTreeMap;
+//! Features: what a regression sees of an op.
 
 use hwnas_profiler::op::{Activation, Op};
 
@@ -88,17 +86,6 @@ pub fn op_features(op: &Op) -> [f64; OP_FEATURES.len()] {
     ]
 }
 
-/// A network's op latencies summed per op kind (`kind → µs`).
-pub fn kind_sums<'a>(per_op: impl IntoIterator<Item = (&'a Op, f64)>) -> BTreeMap<String, f64> {
-    let mut sums = BTreeMap::new();
-    for (op, us) in per_op {
-        if !op.is_free() {
-            *sums.entry(op.kind().to_string()).or_insert(0.0) += us;
-        }
-    }
-    sums
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,8 +99,5 @@ mod tests {
         assert_eq!((f[10], f[11], f[12]), (5.0, 2.0, 1.0));
         let add = Op::from_key("add-in:1x32x16x16").unwrap();
         assert_eq!(op_features(&add)[5], 6.0);
-        let sums = kind_sums([(&dw, 10.0), (&add, 2.0), (&dw, 5.0)]);
-        assert_eq!(sums["conv"], 15.0);
-        assert_eq!(sums["add"], 2.0);
     }
 }

@@ -13,6 +13,7 @@
 pub mod calibrate;
 pub mod features;
 pub mod gbdt;
+pub mod lsq;
 pub mod metrics;
 pub mod model;
 pub mod regress;

@@ -12,13 +12,13 @@ use hwnas_profiler::Op;
 use hwnas_profiler::rng::SplitMix64;
 use linfa::DatasetBase;
 use linfa::traits::{Fit, Predict};
-use linfa_linear::LinearRegression;
 use linfa_svm::Svm;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use crate::features::{OP_FEATURES, op_features};
 use crate::gbdt::{Gbdt, GbdtParams, records};
+use crate::lsq::ridge_toward;
 use crate::metrics::Accuracy;
 
 /// Latencies below this are clamped before taking logs (the resolution of a lone-op timing).
@@ -118,7 +118,16 @@ impl OpRegressor {
                 let xs: Vec<Vec<f64>> = x.iter().map(|r| scaler.apply(r)).collect();
                 let ds = DatasetBase::new(records(&xs), y);
                 if family == Family::Linear {
-                    let (coefficients, intercept) = ridge(&xs, ds.targets()).map_err(err)?;
+                    // A light ridge toward 0, so that constant or collinear features (bytes in
+                    // and out of same-shape ops) leave the problem well posed.
+                    let d = xs[0].len();
+                    let (coefficients, intercept) = ridge_toward(
+                        &xs,
+                        &ds.targets().to_vec(),
+                        &vec![0.0; d],
+                        &vec![1e-3f64.sqrt(); d],
+                    )
+                    .map_err(err)?;
                     OpRegressor::Linear {
                         scaler,
                         coefficients,
@@ -177,32 +186,6 @@ impl OpRegressor {
         };
         log.exp()
     }
-}
-
-/// Least squares (linfa) with a light ridge penalty, so that constant or collinear features
-/// (bytes in and out of same-shape ops) leave the problem well posed: standardised features,
-/// centred target, and `sqrt(lambda) * I` appended as extra rows with target 0.
-fn ridge(x: &[Vec<f64>], y: &Array1<f64>) -> Result<(Vec<f64>, f64), String> {
-    const LAMBDA: f64 = 1e-3;
-    let (n, d) = (x.len(), x[0].len());
-    let mean = y.sum() / n as f64;
-    let records = Array2::from_shape_fn((n + d, d), |(i, j)| {
-        if i < n {
-            x[i][j]
-        } else if i - n == j {
-            LAMBDA.sqrt()
-        } else {
-            0.0
-        }
-    });
-    let targets: Array1<f64> = (0..n + d)
-        .map(|i| if i < n { y[i] - mean } else { 0.0 })
-        .collect();
-    let fitted = LinearRegression::new()
-        .with_intercept(false)
-        .fit(&DatasetBase::new(records, targets))
-        .map_err(|e| e.to_string())?;
-    Ok((fitted.params().to_vec(), mean))
 }
 
 /// One family's score on held-out ops.

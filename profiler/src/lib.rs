@@ -10,6 +10,8 @@
 //!   simulated device in [`backend::mock`]) prepares an op into a [`measure::Kernel`].
 //! - [`measure::measure_group`] is the one measurement loop: warm-up, interleaved rounds,
 //!   adaptive repetition until the median's confidence interval is tight, [`stats::Stats`].
+//! - [`network::Network`] wires ops into a whole network and builds it as one ONNX model, for
+//!   measuring networks end to end.
 //! - [`profile::profile_ops`] runs it over a list of ops and appends [`table::Row`]s to a
 //!   [`table::LatencyTable`] CSV, whose header records where the numbers came from
 //!   ([`device::DeviceProfile`], [`host`]).

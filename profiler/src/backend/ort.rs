@@ -504,7 +504,7 @@ impl Kernel for OrtKernel {
             .zip(&self.walls_us)
             .map(|(r, wall)| {
                 let kernels = (wall - self.run_overhead_us).max(0.0);
-                let total = r.in_network_us + r.edge_reorder_us;
+                let total = r.inner_us + r.edge_reorder_us;
                 let edge_share = if total > 0.0 {
                     r.edge_reorder_us / total
                 } else {
@@ -551,7 +551,8 @@ impl Kernel for NetworkKernel {
 /// and the rest (profiler-inflated; used for the split, not as latencies).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProfiledRun {
-    pub in_network_us: f64,
+    /// Kernel time of the nodes that are not edge reorders.
+    pub inner_us: f64,
     pub edge_reorder_us: f64,
     pub providers: Vec<String>,
 }
@@ -615,7 +616,7 @@ pub fn parse_profile(text: &str) -> Result<Vec<ProfiledRun>, String> {
             providers.sort();
             providers.dedup();
             ProfiledRun {
-                in_network_us: total - edge,
+                inner_us: total - edge,
                 edge_reorder_us: edge,
                 providers,
             }
@@ -647,11 +648,8 @@ mod tests {
         );
         let runs = parse_profile(&text).unwrap();
         assert_eq!(runs.len(), 2);
-        assert_eq!(
-            (runs[0].in_network_us, runs[0].edge_reorder_us),
-            (58.5, 13.0)
-        );
-        assert_eq!((runs[1].in_network_us, runs[1].edge_reorder_us), (9.5, 0.0));
+        assert_eq!((runs[0].inner_us, runs[0].edge_reorder_us), (58.5, 13.0));
+        assert_eq!((runs[1].inner_us, runs[1].edge_reorder_us), (9.5, 0.0));
         assert_eq!(runs[0].providers, vec!["CPUExecutionProvider".to_string()]);
         assert!(parse_profile("[{").is_err());
     }
