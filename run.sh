@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job: set up what is missing; then, for both built-in search spaces, profile this
 # machine's CPU through ONNX Runtime, fit a latency model calibrated on networks measured end to
-# end, and validate it on other networks measured end to end; finally predict a few networks. Results go to runs/latest/ (override
-# with HWNAS_OUT=dir); an interrupted run continues where it stopped (delete the folder to
-# measure again from scratch).
+# end, and validate it on other networks measured end to end; predict a few networks; search
+# both spaces for the Pareto front of accuracy vs latency on this CPU and re-measure the front.
+# Results go to runs/latest/ (override with HWNAS_OUT=dir); an interrupted run continues where
+# it stopped (delete the folder to measure again from scratch).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup.sh
@@ -42,5 +43,22 @@ $hwnas predict --model "$out/cpu-nb201.model.json" --space nb201 \
 $hwnas predict --model "$out/cpu-mbv3.model.json" --space mbv3 \
     --arch r160-d22222-k33333333333333333333-e33333333333333333333 \
     --arch r224-d44444-k77777777777777777777-e66666666666666666666
+
+# NAS-Bench-201's CIFAR-10 accuracies, where the shared data set is present.
+nb201_acc=../shared/data/nb201/cifar10_test_acc.csv
+if [[ -f $nb201_acc ]]; then accuracy="table:$nb201_acc"; else accuracy=proxy; fi
 echo
-echo "results in $out/: latency tables (*.csv), models (*.model.json), validation reports and plots (*.validate-*.json, *.svg)"
+echo "== nb201: the true front (all 15,625 cells), then NSGA-II with 1,000 evaluations against it"
+$hwnas search --space nb201 --model "$out/cpu-nb201.model.json" --accuracy "$accuracy" \
+    --exhaustive --out "$out/search-nb201-exhaustive"
+$hwnas search --space nb201 --model "$out/cpu-nb201.model.json" --accuracy "$accuracy" \
+    --max-evaluations 1000 --seed 1 --compare "$out/search-nb201-exhaustive/front.json" \
+    --verify --device device_profiles/cpu.toml --out "$out/search-nb201"
+echo
+echo "== mbv3 under 10 ms on this CPU (accuracy: the FLOPs proxy), front re-measured"
+$hwnas search --space mbv3 --model "$out/cpu-mbv3.model.json" --max-latency-ms 10 \
+    --max-evaluations 3000 --seed 1 --verify --verify-max 20 --device device_profiles/cpu.toml \
+    --out "$out/search-mbv3"
+echo
+echo "results in $out/: latency tables (*.csv), models (*.model.json), validation reports and plots"
+echo "(*.validate-*.json, *.svg), search fronts (search-*/front.csv, front.json, front.svg)"

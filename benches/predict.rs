@@ -2,36 +2,14 @@
 //! mbv3 networks (all ops in the table), and the whole path from an encoding string.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hwnas_predictor::{LatencyModel, Term};
-use hwnas_profiler::backend::Backend;
-use hwnas_profiler::backend::mock::MockDevice;
-use hwnas_profiler::measure::{MeasureConfig, measure_group};
+use hwnas_predictor::Term;
 use hwnas_profiler::rng::SplitMix64;
-use hwnas_profiler::table::{LatencyTable, Row};
 use hwnas_search::space::{SearchSpace, mbv3::Mbv3};
 
-fn model() -> LatencyModel {
-    let mut dev = MockDevice::default();
-    let cfg = MeasureConfig {
-        min_runs: 5,
-        warmup_runs: 0,
-        warmup_ms: 0.0,
-        ..Default::default()
-    };
-    let rows = Mbv3
-        .ops()
-        .iter()
-        .map(|op| {
-            let mut k = vec![dev.prepare(op).unwrap()];
-            Row::new(op, &measure_group(&mut k, &cfg).remove(0).unwrap(), "mock")
-        })
-        .collect();
-    let table = LatencyTable { meta: vec![], rows };
-    LatencyModel::from_table(&table, std::path::Path::new("mock.csv"))
-}
+mod common;
 
 fn bench(c: &mut Criterion) {
-    let model = model();
+    let model = common::mock_mbv3_model();
     let mut rng = SplitMix64::new(9);
     let archs: Vec<String> = (0..1000).map(|_| Mbv3.sample(&mut rng)).collect();
     let op_lists: Vec<Vec<Term>> = archs

@@ -102,6 +102,68 @@ impl Network {
             .collect()
     }
 
+    pub fn flops(&self) -> u64 {
+        self.ops().map(Op::flops).sum()
+    }
+
+    pub fn params(&self) -> u64 {
+        self.ops().map(Op::params).sum()
+    }
+
+    /// Peak activation memory of running the network op by op, batch as given: at each op,
+    /// the tensors still needed later plus the op's own working set. Skip and zero ops alias
+    /// their input rather than own a buffer.
+    pub fn peak_activation_bytes(&self) -> u64 {
+        let n = self.nodes.len();
+        // Buffers: 0 is the network input, i + 1 the output of node i.
+        let mut buffer = Vec::with_capacity(n);
+        let resolve = |buffer: &Vec<usize>, v: Value| match v {
+            Value::Input => 0,
+            Value::Node(i) => buffer[i],
+        };
+        for (i, node) in self.nodes.iter().enumerate() {
+            let b = match node.inputs.first() {
+                Some(v) if node.op.is_free() => resolve(&buffer, *v),
+                _ => i + 1,
+            };
+            buffer.push(b);
+        }
+        let mut last_use = vec![0usize; n + 1];
+        for (i, node) in self.nodes.iter().enumerate() {
+            for v in &node.inputs {
+                last_use[resolve(&buffer, *v)] = i + 1;
+            }
+        }
+        last_use[resolve(&buffer, self.output)] = n + 1;
+        let size = |b: usize| {
+            let t = if b == 0 {
+                self.input
+            } else {
+                self.nodes[b - 1].op.output()
+            };
+            t.numel() * crate::op::BYTES_PER_ELEMENT
+        };
+        let mut peak = 0;
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.op.is_free() {
+                continue;
+            }
+            // Step i + 1: buffers born before it and used after it, other than its own.
+            let own: Vec<usize> = node
+                .inputs
+                .iter()
+                .map(|v| resolve(&buffer, *v))
+                .chain([i + 1])
+                .collect();
+            let waiting: u64 = (0..=n)
+                .filter(|b| *b < i + 1 && last_use[*b] > i + 1 && !own.contains(b))
+                .map(size)
+                .sum();
+            peak = peak.max(waiting + node.op.working_set_bytes());
+        }
+        peak
+    }
+
     /// Every node reads earlier values of the shapes its op expects.
     pub fn validate(&self) -> Result<(), NetworkError> {
         for (i, node) in self.nodes.iter().enumerate() {
@@ -198,6 +260,27 @@ mod tests {
         let mut net = Network::new(op.key(), op.input());
         net.push(op, &[Value::Input]);
         assert_eq!(net.to_onnx().unwrap(), op_model(&op).unwrap());
+    }
+
+    #[test]
+    fn peak_activation_memory_counts_what_waits_for_a_residual() {
+        // x -> conv -> conv -> add(., x): each tensor 4x8x8 floats = 1 KiB. The second conv
+        // holds its input and output while x waits for the add: 3 KiB; the add also 3 KiB.
+        let conv = Op::from_key("conv-in:1x4x8x8-out:4-k:3-s:1-g:1-pre:none-act:none").unwrap();
+        let t = conv.input();
+        let mut net = Network::new("res", t);
+        let a = net.push(conv, &[Value::Input]);
+        let b = net.push(conv, &[a]);
+        net.push(Op::Add(t), &[b, Value::Input]);
+        assert_eq!(net.peak_activation_bytes(), 3 * 1024);
+        // A skip aliases its input: no buffer of its own, but it keeps x alive.
+        let mut chain = Network::new("skip", t);
+        let s = chain.push(Op::Skip(t), &[Value::Input]);
+        let c = chain.push(conv, &[Value::Input]);
+        chain.push(Op::Add(t), &[c, s]);
+        assert_eq!(chain.peak_activation_bytes(), 3 * 1024);
+        assert_eq!(net.flops(), 2 * conv.flops() + Op::Add(t).flops());
+        assert_eq!(net.params(), 2 * conv.params());
     }
 
     #[test]

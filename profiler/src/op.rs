@@ -494,6 +494,28 @@ impl Op {
         self.bytes_in() + self.bytes_out() + self.bytes_weights()
     }
 
+    /// The most activation bytes the op holds at once: its inputs and output, and inside a
+    /// block the intermediates of the step that needs the most (each conv's input and output,
+    /// plus the block input a residual keeps alive).
+    pub fn working_set_bytes(&self) -> u64 {
+        match self {
+            Op::MbConv(m) => {
+                let input = m.input.numel();
+                m.convs()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let kept = if m.residual && i > 0 { input } else { 0 };
+                        c.input.numel() + c.output().numel() + kept
+                    })
+                    .max()
+                    .unwrap_or(0)
+                    * BYTES_PER_ELEMENT
+            }
+            _ => self.bytes_in() + self.bytes_out(),
+        }
+    }
+
     /// Check the op's parameters make sense; every constructor path goes through this.
     pub fn validate(&self) -> Result<(), OpError> {
         let invalid = |why: String| {

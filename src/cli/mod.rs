@@ -10,6 +10,8 @@ mod export_op;
 mod fit;
 mod predict;
 mod profile;
+mod search;
+mod search_report;
 mod space;
 mod table;
 mod validate;
@@ -18,7 +20,7 @@ mod validate;
 #[command(
     name = "hwnas",
     version,
-    about = "Hardware-aware NAS: profile operators on real devices, build latency tables, predict network latency"
+    about = "Hardware-aware NAS: profile operators on real devices, build latency tables, predict network latency, search"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -43,6 +45,8 @@ enum Command {
     /// Latency tables: summarise one, or compare two.
     #[command(subcommand)]
     Table(table::Command),
+    /// Multi-objective search (NSGA-II) for the Pareto front of accuracy vs latency, size, memory.
+    Search(search::Args),
     /// Write one operator's ONNX model, as hwnas profiles it, to a file.
     ExportOp(export_op::Args),
     /// Write a whole architecture's ONNX model, as `validate` measures it, to a file.
@@ -59,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Table(cmd) => table::run(cmd),
+        Command::Search(args) => search::run(args),
         Command::ExportOp(args) => export_op::run(args),
         Command::Export(args) => export_op::run_network(args),
     };

@@ -18,7 +18,7 @@ use hwnas_profiler::op::{Activation, Conv, Linear, MbConv};
 use hwnas_profiler::rng::SplitMix64;
 use hwnas_profiler::{Op, Tensor};
 
-use super::{SearchSpace, SpaceError, distinct};
+use super::{Gene, SearchSpace, SpaceError, distinct};
 
 pub const RESOLUTIONS: [u32; 5] = [160, 176, 192, 208, 224];
 pub const DEPTHS: [u32; 3] = [2, 3, 4];
@@ -236,6 +236,46 @@ impl SearchSpace for Mbv3 {
     fn describe(&self) -> String {
         "Once-for-All MobileNetV3: resolution {160..224}, 5 stages of depth {2,3,4}, kernel {3,5,7}, expand {3,4,6}"
             .into()
+    }
+
+    fn genes(&self) -> Vec<Gene> {
+        let gene = |levels: usize| Gene {
+            levels: levels as u8,
+            ordered: true,
+        };
+        let mut genes = vec![gene(RESOLUTIONS.len())];
+        genes.extend([gene(DEPTHS.len()); STAGES]);
+        genes.extend([gene(KERNELS.len()); BLOCKS]);
+        genes.extend([gene(EXPANDS.len()); BLOCKS]);
+        genes
+    }
+
+    fn decode(&self, genome: &[u8]) -> String {
+        let pick = |values: &[u32], g: u8| values[g as usize];
+        let (d, rest) = genome[1..].split_at(STAGES);
+        let (k, e) = rest.split_at(BLOCKS);
+        Mbv3Arch {
+            resolution: pick(&RESOLUTIONS, genome[0]),
+            depths: std::array::from_fn(|i| pick(&DEPTHS, d[i])),
+            kernels: std::array::from_fn(|i| pick(&KERNELS, k[i])),
+            expands: std::array::from_fn(|i| pick(&EXPANDS, e[i])),
+        }
+        .to_string()
+    }
+
+    fn encode(&self, arch: &str) -> Result<Vec<u8>, SpaceError> {
+        let a = Mbv3Arch::parse(arch)?;
+        let index = |values: &[u32], v: u32| {
+            values
+                .iter()
+                .position(|x| *x == v)
+                .expect("parse checked the value") as u8
+        };
+        let mut genome = vec![index(&RESOLUTIONS, a.resolution)];
+        genome.extend(a.depths.iter().map(|v| index(&DEPTHS, *v)));
+        genome.extend(a.kernels.iter().map(|v| index(&KERNELS, *v)));
+        genome.extend(a.expands.iter().map(|v| index(&EXPANDS, *v)));
+        Ok(genome)
     }
 
     fn ops(&self) -> Vec<Op> {

@@ -42,6 +42,29 @@ pub trait SearchSpace {
     fn network_ops(&self, arch: &str) -> Result<Vec<Op>, SpaceError> {
         Ok(self.network(arch)?.ops().copied().collect())
     }
+
+    /// The architecture as a genome: one gene per independent choice, what the search varies.
+    fn genes(&self) -> Vec<Gene>;
+
+    /// The encoding of a genome; every genome within [`SearchSpace::genes`] is an architecture.
+    fn decode(&self, genome: &[u8]) -> String;
+
+    /// The genome of an encoding (the inverse of [`SearchSpace::decode`]).
+    fn encode(&self, arch: &str) -> Result<Vec<u8>, SpaceError>;
+}
+
+/// One choice of an architecture: `levels` values `0..levels`. `ordered` choices (kernel
+/// size, depth, resolution) have neighbours, so mutation may step to the next value; unordered
+/// ones (which op sits on an edge) only jump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gene {
+    pub levels: u8,
+    pub ordered: bool,
+}
+
+/// How many genomes there are (duplicate encodings of one network included).
+pub fn genome_count(genes: &[Gene]) -> f64 {
+    genes.iter().map(|g| g.levels as f64).product()
 }
 
 /// A built-in space by name.
@@ -69,4 +92,31 @@ pub fn count_by_kind(ops: &[Op]) -> BTreeMap<&'static str, usize> {
         *counts.entry(op.kind()).or_insert(0) += 1;
     }
     counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_genome_decodes_to_a_network_and_encodes_back() {
+        for name in ["nb201", "mbv3"] {
+            let space = builtin(name).unwrap();
+            let genes = space.genes();
+            let mut rng = SplitMix64::new(7);
+            for _ in 0..300 {
+                let genome: Vec<u8> = genes
+                    .iter()
+                    .map(|g| rng.below(g.levels as usize) as u8)
+                    .collect();
+                let arch = space.decode(&genome);
+                space.network(&arch).unwrap().validate().unwrap();
+                assert_eq!(space.encode(&arch).unwrap(), genome, "{arch}");
+                let sampled = space.sample(&mut rng);
+                assert_eq!(space.decode(&space.encode(&sampled).unwrap()), sampled);
+            }
+        }
+        assert_eq!(genome_count(&builtin("nb201").unwrap().genes()), 15_625.0);
+        assert!(builtin("mbv3").unwrap().encode("r224-d2").is_err());
+    }
 }

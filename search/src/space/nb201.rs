@@ -11,7 +11,7 @@ use hwnas_profiler::op::{Act, Activation, Conv, Linear, Pool, PoolKind};
 use hwnas_profiler::rng::SplitMix64;
 use hwnas_profiler::{Op, Tensor};
 
-use super::{SearchSpace, SpaceError, distinct};
+use super::{Gene, SearchSpace, SpaceError, distinct};
 
 /// The five edge operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -292,6 +292,32 @@ impl SearchSpace for Nb201 {
 
     fn sample(&self, rng: &mut SplitMix64) -> String {
         Nb201Arch::from_index(rng.below(Nb201Arch::COUNT)).to_string()
+    }
+
+    fn genes(&self) -> Vec<Gene> {
+        vec![
+            Gene {
+                levels: EdgeOp::ALL.len() as u8,
+                ordered: false
+            };
+            6
+        ]
+    }
+
+    fn decode(&self, genome: &[u8]) -> String {
+        Nb201Arch {
+            edges: std::array::from_fn(|i| EdgeOp::ALL[genome[i] as usize]),
+        }
+        .to_string()
+    }
+
+    fn encode(&self, arch: &str) -> Result<Vec<u8>, SpaceError> {
+        let cell = Nb201Arch::parse(arch)?;
+        Ok(cell
+            .edges
+            .iter()
+            .map(|e| EdgeOp::ALL.iter().position(|a| a == e).expect("an edge op") as u8)
+            .collect())
     }
 
     fn network(&self, arch: &str) -> Result<Network, SpaceError> {

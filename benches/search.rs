@@ -1,0 +1,49 @@
+//! NSGA-II generations per second on mbv3: population 50, objectives proxy accuracy and
+//! latency from a latency model (all ops in its table), every network built from its encoding.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hwnas_search::accuracy::AccuracySource;
+use hwnas_search::nsga2::{self, Config};
+use hwnas_search::objective::{ArchProblem, Constraint, LatencySource, Metric};
+use hwnas_search::space::mbv3::Mbv3;
+
+mod common;
+
+const GENERATIONS: usize = 20;
+const POPULATION: usize = 50;
+
+fn bench(c: &mut Criterion) {
+    let model = common::mock_mbv3_model();
+    let mut problem = ArchProblem {
+        space: &Mbv3,
+        accuracy: AccuracySource::FlopsProxy,
+        latency: vec![LatencySource::Model {
+            name: "mock".into(),
+            model: Box::new(model),
+        }],
+        objectives: vec![Metric::Accuracy, Metric::Latency(0), Metric::MemoryMb],
+        constraints: vec![Constraint {
+            metric: Metric::Mparams,
+            bound: 6.0,
+        }],
+    };
+    let cfg = Config {
+        population: POPULATION,
+        max_evaluations: POPULATION * (GENERATIONS + 1),
+        ..Config::default()
+    };
+    let mut group = c.benchmark_group("nsga2_mbv3");
+    group.throughput(Throughput::Elements(GENERATIONS as u64));
+    group.sample_size(20);
+    group.bench_function("generations_pop50_3_objectives", |b| {
+        b.iter(|| {
+            let out = nsga2::run(&mut problem, &cfg, |_| {}).unwrap();
+            assert_eq!(out.history.len(), GENERATIONS + 1);
+            out.front.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

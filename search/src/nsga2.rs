@@ -1,0 +1,672 @@
+//! NSGA-II (Deb et al., 2002) over categorical genomes, with Deb's constraint domination.
+//!
+//! Each generation: binary tournaments on (rank, crowding distance) pick parents; uniform
+//! crossover and per-gene mutation make children no generation has evaluated before; parents
+//! and children are sorted into non-dominated fronts and the best `population` survive, the
+//! last front thinned by crowding distance. A feasible solution beats an infeasible one, two
+//! infeasible ones compare by total violation.
+//!
+//! Every evaluated genome is kept: the result is the non-dominated set of all feasible
+//! evaluations (the archive), not only of the last population, and a genome is never
+//! evaluated twice, so the evaluation budget counts distinct architectures.
+
+use std::collections::HashSet;
+
+use hwnas_profiler::rng::SplitMix64;
+
+use crate::hypervolume::Normalizer;
+use crate::space::Gene;
+
+/// What a problem says of one genome: objectives to minimise, and how far it is from meeting
+/// the constraints (0 when it meets them all).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub objectives: Vec<f64>,
+    pub violation: f64,
+}
+
+impl Evaluation {
+    pub fn feasible(&self) -> bool {
+        self.violation <= 0.0
+    }
+
+    /// Deb's constraint domination.
+    pub fn dominates(&self, other: &Evaluation) -> bool {
+        match (self.feasible(), other.feasible()) {
+            (true, false) => true,
+            (false, true) => false,
+            (false, false) => self.violation < other.violation,
+            (true, true) => pareto_dominates(&self.objectives, &other.objectives),
+        }
+    }
+}
+
+/// `a` is no worse in every objective and better in one.
+pub fn pareto_dominates(a: &[f64], b: &[f64]) -> bool {
+    let mut better = false;
+    for (x, y) in a.iter().zip(b) {
+        if x > y {
+            return false;
+        }
+        better |= x < y;
+    }
+    better
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EvaluateError(pub String);
+
+/// What NSGA-II optimises. `Info` is whatever the problem wants kept with each evaluation.
+pub trait Problem {
+    type Info: Clone;
+
+    fn genes(&self) -> Vec<Gene>;
+
+    /// Evaluate a batch (a whole generation at once, so an external evaluator is called once
+    /// per generation).
+    fn evaluate(
+        &mut self,
+        genomes: &[Vec<u8>],
+    ) -> Result<Vec<(Evaluation, Self::Info)>, EvaluateError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub population: usize,
+    /// Distinct genomes to evaluate, the initial population included.
+    pub max_evaluations: usize,
+    pub seed: u64,
+    /// Probability that a child is a uniform crossover of its parents rather than a copy of one.
+    pub crossover: f64,
+    /// Per-gene mutation probability; `None`: one over the number of genes.
+    pub mutation: Option<f64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            population: 50,
+            max_evaluations: 1000,
+            seed: 1,
+            crossover: 0.9,
+            mutation: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Individual<I> {
+    pub genome: Vec<u8>,
+    pub eval: Evaluation,
+    pub info: I,
+}
+
+/// Progress after one generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub index: usize,
+    pub evaluations: usize,
+    /// Feasible non-dominated evaluations so far.
+    pub front_size: usize,
+    /// Hypervolume of that front, normalised by the initial population's bounding box
+    /// (reference at 1.1): comparable across the generations of one run.
+    pub hypervolume: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome<I> {
+    /// Every evaluated genome, in evaluation order.
+    pub archive: Vec<Individual<I>>,
+    /// Indices into `archive` of the feasible non-dominated set, one per distinct objective
+    /// vector.
+    pub front: Vec<usize>,
+    pub history: Vec<Generation>,
+}
+
+/// The feasible non-dominated set of an archive, maintained as evaluations arrive.
+#[derive(Debug, Default)]
+struct FrontKeeper {
+    members: Vec<usize>,
+}
+
+impl FrontKeeper {
+    fn offer<I>(&mut self, archive: &[Individual<I>], i: usize) {
+        let e = &archive[i].eval;
+        if !e.feasible() {
+            return;
+        }
+        let same_or_better = |j: &usize| {
+            let o = &archive[*j].eval.objectives;
+            o == &e.objectives || pareto_dominates(o, &e.objectives)
+        };
+        if self.members.iter().any(same_or_better) {
+            return;
+        }
+        self.members
+            .retain(|j| !pareto_dominates(&e.objectives, &archive[*j].eval.objectives));
+        self.members.push(i);
+    }
+}
+
+struct Run<'a, P: Problem> {
+    problem: &'a mut P,
+    genes: Vec<Gene>,
+    archive: Vec<Individual<P::Info>>,
+    seen: HashSet<Vec<u8>>,
+    front: FrontKeeper,
+}
+
+impl<P: Problem> Run<'_, P> {
+    /// Evaluates genomes not seen before; returns their archive indices.
+    fn evaluate(&mut self, genomes: Vec<Vec<u8>>) -> Result<Vec<usize>, EvaluateError> {
+        let results = self.problem.evaluate(&genomes)?;
+        if results.len() != genomes.len() {
+            return Err(EvaluateError(format!(
+                "evaluator returned {} results for {} genomes",
+                results.len(),
+                genomes.len()
+            )));
+        }
+        let mut indices = Vec::with_capacity(genomes.len());
+        for (genome, (eval, info)) in genomes.into_iter().zip(results) {
+            self.seen.insert(genome.clone());
+            self.archive.push(Individual { genome, eval, info });
+            let i = self.archive.len() - 1;
+            self.front.offer(&self.archive, i);
+            indices.push(i);
+        }
+        Ok(indices)
+    }
+
+    fn generation(&self, index: usize, normalizer: &Normalizer) -> Generation {
+        let points: Vec<Vec<f64>> = self
+            .front
+            .members
+            .iter()
+            .map(|i| self.archive[*i].eval.objectives.clone())
+            .collect();
+        Generation {
+            index,
+            evaluations: self.archive.len(),
+            front_size: points.len(),
+            hypervolume: normalizer.hypervolume(&points),
+        }
+    }
+
+    fn outcome(self, history: Vec<Generation>) -> Outcome<P::Info> {
+        let mut front = self.front.members;
+        front.sort_unstable();
+        Outcome {
+            archive: self.archive,
+            front,
+            history,
+        }
+    }
+}
+
+fn random_genome(genes: &[Gene], rng: &mut SplitMix64) -> Vec<u8> {
+    genes
+        .iter()
+        .map(|g| rng.below(g.levels as usize) as u8)
+        .collect()
+}
+
+/// Runs NSGA-II until `max_evaluations` distinct genomes are evaluated or no unseen child can
+/// be found; `on_generation` sees the progress after the initial population and every
+/// generation.
+pub fn run<P: Problem>(
+    problem: &mut P,
+    cfg: &Config,
+    mut on_generation: impl FnMut(&Generation),
+) -> Result<Outcome<P::Info>, EvaluateError> {
+    let genes = problem.genes();
+    let mut rng = SplitMix64::new(cfg.seed);
+    let mut run = Run {
+        problem,
+        genes,
+        archive: Vec::new(),
+        seen: HashSet::new(),
+        front: FrontKeeper::default(),
+    };
+    let size = cfg.population.max(2);
+    let total = crate::space::genome_count(&run.genes);
+
+    let initial = size.min(cfg.max_evaluations).min(total as usize);
+    let mut genomes = Vec::with_capacity(initial);
+    let mut unique = HashSet::new();
+    let mut tries = 0;
+    while genomes.len() < initial && tries < 1000 * initial {
+        tries += 1;
+        let g = random_genome(&run.genes, &mut rng);
+        if unique.insert(g.clone()) {
+            genomes.push(g);
+        }
+    }
+    let mut population = run.evaluate(genomes)?;
+    let normalizer = Normalizer::of(
+        population
+            .iter()
+            .map(|i| &run.archive[*i].eval)
+            .filter(|e| e.feasible())
+            .map(|e| &e.objectives),
+    )
+    .or_else(|| Normalizer::of(population.iter().map(|i| &run.archive[*i].eval.objectives)));
+    let normalizer = match normalizer {
+        Some(n) => n,
+        None => return Ok(run.outcome(Vec::new())),
+    };
+    let mut history = vec![run.generation(0, &normalizer)];
+    on_generation(&history[0]);
+
+    let mutation = cfg.mutation.unwrap_or(1.0 / run.genes.len().max(1) as f64);
+    let (mut rank, mut crowding) = rank_and_crowd(&run.archive, &population);
+    let mut index = 0;
+    while run.archive.len() < cfg.max_evaluations {
+        index += 1;
+        let want = size.min(cfg.max_evaluations - run.archive.len());
+        let mut children: Vec<Vec<u8>> = Vec::with_capacity(want);
+        let mut fresh = HashSet::new();
+        let mut tries = 0;
+        while children.len() < want && tries < 100 * want {
+            tries += 1;
+            let a = tournament(&population, &rank, &crowding, &mut rng);
+            let b = tournament(&population, &rank, &crowding, &mut rng);
+            let mut child = run.archive[a].genome.clone();
+            if rng.next_f64() < cfg.crossover {
+                for (g, other) in child.iter_mut().zip(&run.archive[b].genome) {
+                    if rng.next_f64() < 0.5 {
+                        *g = *other;
+                    }
+                }
+            }
+            mutate(&mut child, &run.genes, mutation, &mut rng);
+            if !run.seen.contains(&child) && fresh.insert(child.clone()) {
+                children.push(child);
+            }
+        }
+        if children.is_empty() {
+            break; // The neighbourhood of the population is exhausted.
+        }
+        let offspring = run.evaluate(children)?;
+        population.extend(offspring);
+        population = survivors(&run.archive, population, size);
+        (rank, crowding) = rank_and_crowd(&run.archive, &population);
+        let g = run.generation(index, &normalizer);
+        on_generation(&g);
+        history.push(g);
+    }
+    Ok(run.outcome(history))
+}
+
+/// Evaluates every genome of the space, in batches of `batch`; `on_batch` sees the count so
+/// far. Only for spaces small enough to enumerate.
+pub fn exhaustive<P: Problem>(
+    problem: &mut P,
+    batch: usize,
+    mut on_batch: impl FnMut(usize),
+) -> Result<Outcome<P::Info>, EvaluateError> {
+    let genes = problem.genes();
+    let total = crate::space::genome_count(&genes) as usize;
+    let mut run = Run {
+        problem,
+        genes,
+        archive: Vec::with_capacity(total),
+        seen: HashSet::new(),
+        front: FrontKeeper::default(),
+    };
+    let mut start = 0;
+    while start < total {
+        let end = (start + batch.max(1)).min(total);
+        let genomes = (start..end)
+            .map(|mut n| {
+                run.genes
+                    .iter()
+                    .map(|g| {
+                        let v = n % g.levels as usize;
+                        n /= g.levels as usize;
+                        v as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        run.evaluate(genomes)?;
+        on_batch(end);
+        start = end;
+    }
+    Ok(run.outcome(Vec::new()))
+}
+
+fn mutate(genome: &mut [u8], genes: &[Gene], rate: f64, rng: &mut SplitMix64) {
+    for (v, gene) in genome.iter_mut().zip(genes) {
+        let levels = gene.levels as usize;
+        if levels < 2 || rng.next_f64() >= rate {
+            continue;
+        }
+        if gene.ordered && levels > 2 && rng.next_f64() < 0.5 {
+            // A step to a neighbouring value, reflected at the ends.
+            let up = rng.next_f64() < 0.5;
+            *v = match (up, *v as usize) {
+                (true, x) if x + 1 < levels => x as u8 + 1,
+                (true, x) => x as u8 - 1,
+                (false, 0) => 1,
+                (false, x) => x as u8 - 1,
+            };
+        } else {
+            // Any other value.
+            let other = rng.below(levels - 1) as u8;
+            *v = if other >= *v { other + 1 } else { other };
+        }
+    }
+}
+
+/// Binary tournament: lower rank wins, then larger crowding distance, then the first drawn.
+fn tournament(
+    population: &[usize],
+    rank: &[usize],
+    crowding: &[f64],
+    rng: &mut SplitMix64,
+) -> usize {
+    let a = rng.below(population.len());
+    let b = rng.below(population.len());
+    let a_wins = rank[a] < rank[b] || (rank[a] == rank[b] && crowding[a] >= crowding[b]);
+    population[if a_wins { a } else { b }]
+}
+
+/// Non-dominated fronts (Deb's fast sort): positions into `members`, best front first.
+pub fn fronts(evals: &[&Evaluation]) -> Vec<Vec<usize>> {
+    let n = evals.len();
+    let mut dominated_by = vec![0usize; n];
+    let mut dominates: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in 0..n {
+        for j in i + 1..n {
+            if evals[i].dominates(evals[j]) {
+                dominates[i].push(j);
+                dominated_by[j] += 1;
+            } else if evals[j].dominates(evals[i]) {
+                dominates[j].push(i);
+                dominated_by[i] += 1;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut current: Vec<usize> = (0..n).filter(|i| dominated_by[*i] == 0).collect();
+    while !current.is_empty() {
+        let mut next = Vec::new();
+        for &i in &current {
+            for &j in &dominates[i] {
+                dominated_by[j] -= 1;
+                if dominated_by[j] == 0 {
+                    next.push(j);
+                }
+            }
+        }
+        out.push(current);
+        current = next;
+    }
+    out
+}
+
+/// Crowding distance of each member of one front: the normalised perimeter of the box to its
+/// neighbours, summed over objectives; the extremes get infinity.
+pub fn crowding_distance(objectives: &[&[f64]]) -> Vec<f64> {
+    let n = objectives.len();
+    let mut distance = vec![0.0; n];
+    if n <= 2 {
+        return vec![f64::INFINITY; n];
+    }
+    for m in 0..objectives[0].len() {
+        let column: Vec<f64> = objectives.iter().map(|o| o[m]).collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|a, b| column[*a].total_cmp(&column[*b]));
+        let (lo, hi) = (column[order[0]], column[order[n - 1]]);
+        distance[order[0]] = f64::INFINITY;
+        distance[order[n - 1]] = f64::INFINITY;
+        if hi > lo {
+            for w in order.windows(3) {
+                distance[w[1]] += (column[w[2]] - column[w[0]]) / (hi - lo);
+            }
+        }
+    }
+    distance
+}
+
+/// Rank and crowding distance of each population member (by position).
+fn rank_and_crowd<I>(archive: &[Individual<I>], population: &[usize]) -> (Vec<usize>, Vec<f64>) {
+    let evals: Vec<&Evaluation> = population.iter().map(|i| &archive[*i].eval).collect();
+    let mut rank = vec![0; population.len()];
+    let mut crowd = vec![0.0; population.len()];
+    for (r, front) in fronts(&evals).iter().enumerate() {
+        let objs: Vec<&[f64]> = front
+            .iter()
+            .map(|p| evals[*p].objectives.as_slice())
+            .collect();
+        for (p, d) in front.iter().zip(crowding_distance(&objs)) {
+            rank[*p] = r;
+            crowd[*p] = d;
+        }
+    }
+    (rank, crowd)
+}
+
+/// The best `size` of `candidates` by front, the last front cut by crowding distance.
+fn survivors<I>(archive: &[Individual<I>], candidates: Vec<usize>, size: usize) -> Vec<usize> {
+    let evals: Vec<&Evaluation> = candidates.iter().map(|i| &archive[*i].eval).collect();
+    let mut next = Vec::with_capacity(size);
+    for front in fronts(&evals) {
+        if next.len() + front.len() <= size {
+            next.extend(front.iter().map(|p| candidates[*p]));
+            continue;
+        }
+        let objs: Vec<&[f64]> = front
+            .iter()
+            .map(|p| evals[*p].objectives.as_slice())
+            .collect();
+        let distance = crowding_distance(&objs);
+        let mut order: Vec<usize> = (0..front.len()).collect();
+        order.sort_by(|a, b| distance[*b].total_cmp(&distance[*a]));
+        next.extend(
+            order
+                .into_iter()
+                .take(size - next.len())
+                .map(|w| candidates[front[w]]),
+        );
+        break;
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hypervolume::hypervolume;
+
+    const LEVELS: u8 = 51;
+
+    /// ZDT1/ZDT2 (Zitzler, Deb & Thiele 2000) on a grid of 51 values per variable. The
+    /// Pareto front is g = 1 (every variable but the first at 0): f2 = 1 - sqrt(f1) for ZDT1,
+    /// f2 = 1 - f1^2 for ZDT2, and grid points lie on it exactly.
+    struct Zdt {
+        vars: usize,
+        concave: bool,
+        /// Constraint f1 >= this.
+        min_f1: f64,
+    }
+
+    impl Zdt {
+        fn objectives(&self, genome: &[u8]) -> Vec<f64> {
+            let x: Vec<f64> = genome
+                .iter()
+                .map(|v| *v as f64 / (LEVELS - 1) as f64)
+                .collect();
+            let f1 = x[0];
+            let g = 1.0 + 9.0 * x[1..].iter().sum::<f64>() / (self.vars - 1) as f64;
+            let r = f1 / g;
+            let h = if self.concave {
+                1.0 - r * r
+            } else {
+                1.0 - r.sqrt()
+            };
+            vec![f1, g * h]
+        }
+    }
+
+    impl Problem for Zdt {
+        type Info = ();
+        fn genes(&self) -> Vec<Gene> {
+            vec![
+                Gene {
+                    levels: LEVELS,
+                    ordered: true
+                };
+                self.vars
+            ]
+        }
+        fn evaluate(
+            &mut self,
+            genomes: &[Vec<u8>],
+        ) -> Result<Vec<(Evaluation, ())>, EvaluateError> {
+            Ok(genomes
+                .iter()
+                .map(|g| {
+                    let objectives = self.objectives(g);
+                    let violation = (self.min_f1 - objectives[0]).max(0.0);
+                    (
+                        Evaluation {
+                            objectives,
+                            violation,
+                        },
+                        (),
+                    )
+                })
+                .collect())
+        }
+    }
+
+    fn solve(problem: &mut Zdt, seed: u64) -> (Outcome<()>, Vec<Vec<f64>>) {
+        let cfg = Config {
+            population: 60,
+            max_evaluations: 8000,
+            seed,
+            ..Config::default()
+        };
+        let out = run(problem, &cfg, |_| {}).unwrap();
+        let front = out
+            .front
+            .iter()
+            .map(|i| out.archive[*i].eval.objectives.clone())
+            .collect();
+        (out, front)
+    }
+
+    #[test]
+    fn finds_the_closed_form_fronts_of_zdt1_and_zdt2() {
+        // Hypervolume under (1.1, 1.1) of the continuous fronts: 1.21 - ∫(1 - √x) = 1.21 - 1/3,
+        // and 1.21 - ∫(1 - x²) = 1.21 - 2/3.
+        for (concave, exact) in [(false, 1.21 - 1.0 / 3.0), (true, 1.21 - 2.0 / 3.0)] {
+            for seed in 1..=3 {
+                let mut zdt = Zdt {
+                    vars: 6,
+                    concave,
+                    min_f1: 0.0,
+                };
+                let (out, front) = solve(&mut zdt, seed);
+                let hv = hypervolume(&front, &[1.1, 1.1]);
+                assert!(
+                    hv > 0.98 * exact,
+                    "concave {concave} seed {seed}: {hv} vs {exact}"
+                );
+                // On the front: every variable but the first at zero for most members.
+                let on_front = out
+                    .front
+                    .iter()
+                    .filter(|i| out.archive[**i].genome[1..].iter().all(|v| *v == 0))
+                    .count();
+                assert!(
+                    on_front * 10 >= out.front.len() * 9,
+                    "{on_front}/{}",
+                    out.front.len()
+                );
+                assert!(out.archive.len() <= 8000);
+                let distinct: HashSet<&Vec<u8>> = out.archive.iter().map(|i| &i.genome).collect();
+                assert_eq!(
+                    distinct.len(),
+                    out.archive.len(),
+                    "a genome evaluated twice"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn constraints_are_hard_and_runs_are_reproducible() {
+        let mut zdt = Zdt {
+            vars: 6,
+            concave: false,
+            min_f1: 0.5,
+        };
+        let (out, front) = solve(&mut zdt, 7);
+        assert!(!front.is_empty());
+        assert!(front.iter().all(|f| f[0] >= 0.5), "{front:?}");
+        // The constrained front, f1 in [0.5, 1] on 1 - √f1, under (1.1, 1.1):
+        // ∫[0.5, 1] (0.1 + √x) dx + 0.1 × 1.1.
+        let exact = 0.5 * 0.1 + 2.0 / 3.0 * (1.0 - 0.5f64.powf(1.5)) + 0.1 * 1.1;
+        let reference = [1.1, 1.1];
+        let hv = hypervolume(&front, &reference);
+        assert!(hv > 0.97 * exact && hv <= exact + 1e-9, "{hv} vs {exact}");
+        let (again, _) = solve(&mut zdt, 7);
+        let genomes = |o: &Outcome<()>| {
+            o.archive
+                .iter()
+                .map(|i| i.genome.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(genomes(&out), genomes(&again));
+        assert_eq!(out.history, again.history);
+        // Hypervolume never decreases: the archive front only improves.
+        assert!(
+            out.history
+                .windows(2)
+                .all(|w| w[1].hypervolume >= w[0].hypervolume)
+        );
+    }
+
+    #[test]
+    fn sorts_fronts_and_crowding_as_by_hand() {
+        let e = |f: [f64; 2], violation: f64| Evaluation {
+            objectives: f.to_vec(),
+            violation,
+        };
+        let pts = [
+            e([1.0, 4.0], 0.0),
+            e([2.0, 2.0], 0.0),
+            e([4.0, 1.0], 0.0),
+            e([3.0, 3.0], 0.0),
+            e([0.0, 0.0], 2.0),
+            e([0.0, 0.0], 1.0),
+        ];
+        let refs: Vec<&Evaluation> = pts.iter().collect();
+        assert_eq!(
+            fronts(&refs),
+            vec![vec![0, 1, 2], vec![3], vec![5], vec![4]]
+        );
+        let objs: Vec<&[f64]> = pts[..3].iter().map(|p| p.objectives.as_slice()).collect();
+        let d = crowding_distance(&objs);
+        assert!(d[0].is_infinite() && d[2].is_infinite());
+        // Middle point: (4 - 1)/3 + (4 - 1)/3.
+        assert_eq!(d[1], 2.0);
+    }
+
+    #[test]
+    fn exhaustive_enumerates_every_genome_once() {
+        let mut zdt = Zdt {
+            vars: 2,
+            concave: false,
+            min_f1: 0.0,
+        };
+        let out = exhaustive(&mut zdt, 100, |_| {}).unwrap();
+        assert_eq!(out.archive.len(), 51 * 51);
+        // The true front: x2 = 0, all 51 values of x1.
+        assert_eq!(out.front.len(), 51);
+    }
+}

@@ -1,0 +1,276 @@
+//! What an architecture search optimises: the metrics of a network, which of them are
+//! objectives, which are bounded by constraints, and [`ArchProblem`], the NSGA-II problem over
+//! a search space's genomes.
+
+use std::path::Path;
+
+use hwnas_predictor::{LatencyModel, Term};
+use hwnas_profiler::network::Network;
+
+use crate::accuracy::AccuracySource;
+use crate::arch_table::{ArchTable, ArchTableError, ValueKind};
+use crate::nsga2::{EvaluateError, Evaluation, Problem};
+use crate::space::{Gene, SearchSpace};
+
+/// Where one device's latency comes from.
+#[derive(Debug, Clone)]
+pub enum LatencySource {
+    /// Predicted by a latency model (`hwnas fit`).
+    Model {
+        name: String,
+        model: Box<LatencyModel>,
+    },
+    /// Whole architectures measured on the device (`--latency table:FILE.csv`).
+    Table { name: String, table: ArchTable },
+}
+
+impl LatencySource {
+    pub fn table(spec: &str, space: &dyn SearchSpace) -> Result<LatencySource, ArchTableError> {
+        let (path, column) = match spec.rsplit_once('#') {
+            Some((p, c)) => (p, Some(c)),
+            None => (spec, None),
+        };
+        let path = Path::new(path);
+        let name = path
+            .file_stem()
+            .map_or("table".into(), |s| s.to_string_lossy().into_owned());
+        Ok(LatencySource::Table {
+            name,
+            table: ArchTable::read(path, column, ValueKind::LatencyMs, space)?,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            LatencySource::Model { name, .. } | LatencySource::Table { name, .. } => name,
+        }
+    }
+
+    /// Latency in ms of a network (`arch`: its canonical encoding).
+    pub fn latency_ms(&self, arch: &str, net: &Network) -> Result<f64, String> {
+        match self {
+            LatencySource::Model { model, .. } => {
+                let terms = Term::of_network(net);
+                let us = match model.predict_fast(&terms) {
+                    Some(us) => us,
+                    None => model.predict(&terms).map_err(|e| e.to_string())?.latency_us,
+                };
+                Ok(us / 1e3)
+            }
+            LatencySource::Table { table, .. } => table.get(arch).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The prediction's interval in ms, where the source has one.
+    pub fn interval_ms(&self, net: &Network) -> Option<(f64, f64)> {
+        match self {
+            LatencySource::Model { model, .. } => {
+                let p = model.predict(&Term::of_network(net)).ok()?;
+                Some((p.low_us / 1e3, p.high_us / 1e3))
+            }
+            LatencySource::Table { .. } => None,
+        }
+    }
+}
+
+/// A quantity of a network a search can minimise, maximise or bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Accuracy,
+    /// Latency on the latency source of that index, in ms.
+    Latency(usize),
+    /// Millions of floating-point operations.
+    Mflops,
+    /// Millions of parameters.
+    Mparams,
+    /// Peak activation memory, MB (10^6 bytes), batch 1, fp32.
+    MemoryMb,
+}
+
+/// Every metric of one evaluated architecture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    pub arch: String,
+    pub accuracy: f64,
+    pub latency_ms: Vec<f64>,
+    pub mflops: f64,
+    pub mparams: f64,
+    pub memory_mb: f64,
+}
+
+impl Metrics {
+    pub fn get(&self, m: Metric) -> f64 {
+        match m {
+            Metric::Accuracy => self.accuracy,
+            Metric::Latency(i) => self.latency_ms[i],
+            Metric::Mflops => self.mflops,
+            Metric::Mparams => self.mparams,
+            Metric::MemoryMb => self.memory_mb,
+        }
+    }
+}
+
+/// `metric <= bound` (or `>=` for accuracy).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Constraint {
+    pub metric: Metric,
+    pub bound: f64,
+}
+
+impl Constraint {
+    /// How far `m` is outside the bound, relative to the bound (0 inside).
+    pub fn violation(&self, m: &Metrics) -> f64 {
+        let v = m.get(self.metric);
+        let excess = match self.metric {
+            Metric::Accuracy => self.bound - v,
+            _ => v - self.bound,
+        };
+        (excess / self.bound.abs().max(1e-12)).max(0.0)
+    }
+}
+
+/// Architecture search as an NSGA-II problem.
+pub struct ArchProblem<'a> {
+    pub space: &'a dyn SearchSpace,
+    pub accuracy: AccuracySource,
+    pub latency: Vec<LatencySource>,
+    pub objectives: Vec<Metric>,
+    pub constraints: Vec<Constraint>,
+}
+
+impl ArchProblem<'_> {
+    /// Objectives as NSGA-II minimises them: accuracy negated.
+    pub fn minimised(&self, m: &Metrics) -> Vec<f64> {
+        self.objectives
+            .iter()
+            .map(|o| match o {
+                Metric::Accuracy => -m.accuracy,
+                other => m.get(*other),
+            })
+            .collect()
+    }
+
+    pub fn metric_name(&self, m: Metric) -> String {
+        match m {
+            Metric::Accuracy if self.accuracy.is_proxy() => "accuracy_proxy_mflops".into(),
+            Metric::Accuracy => "accuracy".into(),
+            Metric::Latency(i) => format!("latency_{}_ms", self.latency[i].name()),
+            Metric::Mflops => "mflops".into(),
+            Metric::Mparams => "mparams".into(),
+            Metric::MemoryMb => "peak_memory_mb".into(),
+        }
+    }
+
+    /// Every metric of a batch of genomes.
+    pub fn metrics(&self, genomes: &[Vec<u8>]) -> Result<Vec<Metrics>, EvaluateError> {
+        let archs: Vec<String> = genomes.iter().map(|g| self.space.decode(g)).collect();
+        let nets = archs
+            .iter()
+            .map(|a| self.space.network(a))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EvaluateError(e.to_string()))?;
+        let accuracy = self
+            .accuracy
+            .evaluate(&archs, genomes, &nets)
+            .map_err(|e| EvaluateError(e.to_string()))?;
+        archs
+            .into_iter()
+            .zip(&nets)
+            .zip(accuracy)
+            .map(|((arch, net), accuracy)| {
+                let latency_ms = self
+                    .latency
+                    .iter()
+                    .map(|l| {
+                        l.latency_ms(&arch, net)
+                            .map_err(|e| EvaluateError(format!("latency on `{}`: {e}", l.name())))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(Metrics {
+                    latency_ms,
+                    accuracy,
+                    mflops: net.flops() as f64 / 1e6,
+                    mparams: net.params() as f64 / 1e6,
+                    memory_mb: net.peak_activation_bytes() as f64 / 1e6,
+                    arch,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Problem for ArchProblem<'_> {
+    type Info = Metrics;
+
+    fn genes(&self) -> Vec<Gene> {
+        self.space.genes()
+    }
+
+    fn evaluate(
+        &mut self,
+        genomes: &[Vec<u8>],
+    ) -> Result<Vec<(Evaluation, Metrics)>, EvaluateError> {
+        Ok(self
+            .metrics(genomes)?
+            .into_iter()
+            .map(|m| {
+                let eval = Evaluation {
+                    objectives: self.minimised(&m),
+                    violation: self.constraints.iter().map(|c| c.violation(&m)).sum(),
+                };
+                (eval, m)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::nb201::Nb201;
+
+    const CONVS: &str = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|";
+    const SKIPS: &str = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|";
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn tables_give_accuracy_and_per_device_latency_and_constraints_bound_them() {
+        let acc = file(&format!("arch,acc\n{CONVS},94\n{SKIPS},50\n"));
+        let phone = file(&format!("arch,latency_ms\n{CONVS},30\n{SKIPS},3\n"));
+        let pi = file(&format!("arch,latency_us\n{CONVS},90000\n{SKIPS},5000\n"));
+        let space = Nb201;
+        let latency = [&phone, &pi]
+            .iter()
+            .map(|f| LatencySource::table(f.path().to_str().unwrap(), &space).unwrap())
+            .collect();
+        let mut problem = ArchProblem {
+            space: &space,
+            accuracy: AccuracySource::parse(&format!("table:{}", acc.path().display()), &space, 1)
+                .unwrap(),
+            latency,
+            objectives: vec![Metric::Accuracy, Metric::Latency(0), Metric::Latency(1)],
+            // 50 ms on the second device: the conv cell is 80% over.
+            constraints: vec![Constraint {
+                metric: Metric::Latency(1),
+                bound: 50.0,
+            }],
+        };
+        let genomes = vec![space.encode(CONVS).unwrap(), space.encode(SKIPS).unwrap()];
+        let out = problem.evaluate(&genomes).unwrap();
+        assert_eq!(out[0].0.objectives, vec![-94.0, 30.0, 90.0]);
+        assert_eq!(out[1].0.objectives, vec![-50.0, 3.0, 5.0]);
+        assert!((out[0].0.violation - 0.8).abs() < 1e-12);
+        assert_eq!(out[1].0.violation, 0.0);
+        assert!(out[0].1.mflops > out[1].1.mflops && out[1].1.mparams > 0.0);
+        let other = space
+            .encode(&CONVS.replace("nor_conv_3x3~2", "none~2"))
+            .unwrap();
+        let err = problem.evaluate(&[other]).unwrap_err();
+        assert!(err.to_string().contains("is not in the table"), "{err}");
+    }
+}

@@ -1,0 +1,352 @@
+//! `hwnas search`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use hwnas_predictor::LatencyModel;
+use hwnas_search::accuracy::AccuracySource;
+use hwnas_search::nsga2::{self, Config, Outcome};
+use hwnas_search::objective::{ArchProblem, Constraint, LatencySource, Metric, Metrics};
+use hwnas_search::space::{SearchSpace, builtin, genome_count};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::search_report;
+
+/// Spaces up to this many genomes may be enumerated.
+const EXHAUSTIVE_LIMIT: f64 = 2e6;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Search space: nb201 or mbv3.
+    #[arg(long)]
+    space: String,
+    /// Latency model of a device (from `hwnas fit`); repeat for several devices.
+    #[arg(long)]
+    model: Vec<PathBuf>,
+    /// Whole-architecture latencies measured on a device, `table:FILE.csv[#COLUMN]` (ms; a
+    /// column ending in `_us` is µs); repeatable. The device is named after the file.
+    #[arg(long)]
+    latency: Vec<String>,
+    /// Accuracy source: `table:FILE.csv[#COLUMN]` (measured), `fit:FILE.csv[#COLUMN]` (a
+    /// regression fitted on those samples), `cmd:COMMAND` (archs on stdin, accuracies on
+    /// stdout), or `proxy` (MFLOPs, named as a proxy in every output).
+    #[arg(long, default_value = "proxy")]
+    accuracy: String,
+    /// Objectives, comma-separated, from accuracy, latency (every device), latency:DEVICE,
+    /// mflops, mparams, memory.
+    #[arg(long, default_value = "accuracy,latency")]
+    objectives: String,
+    /// Latency bound in ms: one number for every device, or `DEVICE=MS,...`.
+    #[arg(long)]
+    max_latency_ms: Option<String>,
+    /// Parameter bound, millions.
+    #[arg(long)]
+    max_mparams: Option<f64>,
+    /// FLOPs bound, millions.
+    #[arg(long)]
+    max_mflops: Option<f64>,
+    /// Peak activation memory bound, MB (batch 1, fp32).
+    #[arg(long)]
+    max_memory_mb: Option<f64>,
+    /// Accuracy lower bound.
+    #[arg(long)]
+    min_accuracy: Option<f64>,
+    /// Population size.
+    #[arg(long, default_value_t = 50)]
+    population: usize,
+    /// Distinct architectures to evaluate, the initial population included.
+    #[arg(long, default_value_t = 1000)]
+    max_evaluations: usize,
+    /// Seed of every random choice of the search (and of `fit:` cross-validation).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Evaluate every architecture of the space: the true front (small spaces only).
+    #[arg(long, conflicts_with = "max_evaluations")]
+    exhaustive: bool,
+    /// A front.json from another run (e.g. `--exhaustive`) to compare hypervolumes with.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// Re-measure the final front end to end on `--device`.
+    #[arg(long, requires = "device")]
+    verify: bool,
+    /// Re-measure at most this many front members, spread evenly along the front's latency.
+    #[arg(long, default_value_t = 30)]
+    verify_max: usize,
+    /// Device profile for `--verify`.
+    #[arg(long)]
+    device: Option<PathBuf>,
+    /// The ONNX Runtime library for `--verify`, overriding the profile and $ORT_DYLIB_PATH.
+    #[arg(long)]
+    ort_library: Option<PathBuf>,
+    /// Output directory: front.csv, front.json, front.svg, history.csv.
+    #[arg(long, default_value = "runs/search")]
+    out: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let space = builtin(&args.space)?;
+    let latency = latency_sources(&args, space.as_ref())?;
+    let accuracy = AccuracySource::parse(&args.accuracy, space.as_ref(), args.seed)?;
+    let objectives = parse_objectives(&args.objectives, &latency)?;
+    let constraints = parse_constraints(&args, &latency)?;
+    let mut problem = ArchProblem {
+        space: space.as_ref(),
+        accuracy,
+        latency,
+        objectives,
+        constraints,
+    };
+    println!(
+        "searching {} ({}); objectives: {}",
+        space.name(),
+        space.describe(),
+        problem
+            .objectives
+            .iter()
+            .map(|m| problem.metric_name(*m))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("accuracy: {}", problem.accuracy.describe());
+    for l in &problem.latency {
+        println!("latency `{}`: {}", l.name(), describe_latency(l));
+    }
+    if args.exhaustive {
+        check_enumerable(space.as_ref())?;
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let started = std::time::Instant::now();
+    let outcome = if args.exhaustive {
+        exhaustive(&mut problem, space.as_ref())?
+    } else {
+        evolve(&mut problem, &args)?
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let verification = match (&args.verify, &args.device) {
+        (true, Some(device)) => Some(search_report::verify(
+            &problem,
+            &outcome,
+            device,
+            args.ort_library.as_deref(),
+            args.verify_max,
+        )?),
+        _ => None,
+    };
+    let report = search_report::Report {
+        problem: &problem,
+        outcome: &outcome,
+        seed: args.seed,
+        exhaustive: args.exhaustive,
+        seconds,
+        verification: verification.as_ref(),
+    };
+    report.write(&args.out, args.compare.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_latency(l: &LatencySource) -> String {
+    match l {
+        LatencySource::Model { model, .. } => format!(
+            "predicted by a model of device `{}` (table {}{})",
+            model.device,
+            model.table,
+            if model.calibration.is_some() {
+                ", calibrated end to end"
+            } else {
+                ", uncalibrated"
+            }
+        ),
+        LatencySource::Table { table, .. } => format!(
+            "measured, column `{}` of {} ({} architectures)",
+            table.column,
+            table.path.display(),
+            table.len()
+        ),
+    }
+}
+
+fn latency_sources(args: &Args, space: &dyn SearchSpace) -> anyhow::Result<Vec<LatencySource>> {
+    let mut sources = Vec::new();
+    for path in &args.model {
+        let model = LatencyModel::load(path)?;
+        if let Some(s) = model.space.as_deref()
+            && s != space.name()
+        {
+            eprintln!(
+                "note: {} was profiled on space `{s}`; ops of {} it lacks come from its regressor",
+                path.display(),
+                space.name()
+            );
+        }
+        sources.push(LatencySource::Model {
+            name: model.device.clone(),
+            model: Box::new(model),
+        });
+    }
+    for spec in &args.latency {
+        let file = spec
+            .strip_prefix("table:")
+            .with_context(|| format!("--latency `{spec}`: expected table:FILE.csv[#COLUMN]"))?;
+        sources.push(LatencySource::table(file, space)?);
+    }
+    // Two sources of one name: number them, so objectives and bounds can tell them apart.
+    let names: Vec<String> = sources.iter().map(|s| s.name().to_string()).collect();
+    for (i, s) in sources.iter_mut().enumerate() {
+        if names.iter().filter(|n| **n == names[i]).count() > 1 {
+            let unique = format!("{}{}", names[i], i + 1);
+            match s {
+                LatencySource::Model { name, .. } | LatencySource::Table { name, .. } => {
+                    *name = unique
+                }
+            }
+        }
+    }
+    Ok(sources)
+}
+
+fn latency_index(latency: &[LatencySource], name: &str) -> anyhow::Result<usize> {
+    latency
+        .iter()
+        .position(|l| l.name() == name)
+        .with_context(|| {
+            format!(
+                "no device `{name}`; the latency sources are: {}",
+                latency
+                    .iter()
+                    .map(|l| l.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+fn parse_objectives(spec: &str, latency: &[LatencySource]) -> anyhow::Result<Vec<Metric>> {
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "accuracy" => out.push(Metric::Accuracy),
+            "latency" => {
+                if latency.is_empty() {
+                    bail!("objective `latency` needs a --model or --latency table:FILE.csv");
+                }
+                out.extend((0..latency.len()).map(Metric::Latency));
+            }
+            "mflops" | "flops" => out.push(Metric::Mflops),
+            "mparams" | "params" => out.push(Metric::Mparams),
+            "memory" => out.push(Metric::MemoryMb),
+            other => match other.strip_prefix("latency:") {
+                Some(name) => out.push(Metric::Latency(latency_index(latency, name)?)),
+                None => bail!(
+                    "--objectives: unknown `{other}` (accuracy, latency, latency:DEVICE, mflops, mparams, memory)"
+                ),
+            },
+        }
+    }
+    out.dedup();
+    if out.len() < 2 {
+        bail!("--objectives `{spec}`: a multi-objective search needs at least two");
+    }
+    Ok(out)
+}
+
+fn parse_constraints(args: &Args, latency: &[LatencySource]) -> anyhow::Result<Vec<Constraint>> {
+    let mut out = Vec::new();
+    let positive = |what: &str, v: f64| -> anyhow::Result<f64> {
+        if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            bail!("{what} must be a positive number, got {v}")
+        }
+    };
+    if let Some(spec) = &args.max_latency_ms {
+        if latency.is_empty() {
+            bail!("--max-latency-ms needs a --model or --latency table:FILE.csv");
+        }
+        for part in spec.split(',').map(str::trim) {
+            let (targets, value) = match part.split_once('=') {
+                Some((name, v)) => (vec![latency_index(latency, name.trim())?], v),
+                None => ((0..latency.len()).collect(), part),
+            };
+            let bound: f64 =
+                value.trim().parse().ok().with_context(|| {
+                    format!("--max-latency-ms `{part}`: `{value}` is not a number")
+                })?;
+            let bound = positive("--max-latency-ms", bound)?;
+            out.extend(targets.into_iter().map(|i| Constraint {
+                metric: Metric::Latency(i),
+                bound,
+            }));
+        }
+    }
+    for (flag, value, metric) in [
+        ("--max-mparams", args.max_mparams, Metric::Mparams),
+        ("--max-mflops", args.max_mflops, Metric::Mflops),
+        ("--max-memory-mb", args.max_memory_mb, Metric::MemoryMb),
+        ("--min-accuracy", args.min_accuracy, Metric::Accuracy),
+    ] {
+        if let Some(v) = value {
+            out.push(Constraint {
+                metric,
+                bound: positive(flag, v)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn progress(len: u64, template: &str) -> ProgressBar {
+    ProgressBar::new(len)
+        .with_style(ProgressStyle::with_template(template).expect("valid template"))
+}
+
+fn evolve(problem: &mut ArchProblem, args: &Args) -> anyhow::Result<Outcome<Metrics>> {
+    let cfg = Config {
+        population: args.population,
+        max_evaluations: args.max_evaluations,
+        seed: args.seed,
+        ..Config::default()
+    };
+    let bar = progress(
+        cfg.max_evaluations as u64,
+        "{bar:40} {pos}/{len} evaluated  {elapsed}  {msg}",
+    );
+    let outcome = nsga2::run(problem, &cfg, |g| {
+        bar.set_position(g.evaluations as u64);
+        bar.set_message(format!(
+            "generation {}  front {}  hypervolume {:.4}",
+            g.index, g.front_size, g.hypervolume
+        ));
+    })
+    .context("search")?;
+    bar.finish_and_clear();
+    Ok(outcome)
+}
+
+fn check_enumerable(space: &dyn SearchSpace) -> anyhow::Result<()> {
+    let total = genome_count(&space.genes());
+    if total > EXHAUSTIVE_LIMIT {
+        bail!(
+            "--exhaustive: {} has {total:.3e} architectures (at most {EXHAUSTIVE_LIMIT:.0e} can be enumerated); search it with --max-evaluations",
+            space.name()
+        );
+    }
+    Ok(())
+}
+
+fn exhaustive(
+    problem: &mut ArchProblem,
+    space: &dyn SearchSpace,
+) -> anyhow::Result<Outcome<Metrics>> {
+    let total = genome_count(&space.genes());
+    let bar = progress(
+        total as u64,
+        "{bar:40} {pos}/{len} evaluated  {elapsed}, ETA {eta}",
+    );
+    let outcome = nsga2::exhaustive(problem, 1000, |n| bar.set_position(n as u64))
+        .context("exhaustive evaluation")?;
+    bar.finish_and_clear();
+    Ok(outcome)
+}
