@@ -213,7 +213,7 @@ fn profile_nb201_on_ort_then_resume_after_a_crash() {
 
     std::fs::write(
         &model,
-        "{\"schema\": \"hwnas-latency-model/1\", \"ops\": 3}",
+        "{\"schema\": \"hwnas-latency-model/2\", \"ops\": 3}",
     )
     .unwrap();
     let err = fails(&[

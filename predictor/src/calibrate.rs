@@ -14,18 +14,18 @@
 //!
 //! Two forms exist — one coefficient for all kinds (`Total`), or one per kind (`PerKind`), both
 //! with the per-op term; `PerKind` is used once there are three calibration networks per
-//! coefficient, `Total` below that. The
-//! per-op term comes out negative on this CPU: an op timed alone still carries a little call
-//! overhead that the subtracted run overhead does not cover, and the fit takes it back. Kinds whose sum does not vary
-//! across the calibration networks (a fixed stem or head) cannot be told apart from the
-//! intercept; they are taken at face value. The leave-one-out errors also give each prediction
+//! coefficient, `Total` below that. No term may come out negative (see `ols`): an unconstrained
+//! fit on this CPU traded a negative per-op cost against larger conv coefficients, which the
+//! calibration networks cannot tell apart and the smallest networks of a search front can.
+//! Kinds whose sum does not vary across the calibration networks (a fixed stem or head) cannot
+//! be told apart from the intercept; they are taken at face value. The leave-one-out errors also give each prediction
 //! its uncertainty interval.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::lsq::ridge_toward;
+use crate::lsq::{ridge_toward, ridge_toward_through_origin};
 use crate::metrics::relative_errors;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,23 +154,67 @@ impl Calibration {
     }
 
     /// Least squares on `rows` with a weak ridge pull of each coefficient toward its prior (1
-    /// for a latency sum: the table is right; 0 for the op count); the intercept is free. The
-    /// pull keeps coefficients of columns that barely vary, or vary together (a stem and a head
-    /// that both follow the resolution), from wandering off to compensate each other; its
-    /// weight is relative to each column's own energy in the data. Returns (coefficients,
-    /// intercept).
+    /// for a latency sum: the table is right; 0 for the op count). The pull keeps coefficients
+    /// of columns that barely vary, or vary together (a stem and a head that both follow the
+    /// resolution), from wandering off to compensate each other; its weight is relative to
+    /// each column's own energy in the data.
+    ///
+    /// No term may be negative: not the intercept (a network's fixed cost per run), not the
+    /// per-op cost, not a kind's multiplier. A fit that makes one negative trades it against
+    /// the others, which is harmless inside the calibration set and wrong at the extremes a
+    /// search reaches (the smallest nb201 networks came out 20-35% fast). Such a term is held
+    /// at 0 and the rest refitted. Returns (coefficients, intercept).
     fn ols(
         rows: &[(Vec<f64>, f64)],
         y: &[f64],
         priors: &[f64],
         strength: f64,
     ) -> Result<(Vec<f64>, f64), CalibrationError> {
-        let x: Vec<Vec<f64>> = rows.iter().map(|r| r.0.clone()).collect();
         let target: Vec<f64> = rows.iter().zip(y).map(|(r, m)| m - r.1).collect();
-        let weights: Vec<f64> = (0..priors.len())
-            .map(|j| (strength * x.iter().map(|r| r[j] * r[j]).sum::<f64>()).sqrt())
-            .collect();
-        ridge_toward(&x, &target, priors, &weights).map_err(CalibrationError::Fit)
+        // Active set, greedily: hold the most negative term at 0 and refit, until none is.
+        let mut held = vec![false; priors.len()];
+        let mut through_origin = false;
+        loop {
+            let keep: Vec<usize> = (0..priors.len()).filter(|j| !held[*j]).collect();
+            let x: Vec<Vec<f64>> = rows
+                .iter()
+                .map(|r| keep.iter().map(|j| r.0[*j]).collect())
+                .collect();
+            let p: Vec<f64> = keep.iter().map(|j| priors[*j]).collect();
+            let weights: Vec<f64> = (0..keep.len())
+                .map(|c| (strength * x.iter().map(|r| r[c] * r[c]).sum::<f64>()).sqrt())
+                .collect();
+            let (kept, intercept) = if keep.is_empty() {
+                (Vec::new(), 0.0)
+            } else if through_origin {
+                ridge_toward_through_origin(&x, &target, &p, &weights)
+                    .map_err(CalibrationError::Fit)?
+            } else {
+                ridge_toward(&x, &target, &p, &weights).map_err(CalibrationError::Fit)?
+            };
+            let mut coefficients = vec![0.0; priors.len()];
+            for (j, c) in keep.iter().zip(kept) {
+                coefficients[*j] = c;
+            }
+            // Scale each term by its typical contribution, so µs of intercept and unitless
+            // coefficients compare.
+            let worst_coefficient = keep
+                .iter()
+                .filter(|j| coefficients[**j] < 0.0)
+                .map(|j| {
+                    (
+                        *j,
+                        coefficients[*j] * rows.iter().map(|r| r.0[*j]).sum::<f64>(),
+                    )
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            let intercept_weight = intercept * rows.len() as f64;
+            match worst_coefficient {
+                Some((j, w)) if w < intercept_weight.min(0.0) || intercept >= 0.0 => held[j] = true,
+                _ if intercept < 0.0 => through_origin = true,
+                _ => return Ok((coefficients, intercept)),
+            }
+        }
     }
 
     fn fit_form(
@@ -320,6 +364,30 @@ mod tests {
                 .coefficient(OP_COUNT)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn no_term_comes_out_negative() {
+        // measured = 1.2 conv - 40 - 0.5 per op: an unconstrained fit recovers those exactly;
+        // the calibration may not, because a negative run cost or per-op cost is not physical.
+        let samples: Vec<Sample> = (0..12)
+            .map(|i| {
+                let (c, a, n) = (
+                    800.0 + 90.0 * i as f64,
+                    20.0 + 7.0 * ((i * 5) % 6) as f64,
+                    (10 + (i * 7) % 9) as f64,
+                );
+                (
+                    with_count(sums(c, a, 30.0), n),
+                    1.2 * c + a + 30.0 - 40.0 - 0.5 * n,
+                )
+            })
+            .collect();
+        let cal = Calibration::fit_with(&samples, 0.0).unwrap();
+        assert_eq!(cal.intercept_us, 0.0, "{cal:?}");
+        assert!(cal.coefficients.iter().all(|c| *c >= 0.0), "{cal:?}");
+        // What is left still fits closely: the held terms are small against the rest.
+        assert!(cal.loo_rmspe < 0.05, "{cal:?}");
     }
 
     #[test]

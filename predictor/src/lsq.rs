@@ -17,6 +17,26 @@ pub fn ridge_toward(
     priors: &[f64],
     weights: &[f64],
 ) -> Result<(Vec<f64>, f64), String> {
+    solve(x, y, priors, weights, true)
+}
+
+/// [`ridge_toward`] with the intercept held at 0. Returns (coefficients, 0).
+pub fn ridge_toward_through_origin(
+    x: &[Vec<f64>],
+    y: &[f64],
+    priors: &[f64],
+    weights: &[f64],
+) -> Result<(Vec<f64>, f64), String> {
+    solve(x, y, priors, weights, false)
+}
+
+fn solve(
+    x: &[Vec<f64>],
+    y: &[f64],
+    priors: &[f64],
+    weights: &[f64],
+    intercept: bool,
+) -> Result<(Vec<f64>, f64), String> {
     let (n, d) = (x.len(), x.first().map_or(0, Vec::len));
     if n == 0 || y.len() != n || priors.len() != d || weights.len() != d {
         return Err(format!(
@@ -31,7 +51,8 @@ pub fn ridge_toward(
     } else {
         0
     };
-    let records = Array2::from_shape_fn((n + extra, d + 1), |(i, j)| match (i < n, j < d) {
+    let ones = usize::from(intercept);
+    let records = Array2::from_shape_fn((n + extra, d + ones), |(i, j)| match (i < n, j < d) {
         (true, true) => x[i][j],
         (true, false) => 1.0,
         (false, true) if i - n == j => weights[j],
@@ -51,7 +72,7 @@ pub fn ridge_toward(
         .fit(&DatasetBase::new(records, targets))
         .map_err(|e| e.to_string())?;
     let p = fitted.params().to_vec();
-    Ok((p[..d].to_vec(), p[d]))
+    Ok((p[..d].to_vec(), if intercept { p[d] } else { 0.0 }))
 }
 
 #[cfg(test)]
@@ -67,5 +88,12 @@ mod tests {
         let (pulled, _) = ridge_toward(&x, &y, &[1.0], &[20.0]).unwrap();
         assert!(pulled[0] < 2.0 && pulled[0] > 1.0, "{pulled:?}");
         assert!(ridge_toward(&x, &y[..3], &[0.0], &[0.0]).is_err());
+        let (c, b) = ridge_toward_through_origin(&x, &y, &[0.0], &[0.0]).unwrap();
+        // Through the origin: Σxy / Σx² = (3·45 + 2·285) / 285.
+        assert_eq!(b, 0.0);
+        assert!(
+            (c[0] - (3.0 * 45.0 + 2.0 * 285.0) / 285.0).abs() < 1e-9,
+            "{c:?}"
+        );
     }
 }
