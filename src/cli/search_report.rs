@@ -440,10 +440,23 @@ impl Report<'_, '_> {
         if !ordered.is_empty() {
             println!("{header}");
         }
-        // A long front: an even sample of it; the files have all.
-        let shown = 20;
-        let step = ordered.len().div_ceil(shown).max(1);
-        for (pos, i) in ordered.iter().step_by(step) {
+        // A long front: an even sample of it (the members measured, when verified); the files
+        // have all.
+        let measured: Vec<&(usize, usize)> = ordered
+            .iter()
+            .filter(|(pos, _)| {
+                self.verification
+                    .is_some_and(|v| v.measured_ms[*pos].is_some())
+            })
+            .collect();
+        let pool: Vec<&(usize, usize)> = if measured.is_empty() {
+            ordered.iter().collect()
+        } else {
+            measured
+        };
+        let step = pool.len().div_ceil(20).max(1);
+        let rows: Vec<&(usize, usize)> = pool.into_iter().step_by(step).collect();
+        for (pos, i) in &rows {
             let m = &o.archive[*i].info;
             let mut line = format!("{:>10.3}", m.accuracy);
             for ms in &m.latency_ms {
@@ -462,10 +475,10 @@ impl Report<'_, '_> {
             );
             println!("{line}");
         }
-        if step > 1 {
+        if rows.len() < ordered.len() {
             println!(
                 "({} of {} shown; every one is in front.csv)",
-                ordered.len().div_ceil(step),
+                rows.len(),
                 ordered.len()
             );
         }
