@@ -105,7 +105,8 @@ pub fn scatter(title: &str, points: &[(f64, f64)]) -> String {
     s
 }
 
-fn escape(t: &str) -> String {
+/// Text made safe inside SVG markup.
+pub fn escape(t: &str) -> String {
     t.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

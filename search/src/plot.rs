@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use hwnas_predictor::svg::escape;
+
 pub struct Axes<'a> {
     pub title: &'a str,
     pub x: &'a str,
@@ -129,12 +131,6 @@ fn tick(v: f64) -> String {
     } else {
         format!("{v:.3}")
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

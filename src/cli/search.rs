@@ -126,26 +126,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         evolve(&mut problem, &args)?
     };
     let seconds = started.elapsed().as_secs_f64();
-    let verification = match (&args.verify, &args.device) {
-        (true, Some(device)) => Some(search_report::verify(
-            &problem,
-            &outcome,
-            device,
-            args.ort_library.as_deref(),
-            args.verify_max,
-        )?),
-        _ => None,
-    };
-    let report = search_report::Report {
+    let mut report = search_report::Report {
         problem: &problem,
         outcome: &outcome,
         seed: args.seed,
         exhaustive: args.exhaustive,
         seconds,
-        verification: verification.as_ref(),
+        verification: None,
     };
-    report.write(&args.out, args.compare.as_deref())?;
-    Ok(ExitCode::SUCCESS)
+    // A bad --compare file or a failed re-measurement must not lose the search: the front is
+    // written first, and again with what came after.
+    let comparison = args.compare.as_deref().map(|c| report.compare(c));
+    let compared = comparison.as_ref().and_then(|c| c.as_ref().ok());
+    report.save(&args.out, compared)?;
+    let verification = match (&args.verify, &args.device) {
+        (true, Some(device)) => Some(
+            search_report::verify(
+                &problem,
+                &outcome,
+                device,
+                args.ort_library.as_deref(),
+                args.verify_max,
+            )
+            .with_context(|| format!("--verify (the front is saved in {})", args.out.display()))?,
+        ),
+        _ => None,
+    };
+    if verification.is_some() {
+        report.verification = verification.as_ref();
+        report.save(&args.out, compared)?;
+    }
+    report.print(compared, &args.out);
+    match comparison {
+        Some(Err(e)) => Err(e.context(format!(
+            "--compare (the front is saved in {})",
+            args.out.display()
+        ))),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn describe_latency(l: &LatencySource) -> String {

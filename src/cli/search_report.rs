@@ -178,15 +178,20 @@ impl Report<'_, '_> {
         })
     }
 
-    pub fn write(&self, dir: &Path, compare: Option<&Path>) -> anyhow::Result<()> {
+    fn objective_names(&self) -> Vec<String> {
         let p = self.problem;
-        let names: Vec<String> = p.objectives.iter().map(|m| p.metric_name(*m)).collect();
+        p.objectives.iter().map(|m| p.metric_name(*m)).collect()
+    }
+
+    /// Writes front.json, front.csv, history.csv and front.svg into `dir`.
+    pub fn save(&self, dir: &Path, comparison: Option<&Value>) -> anyhow::Result<()> {
+        let p = self.problem;
+        let names = self.objective_names();
         let ordered = self.ordered();
         let front: Vec<Value> = ordered
             .iter()
             .map(|(pos, i)| self.member_json(*pos, *i))
             .collect();
-        let comparison = compare.map(|c| self.compare(c, &names)).transpose()?;
         let verification = self.verification.map(|v| self.verification_json(v));
         let report = json!({
             "schema": SCHEMA,
@@ -211,9 +216,7 @@ impl Report<'_, '_> {
         write("front.json", serde_json::to_string_pretty(&report)?)?;
         write("front.csv", self.csv(&ordered))?;
         write("history.csv", self.history_csv())?;
-        write("front.svg", self.svg())?;
-        self.print(&ordered, comparison.as_ref(), verification.as_ref(), dir);
-        Ok(())
+        write("front.svg", self.svg())
     }
 
     fn csv(&self, ordered: &[(usize, usize)]) -> String {
@@ -328,7 +331,8 @@ impl Report<'_, '_> {
     }
 
     /// Hypervolume of this front against another run's, both normalised by their union's box.
-    fn compare(&self, other: &Path, names: &[String]) -> anyhow::Result<Value> {
+    pub fn compare(&self, other: &Path) -> anyhow::Result<Value> {
+        let names = self.objective_names();
         let text = std::fs::read_to_string(other)
             .with_context(|| format!("reading --compare {}", other.display()))?;
         let theirs: Value = serde_json::from_str(&text)
@@ -383,13 +387,10 @@ impl Report<'_, '_> {
         }))
     }
 
-    fn print(
-        &self,
-        ordered: &[(usize, usize)],
-        comparison: Option<&Value>,
-        verification: Option<&Value>,
-        dir: &Path,
-    ) {
+    /// The summary on stdout: counts, the front (or a sample of it), verification, comparison.
+    pub fn print(&self, comparison: Option<&Value>, dir: &Path) {
+        let ordered = self.ordered();
+        let verification = self.verification.map(|v| self.verification_json(v));
         let p = self.problem;
         let o = self.outcome;
         println!(
