@@ -496,6 +496,29 @@ fn search_nb201_with_the_model(dir: &Path, model: &Path, device: &Path) {
     }
     assert_eq!(measured, 3.min(front.len()));
     assert_eq!(report["verification"]["networks"], measured);
+
+    // Two devices (the same model twice: numbered apart), a bound for each.
+    let two = dir.join("two");
+    let bounds = format!("cpu-quick1={bound},cpu-quick2={}", bound / 2.0);
+    let args = [
+        &base[..],
+        &["--model", s(model), "--max-latency-ms", &bounds],
+        &["--max-evaluations", "300", "--out", s(&two)],
+    ]
+    .concat();
+    let out = ok(&args);
+    assert!(
+        out.contains("latency_cpu-quick1_ms, latency_cpu-quick2_ms"),
+        "{out}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(two.join("front.json")).unwrap()).unwrap();
+    for m in report["front"].as_array().unwrap() {
+        assert!(
+            m["latency"]["cpu-quick2"]["ms"].as_f64().unwrap() <= bound / 2.0,
+            "{m}"
+        );
+    }
 }
 
 #[test]
