@@ -3,9 +3,10 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hwnas_search::accuracy::AccuracySource;
-use hwnas_search::nsga2::{self, Config};
+use hwnas_search::nsga2;
 use hwnas_search::objective::{ArchProblem, Constraint, LatencySource, Metric};
 use hwnas_search::space::mbv3::Mbv3;
+use hwnas_search::strategy::Config;
 
 mod common;
 

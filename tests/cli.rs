@@ -497,6 +497,29 @@ fn search_nb201_with_the_model(dir: &Path, model: &Path, device: &Path) {
     assert_eq!(measured, 3.min(front.len()));
     assert_eq!(report["verification"]["networks"], measured);
 
+    // The single-objective strategies under the same bound: every member meets it.
+    let bound_text = format!("{bound}");
+    for strategy in ["evolution", "reinforce", "random"] {
+        let d = dir.join(strategy);
+        let args = [
+            &base[..],
+            &["--strategy", strategy, "--max-latency-ms", &bound_text],
+            &["--max-evaluations", "200", "--out", s(&d)],
+        ]
+        .concat();
+        ok(&args);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("front.json")).unwrap()).unwrap();
+        assert_eq!(report["strategy"], strategy);
+        assert_eq!(report["evaluations"], 200);
+        for m in report["front"].as_array().unwrap() {
+            assert!(
+                m["latency"]["cpu-quick"]["ms"].as_f64().unwrap() <= bound,
+                "{m}"
+            );
+        }
+    }
+
     // Two devices (the same model twice: numbered apart), a bound for each.
     let two = dir.join("two");
     let bounds = format!("cpu-quick1={bound},cpu-quick2={}", bound / 2.0);
@@ -529,6 +552,34 @@ fn search_explains_bad_input() {
     let err = fails(&[&nb201[..], &["--objectives", "accuracy,latency"]].concat());
     assert!(err.contains("needs a --model"), "{err}");
     let err = fails(&[&nb201[..], &["--objectives", "accuracy,speed"]].concat());
+    assert!(err.contains("unknown `speed`"), "{err}");
+    let dir0 = tempfile::tempdir().unwrap();
+    let out0 = ["--out", s(dir0.path())];
+    let err = fails(
+        &[
+            &nb201[..],
+            &["--strategy", "annealing", "--objectives", "mflops,mparams"],
+            &out0,
+        ]
+        .concat(),
+    );
+    assert!(err.contains("nsga2, evolution, reinforce, random"), "{err}");
+    let err = fails(
+        &[
+            &nb201[..],
+            &["--strategy", "evolution", "--objectives", "mflops,mparams"],
+            &out0,
+        ]
+        .concat(),
+    );
+    assert!(err.contains("add `accuracy`"), "{err}");
+    let err = fails(
+        &[
+            &nb201[..],
+            &["--strategy", "evolution", "--objectives", "accuracy,speed"],
+        ]
+        .concat(),
+    );
     assert!(err.contains("unknown `speed`"), "{err}");
     let err = fails(&[
         "search",

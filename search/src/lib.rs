@@ -6,8 +6,13 @@
 //!   ([`space::SearchSpace::ops`], what the profiler measures), builds the network of an
 //!   architecture encoding, and exposes the encoding as a genome of [`space::Gene`]s. Built in:
 //!   [`space::nb201`] (NAS-Bench-201 cells) and [`space::mbv3`] (Once-for-All MobileNetV3).
-//! - [`nsga2`] is NSGA-II over genomes with constraint domination; it keeps every evaluation
-//!   and returns the feasible non-dominated set of them all. [`hypervolume`] scores fronts.
+//! - A [`problem::Problem`] evaluates genomes into objectives and constraint violations. A
+//!   [`strategy::Strategy`] searches it: [`nsga2`] (NSGA-II with constraint domination, for the
+//!   Pareto front), [`evolution`] (regularized evolution), [`reinforce`] (REINFORCE on a
+//!   factorised policy) or random search; the single-objective ones maximise a
+//!   [`strategy::Fitness`]. All keep every evaluation and return the feasible non-dominated set
+//!   of them all ([`problem::Outcome`]); [`variation`] holds the genome operators and
+//!   [`hypervolume`] scores fronts.
 //! - [`objective::ArchProblem`] is architecture search as an NSGA-II problem: [`objective::Metrics`]
 //!   of each network (accuracy from an [`accuracy::AccuracySource`], latency per device from a
 //!   [`objective::LatencySource`], MFLOPs, parameters, peak activation memory), some of them
@@ -16,10 +21,16 @@
 
 pub mod accuracy;
 pub mod arch_table;
+mod archive;
+pub mod evolution;
 pub mod hypervolume;
 pub mod nsga2;
 pub mod objective;
 pub mod plot;
+pub mod problem;
+pub mod reinforce;
 pub mod space;
+pub mod strategy;
+pub mod variation;
 
 pub use space::{SearchSpace, SpaceError, builtin};

@@ -5,212 +5,15 @@
 //! and children are sorted into non-dominated fronts and the best `population` survive, the
 //! last front thinned by crowding distance. A feasible solution beats an infeasible one, two
 //! infeasible ones compare by total violation.
-//!
-//! Every evaluated genome is kept: the result is the non-dominated set of all feasible
-//! evaluations (the archive), not only of the last population, and a genome is never
-//! evaluated twice, so the evaluation budget counts distinct architectures.
 
 use std::collections::HashSet;
 
 use hwnas_profiler::rng::SplitMix64;
 
-use crate::hypervolume::Normalizer;
-use crate::space::Gene;
-
-/// What a problem says of one genome: objectives to minimise, and how far it is from meeting
-/// the constraints (0 when it meets them all).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Evaluation {
-    pub objectives: Vec<f64>,
-    pub violation: f64,
-}
-
-impl Evaluation {
-    pub fn feasible(&self) -> bool {
-        self.violation <= 0.0
-    }
-
-    /// Deb's constraint domination.
-    pub fn dominates(&self, other: &Evaluation) -> bool {
-        match (self.feasible(), other.feasible()) {
-            (true, false) => true,
-            (false, true) => false,
-            (false, false) => self.violation < other.violation,
-            (true, true) => pareto_dominates(&self.objectives, &other.objectives),
-        }
-    }
-}
-
-/// `a` is no worse in every objective and better in one.
-pub fn pareto_dominates(a: &[f64], b: &[f64]) -> bool {
-    let mut better = false;
-    for (x, y) in a.iter().zip(b) {
-        if x > y {
-            return false;
-        }
-        better |= x < y;
-    }
-    better
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct EvaluateError(pub String);
-
-/// What NSGA-II optimises. `Info` is whatever the problem wants kept with each evaluation.
-pub trait Problem {
-    type Info: Clone;
-
-    fn genes(&self) -> Vec<Gene>;
-
-    /// Evaluate a batch (a whole generation at once, so an external evaluator is called once
-    /// per generation).
-    fn evaluate(
-        &mut self,
-        genomes: &[Vec<u8>],
-    ) -> Result<Vec<(Evaluation, Self::Info)>, EvaluateError>;
-}
-
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub population: usize,
-    /// Distinct genomes to evaluate, the initial population included.
-    pub max_evaluations: usize,
-    pub seed: u64,
-    /// Probability that a child is a uniform crossover of its parents rather than a copy of one.
-    pub crossover: f64,
-    /// Per-gene mutation probability; `None`: one over the number of genes.
-    pub mutation: Option<f64>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            population: 50,
-            max_evaluations: 1000,
-            seed: 1,
-            crossover: 0.9,
-            mutation: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Individual<I> {
-    pub genome: Vec<u8>,
-    pub eval: Evaluation,
-    pub info: I,
-}
-
-/// Progress after one generation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Generation {
-    pub index: usize,
-    pub evaluations: usize,
-    /// Feasible non-dominated evaluations so far.
-    pub front_size: usize,
-    /// Hypervolume of that front, normalised by the initial population's bounding box
-    /// (reference at 1.1): comparable across the generations of one run.
-    pub hypervolume: f64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Outcome<I> {
-    /// Every evaluated genome, in evaluation order.
-    pub archive: Vec<Individual<I>>,
-    /// Indices into `archive` of the feasible non-dominated set, one per distinct objective
-    /// vector.
-    pub front: Vec<usize>,
-    pub history: Vec<Generation>,
-}
-
-/// The feasible non-dominated set of an archive, maintained as evaluations arrive.
-#[derive(Debug, Default)]
-struct FrontKeeper {
-    members: Vec<usize>,
-}
-
-impl FrontKeeper {
-    fn offer<I>(&mut self, archive: &[Individual<I>], i: usize) {
-        let e = &archive[i].eval;
-        if !e.feasible() {
-            return;
-        }
-        let same_or_better = |j: &usize| {
-            let o = &archive[*j].eval.objectives;
-            o == &e.objectives || pareto_dominates(o, &e.objectives)
-        };
-        if self.members.iter().any(same_or_better) {
-            return;
-        }
-        self.members
-            .retain(|j| !pareto_dominates(&e.objectives, &archive[*j].eval.objectives));
-        self.members.push(i);
-    }
-}
-
-struct Run<'a, P: Problem> {
-    problem: &'a mut P,
-    genes: Vec<Gene>,
-    archive: Vec<Individual<P::Info>>,
-    seen: HashSet<Vec<u8>>,
-    front: FrontKeeper,
-}
-
-impl<P: Problem> Run<'_, P> {
-    /// Evaluates genomes not seen before; returns their archive indices.
-    fn evaluate(&mut self, genomes: Vec<Vec<u8>>) -> Result<Vec<usize>, EvaluateError> {
-        let results = self.problem.evaluate(&genomes)?;
-        if results.len() != genomes.len() {
-            return Err(EvaluateError(format!(
-                "evaluator returned {} results for {} genomes",
-                results.len(),
-                genomes.len()
-            )));
-        }
-        let mut indices = Vec::with_capacity(genomes.len());
-        for (genome, (eval, info)) in genomes.into_iter().zip(results) {
-            self.seen.insert(genome.clone());
-            self.archive.push(Individual { genome, eval, info });
-            let i = self.archive.len() - 1;
-            self.front.offer(&self.archive, i);
-            indices.push(i);
-        }
-        Ok(indices)
-    }
-
-    fn generation(&self, index: usize, normalizer: &Normalizer) -> Generation {
-        let points: Vec<Vec<f64>> = self
-            .front
-            .members
-            .iter()
-            .map(|i| self.archive[*i].eval.objectives.clone())
-            .collect();
-        Generation {
-            index,
-            evaluations: self.archive.len(),
-            front_size: points.len(),
-            hypervolume: normalizer.hypervolume(&points),
-        }
-    }
-
-    fn outcome(self, history: Vec<Generation>) -> Outcome<P::Info> {
-        let mut front = self.front.members;
-        front.sort_unstable();
-        Outcome {
-            archive: self.archive,
-            front,
-            history,
-        }
-    }
-}
-
-fn random_genome(genes: &[Gene], rng: &mut SplitMix64) -> Vec<u8> {
-    genes
-        .iter()
-        .map(|g| rng.below(g.levels as usize) as u8)
-        .collect()
-}
+use crate::archive::Archive;
+use crate::problem::{EvaluateError, Evaluation, Generation, Individual, Outcome, Problem};
+use crate::strategy::Config;
+use crate::variation::{mutate, uniform_crossover};
 
 /// Runs NSGA-II until `max_evaluations` distinct genomes are evaluated or no unseen child can
 /// be found; `on_generation` sees the progress after the initial population and every
@@ -220,51 +23,22 @@ pub fn run<P: Problem>(
     cfg: &Config,
     mut on_generation: impl FnMut(&Generation),
 ) -> Result<Outcome<P::Info>, EvaluateError> {
-    let genes = problem.genes();
     let mut rng = SplitMix64::new(cfg.seed);
-    let mut run = Run {
-        problem,
-        genes,
-        archive: Vec::new(),
-        seen: HashSet::new(),
-        front: FrontKeeper::default(),
-    };
+    let mut run = Archive::new(problem);
     let size = cfg.population.max(2);
-    let total = crate::space::genome_count(&run.genes);
-
-    let initial = size.min(cfg.max_evaluations).min(total as usize);
-    let mut genomes = Vec::with_capacity(initial);
-    let mut unique = HashSet::new();
-    let mut tries = 0;
-    while genomes.len() < initial && tries < 1000 * initial {
-        tries += 1;
-        let g = random_genome(&run.genes, &mut rng);
-        if unique.insert(g.clone()) {
-            genomes.push(g);
-        }
-    }
-    let mut population = run.evaluate(genomes)?;
-    let normalizer = Normalizer::of(
-        population
-            .iter()
-            .map(|i| &run.archive[*i].eval)
-            .filter(|e| e.feasible())
-            .map(|e| &e.objectives),
-    )
-    .or_else(|| Normalizer::of(population.iter().map(|i| &run.archive[*i].eval.objectives)));
-    let normalizer = match normalizer {
-        Some(n) => n,
-        None => return Ok(run.outcome(Vec::new())),
+    let mut population = run.random_population(size.min(cfg.max_evaluations), &mut rng)?;
+    let Some(normalizer) = run.normalizer(&population) else {
+        return Ok(run.outcome(Vec::new()));
     };
     let mut history = vec![run.generation(0, &normalizer)];
     on_generation(&history[0]);
 
     let mutation = cfg.mutation.unwrap_or(1.0 / run.genes.len().max(1) as f64);
-    let (mut rank, mut crowding) = rank_and_crowd(&run.archive, &population);
+    let (mut rank, mut crowding) = rank_and_crowd(&run.individuals, &population);
     let mut index = 0;
-    while run.archive.len() < cfg.max_evaluations {
+    while run.len() < cfg.max_evaluations {
         index += 1;
-        let want = size.min(cfg.max_evaluations - run.archive.len());
+        let want = size.min(cfg.max_evaluations - run.len());
         let mut children: Vec<Vec<u8>> = Vec::with_capacity(want);
         let mut fresh = HashSet::new();
         let mut tries = 0;
@@ -272,16 +46,12 @@ pub fn run<P: Problem>(
             tries += 1;
             let a = tournament(&population, &rank, &crowding, &mut rng);
             let b = tournament(&population, &rank, &crowding, &mut rng);
-            let mut child = run.archive[a].genome.clone();
+            let mut child = run.individuals[a].genome.clone();
             if rng.next_f64() < cfg.crossover {
-                for (g, other) in child.iter_mut().zip(&run.archive[b].genome) {
-                    if rng.next_f64() < 0.5 {
-                        *g = *other;
-                    }
-                }
+                uniform_crossover(&mut child, &run.individuals[b].genome, &mut rng);
             }
             mutate(&mut child, &run.genes, mutation, &mut rng);
-            if !run.seen.contains(&child) && fresh.insert(child.clone()) {
+            if run.index_of(&child).is_none() && fresh.insert(child.clone()) {
                 children.push(child);
             }
         }
@@ -290,74 +60,13 @@ pub fn run<P: Problem>(
         }
         let offspring = run.evaluate(children)?;
         population.extend(offspring);
-        population = survivors(&run.archive, population, size);
-        (rank, crowding) = rank_and_crowd(&run.archive, &population);
+        population = survivors(&run.individuals, population, size);
+        (rank, crowding) = rank_and_crowd(&run.individuals, &population);
         let g = run.generation(index, &normalizer);
         on_generation(&g);
         history.push(g);
     }
     Ok(run.outcome(history))
-}
-
-/// Evaluates every genome of the space, in batches of `batch`; `on_batch` sees the count so
-/// far. Only for spaces small enough to enumerate.
-pub fn exhaustive<P: Problem>(
-    problem: &mut P,
-    batch: usize,
-    mut on_batch: impl FnMut(usize),
-) -> Result<Outcome<P::Info>, EvaluateError> {
-    let genes = problem.genes();
-    let total = crate::space::genome_count(&genes) as usize;
-    let mut run = Run {
-        problem,
-        genes,
-        archive: Vec::with_capacity(total),
-        seen: HashSet::new(),
-        front: FrontKeeper::default(),
-    };
-    let mut start = 0;
-    while start < total {
-        let end = (start + batch.max(1)).min(total);
-        let genomes = (start..end)
-            .map(|mut n| {
-                run.genes
-                    .iter()
-                    .map(|g| {
-                        let v = n % g.levels as usize;
-                        n /= g.levels as usize;
-                        v as u8
-                    })
-                    .collect()
-            })
-            .collect();
-        run.evaluate(genomes)?;
-        on_batch(end);
-        start = end;
-    }
-    Ok(run.outcome(Vec::new()))
-}
-
-fn mutate(genome: &mut [u8], genes: &[Gene], rate: f64, rng: &mut SplitMix64) {
-    for (v, gene) in genome.iter_mut().zip(genes) {
-        let levels = gene.levels as usize;
-        if levels < 2 || rng.next_f64() >= rate {
-            continue;
-        }
-        if gene.ordered && levels > 2 && rng.next_f64() < 0.5 {
-            // A step to a neighbouring value, reflected at the ends.
-            let up = rng.next_f64() < 0.5;
-            *v = match (up, *v as usize) {
-                (true, x) if x + 1 < levels => x as u8 + 1,
-                (true, x) => x as u8 - 1,
-                (false, 0) => 1,
-                (false, x) => x as u8 - 1,
-            };
-        } else {
-            // Any other value.
-            let other = rng.below(levels - 1) as u8;
-            *v = if other >= *v { other + 1 } else { other };
-        }
-    }
 }
 
 /// Binary tournament: lower rank wins, then larger crowding distance, then the first drawn.
@@ -480,6 +189,8 @@ fn survivors<I>(archive: &[Individual<I>], candidates: Vec<usize>, size: usize) 
 mod tests {
     use super::*;
     use crate::hypervolume::hypervolume;
+    use crate::space::Gene;
+    use crate::strategy::exhaustive;
 
     const LEVELS: u8 = 51;
 

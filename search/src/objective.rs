@@ -9,7 +9,7 @@ use hwnas_profiler::network::Network;
 
 use crate::accuracy::AccuracySource;
 use crate::arch_table::{ArchTable, ArchTableError, ValueKind};
-use crate::nsga2::{EvaluateError, Evaluation, Problem};
+use crate::problem::{EvaluateError, Evaluation, Problem};
 use crate::space::{Gene, SearchSpace};
 
 /// Where one device's latency comes from.

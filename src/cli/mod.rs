@@ -46,7 +46,7 @@ enum Command {
     #[command(subcommand)]
     Table(table::Command),
     /// Multi-objective search (NSGA-II) for the Pareto front of accuracy vs latency, size, memory.
-    Search(search::Args),
+    Search(Box<search::Args>),
     /// Write one operator's ONNX model, as hwnas profiles it, to a file.
     ExportOp(export_op::Args),
     /// Write a whole architecture's ONNX model, as `validate` measures it, to a file.
@@ -63,7 +63,7 @@ pub fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Table(cmd) => table::run(cmd),
-        Command::Search(args) => search::run(args),
+        Command::Search(args) => search::run(*args),
         Command::ExportOp(args) => export_op::run(args),
         Command::Export(args) => export_op::run_network(args),
     };

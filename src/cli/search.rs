@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use hwnas_predictor::LatencyModel;
 use hwnas_search::accuracy::AccuracySource;
-use hwnas_search::nsga2::{self, Config, Outcome};
 use hwnas_search::objective::{ArchProblem, Constraint, LatencySource, Metric, Metrics};
+use hwnas_search::problem::Evaluation;
+use hwnas_search::problem::Outcome;
 use hwnas_search::space::{SearchSpace, builtin, genome_count};
+use hwnas_search::strategy::{self, Config, Fitness, Strategy};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::search_report;
@@ -52,6 +54,18 @@ pub struct Args {
     /// Accuracy lower bound.
     #[arg(long)]
     min_accuracy: Option<f64>,
+    /// Search strategy: nsga2 (the Pareto front), evolution (regularized evolution), reinforce
+    /// (REINFORCE on a policy over the choices) or random. The single-objective ones maximise
+    /// the MnasNet reward (see --reward-target-ms) and report the front of all they evaluated.
+    #[arg(long, default_value = "nsga2")]
+    strategy: String,
+    /// The MnasNet reward `accuracy × (latency / T)^w` of evolution and reinforce: T in ms
+    /// (default: the --max-latency-ms bound of the first latency objective's device).
+    #[arg(long)]
+    reward_target_ms: Option<f64>,
+    /// The reward's exponent w (MnasNet's soft constraint: -0.07).
+    #[arg(long, default_value_t = -0.07, allow_negative_numbers = true)]
+    reward_weight: f64,
     /// Population size (default: the square root of --max-evaluations, within 20..100, so a
     /// run has about as many generations as members).
     #[arg(long)]
@@ -123,13 +137,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let outcome = if args.exhaustive {
         exhaustive(&mut problem, space.as_ref())?
     } else {
-        evolve(&mut problem, &args)?
+        search(&mut problem, &args)?
     };
     let seconds = started.elapsed().as_secs_f64();
     let mut report = search_report::Report {
         problem: &problem,
         outcome: &outcome,
         seed: args.seed,
+        strategy: if args.exhaustive {
+            "exhaustive"
+        } else {
+            &args.strategy
+        },
         exhaustive: args.exhaustive,
         seconds,
         verification: None,
@@ -328,7 +347,7 @@ fn default_population(max_evaluations: usize) -> usize {
     ((max_evaluations as f64).sqrt().round() as usize).clamp(20, 100)
 }
 
-fn evolve(problem: &mut ArchProblem, args: &Args) -> anyhow::Result<Outcome<Metrics>> {
+fn search(problem: &mut ArchProblem, args: &Args) -> anyhow::Result<Outcome<Metrics>> {
     let cfg = Config {
         population: args
             .population
@@ -341,16 +360,96 @@ fn evolve(problem: &mut ArchProblem, args: &Args) -> anyhow::Result<Outcome<Metr
         cfg.max_evaluations as u64,
         "{bar:40} {pos}/{len} evaluated  {elapsed}  {msg}",
     );
-    let outcome = nsga2::run(problem, &cfg, |g| {
-        bar.set_position(g.evaluations as u64);
-        bar.set_message(format!(
-            "generation {}  front {}  hypervolume {:.4}",
-            g.index, g.front_size, g.hypervolume
-        ));
-    })
-    .context("search")?;
+    let strategy = Strategy::parse(&args.strategy).with_context(|| {
+        format!(
+            "--strategy `{}`: one of {}",
+            args.strategy,
+            Strategy::ALL.map(|s| s.name()).join(", ")
+        )
+    })?;
+    let reward = MnasReward::new(problem, args)?;
+    if strategy.needs_fitness() {
+        reward.check()?;
+        println!("{} maximises {}", strategy.name(), reward.describe(problem));
+    }
+    let outcome = strategy
+        .run(problem, &cfg, &reward, |g| {
+            bar.set_position(g.evaluations as u64);
+            bar.set_message(format!(
+                "generation {}  front {}  hypervolume {:.4}",
+                g.index, g.front_size, g.hypervolume
+            ));
+        })
+        .context("search")?;
     bar.finish_and_clear();
     Ok(outcome)
+}
+
+/// MnasNet's reward (Tan et al. 2019): `accuracy × (latency / T)^w`; accuracy alone when no
+/// latency is an objective.
+struct MnasReward {
+    accuracy: Option<usize>,
+    latency: Option<usize>,
+    target_ms: f64,
+    weight: f64,
+}
+
+impl MnasReward {
+    fn new(problem: &ArchProblem, args: &Args) -> anyhow::Result<MnasReward> {
+        let position = |want: &dyn Fn(&Metric) -> bool| problem.objectives.iter().position(want);
+        let accuracy = position(&|m| *m == Metric::Accuracy);
+        let latency = position(&|m| matches!(m, Metric::Latency(_)));
+        let bound = latency.and_then(|i| {
+            problem
+                .constraints
+                .iter()
+                .find(|c| c.metric == problem.objectives[i])
+                .map(|c| c.bound)
+        });
+        Ok(MnasReward {
+            accuracy,
+            latency,
+            target_ms: args.reward_target_ms.or(bound).unwrap_or(f64::NAN),
+            weight: args.reward_weight,
+        })
+    }
+
+    /// Whether the reward can be computed, else what to give.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.accuracy.is_none() {
+            bail!(
+                "evolution and reinforce maximise a reward of accuracy: add `accuracy` to --objectives"
+            );
+        }
+        if self.latency.is_some() && (self.target_ms.is_nan() || self.target_ms <= 0.0) {
+            bail!(
+                "the reward needs its target latency: give --reward-target-ms (or --max-latency-ms)"
+            );
+        }
+        Ok(())
+    }
+
+    fn describe(&self, problem: &ArchProblem) -> String {
+        match self.latency {
+            Some(l) => format!(
+                "accuracy × ({} / {} ms)^{}",
+                problem.metric_name(problem.objectives[l]),
+                self.target_ms,
+                self.weight
+            ),
+            None => "accuracy".into(),
+        }
+    }
+}
+
+impl Fitness for MnasReward {
+    fn value(&self, e: &Evaluation) -> f64 {
+        let accuracy = self.accuracy.map_or(0.0, |i| -e.objectives[i]);
+        match self.latency {
+            Some(l) => accuracy * (e.objectives[l] / self.target_ms).powf(self.weight),
+            None => accuracy,
+        }
+    }
 }
 
 fn check_enumerable(space: &dyn SearchSpace) -> anyhow::Result<()> {
@@ -373,7 +472,7 @@ fn exhaustive(
         total as u64,
         "{bar:40} {pos}/{len} evaluated  {elapsed}, ETA {eta}",
     );
-    let outcome = nsga2::exhaustive(problem, 1000, |n| bar.set_position(n as u64))
+    let outcome = strategy::exhaustive(problem, 1000, |n| bar.set_position(n as u64))
         .context("exhaustive evaluation")?;
     bar.finish_and_clear();
     Ok(outcome)

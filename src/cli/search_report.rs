@@ -9,9 +9,9 @@ use hwnas_predictor::metrics::Accuracy;
 use hwnas_profiler::device::DeviceProfile;
 use hwnas_profiler::stats::quantile_sorted;
 use hwnas_search::hypervolume::Normalizer;
-use hwnas_search::nsga2::Outcome;
 use hwnas_search::objective::{ArchProblem, LatencySource, Metric, Metrics};
 use hwnas_search::plot::{self, Axes};
+use hwnas_search::problem::Outcome;
 use serde_json::{Value, json};
 
 use super::e2e;
@@ -111,6 +111,8 @@ pub struct Report<'a, 'p> {
     pub problem: &'a ArchProblem<'p>,
     pub outcome: &'a Outcome<Metrics>,
     pub seed: u64,
+    /// `exhaustive`, or the strategy's name.
+    pub strategy: &'a str,
     pub exhaustive: bool,
     pub seconds: f64,
     pub verification: Option<&'a Verification>,
@@ -197,6 +199,7 @@ impl Report<'_, '_> {
             "schema": SCHEMA,
             "space": p.space.name(),
             "seed": self.seed,
+            "strategy": self.strategy,
             "exhaustive": self.exhaustive,
             "evaluations": self.outcome.archive.len(),
             "seconds": self.seconds,
