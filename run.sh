@@ -60,5 +60,8 @@ $hwnas search --space mbv3 --model "$out/cpu-mbv3.model.json" --max-latency-ms 1
     --max-evaluations 3000 --seed 1 --verify --verify-max 20 --device device_profiles/cpu.toml \
     --out "$out/search-mbv3"
 echo
+echo "== the mbv3 model as a per-choice latency table, for differentiable search"
+$hwnas lut export --model "$out/cpu-mbv3.model.json" --space mbv3 --resolution 224 --out "$out/cpu-mbv3.lut-224.json"
+echo
 echo "results in $out/: latency tables (*.csv), models (*.model.json), validation reports and plots"
-echo "(*.validate-*.json, *.svg), search fronts (search-*/front.csv, front.json, front.svg)"
+echo "(*.validate-*.json, *.svg), search fronts (search-*/front.csv, front.json, front.svg), a per-choice table (*.lut-224.json)"

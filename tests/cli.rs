@@ -9,6 +9,13 @@ use hwnas_profiler::table::LatencyTable;
 use hwnas_profiler::{Op, Tensor};
 use prost::Message;
 
+/// The tests here measure on the real CPU; one at a time, so that none measures while another
+/// loads the machine (two cores: a parallel test halves what a measurement sees).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn hwnas(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hwnas"))
         .args(args)
@@ -51,6 +58,7 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn devices_lists_the_cpu_provider() {
+    let _serial = one_at_a_time();
     let out = ok(&["devices"]);
     assert!(out.contains("CPUExecutionProvider"), "{out}");
     assert!(out.contains("version"), "{out}");
@@ -58,6 +66,7 @@ fn devices_lists_the_cpu_provider() {
 
 #[test]
 fn space_ops_counts_nb201() {
+    let _serial = one_at_a_time();
     let out = ok(&["space", "ops", "--space", "nb201"]);
     assert!(out.contains("nb201: 25 distinct ops"), "{out}");
     assert!(out.contains("22 to profile"), "{out}");
@@ -71,6 +80,7 @@ fn space_ops_counts_nb201() {
 
 #[test]
 fn profile_nb201_on_ort_then_resume_after_a_crash() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let device = quick_cpu_profile(dir.path());
     let table_path = dir.path().join("cpu-nb201.csv");
@@ -262,6 +272,7 @@ fn profile_nb201_on_ort_then_resume_after_a_crash() {
 
 #[test]
 fn mock_profiles_are_deterministic() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str| {
         let out = dir.path().join(name);
@@ -284,6 +295,7 @@ fn mock_profiles_are_deterministic() {
 
 #[test]
 fn bad_input_names_what_to_fix() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("t.csv");
     let profile = |device: &str, what: &[&str]| {
@@ -377,6 +389,7 @@ fn bad_input_names_what_to_fix() {
 
 #[test]
 fn export_op_writes_a_model_that_runs() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("op.onnx");
     let key = "mbconv-in:1x16x8x8-out:24-e:4-k:5-s:2-se:1-act:hswish-res:0";
@@ -520,6 +533,41 @@ fn search_nb201_with_the_model(dir: &Path, model: &Path, device: &Path) {
         }
     }
 
+    // Per-choice tables: mbv3's (ops the nb201 table lacks come from its regressor); nb201's
+    // latency is not a sum over its edges, and the refusal says so.
+    let lut = dir.join("lat.json");
+    let out = ok(&[
+        "lut",
+        "export",
+        "--model",
+        s(model),
+        "--space",
+        "mbv3",
+        "--resolution",
+        "160",
+        "--out",
+        s(&lut),
+    ]);
+    assert!(
+        out.contains("20 decisions of mbv3 at resolution 160"),
+        "{out}"
+    );
+    let table: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lut).unwrap()).unwrap();
+    assert_eq!(table["schema"], "hwnas-lut/1");
+    assert_eq!(table["decisions"].as_array().unwrap().len(), 20);
+    let err = fails(&[
+        "lut",
+        "export",
+        "--model",
+        s(model),
+        "--space",
+        "nb201",
+        "--out",
+        s(&lut),
+    ]);
+    assert!(err.contains("not a sum"), "{err}");
+
     // Two devices (the same model twice: numbered apart), a bound for each.
     let two = dir.join("two");
     let bounds = format!("cpu-quick1={bound},cpu-quick2={}", bound / 2.0);
@@ -546,6 +594,7 @@ fn search_nb201_with_the_model(dir: &Path, model: &Path, device: &Path) {
 
 #[test]
 fn search_explains_bad_input() {
+    let _serial = one_at_a_time();
     let nb201 = ["search", "--space", "nb201"];
     let err = fails(&[&nb201[..], &["--accuracy", "oracle"]].concat());
     assert!(err.contains("table:FILE.csv"), "{err}");
@@ -641,6 +690,7 @@ fn search_explains_bad_input() {
 /// needs a fitted CPU model, which `./run.sh` makes.)
 #[test]
 fn nb201_search_with_the_benchmark_accuracies_finds_the_true_front() {
+    let _serial = one_at_a_time();
     let acc =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nb201/cifar10_test_acc.csv");
     if !acc.exists() {

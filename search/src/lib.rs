@@ -18,12 +18,14 @@
 //!   [`objective::LatencySource`], MFLOPs, parameters, peak activation memory), some of them
 //!   objectives, some bounded by [`objective::Constraint`]s. [`arch_table::ArchTable`] reads
 //!   tables keyed by architecture (accuracies, measured latencies); [`plot`] draws the front.
+//! - [`lut::Lut`] cuts a latency model into per-choice tables for differentiable search.
 
 pub mod accuracy;
 pub mod arch_table;
 mod archive;
 pub mod evolution;
 pub mod hypervolume;
+pub mod lut;
 pub mod nsga2;
 pub mod objective;
 pub mod plot;

@@ -8,6 +8,7 @@ mod devices;
 mod e2e;
 mod export_op;
 mod fit;
+mod lut;
 mod predict;
 mod profile;
 mod search;
@@ -47,6 +48,9 @@ enum Command {
     Table(table::Command),
     /// Multi-objective search (NSGA-II) for the Pareto front of accuracy vs latency, size, memory.
     Search(Box<search::Args>),
+    /// Per-choice latency tables for differentiable search.
+    #[command(subcommand)]
+    Lut(lut::Command),
     /// Write one operator's ONNX model, as hwnas profiles it, to a file.
     ExportOp(export_op::Args),
     /// Write a whole architecture's ONNX model, as `validate` measures it, to a file.
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Table(cmd) => table::run(cmd),
         Command::Search(args) => search::run(*args),
+        Command::Lut(cmd) => lut::run(cmd),
         Command::ExportOp(args) => export_op::run(args),
         Command::Export(args) => export_op::run_network(args),
     };

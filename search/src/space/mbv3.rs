@@ -163,6 +163,30 @@ impl std::fmt::Display for Mbv3Arch {
     }
 }
 
+/// The ops every network of one resolution runs (stem, first block, head), and the input
+/// tensor of each of the 20 searchable blocks, stage by stage. A block's input does not depend
+/// on the other blocks' choices (blocks after a stage's first keep its shape), so at a fixed
+/// resolution a network's ops are the fixed ones plus one op per running block: what
+/// per-choice latency tables (ProxylessNAS, FBNet) rely on.
+pub fn skeleton(resolution: u32) -> (Vec<Op>, [Tensor; BLOCKS]) {
+    let (mut fixed, mut x) = stem_ops(resolution);
+    let mut inputs = [x; BLOCKS];
+    for s in 0..STAGES {
+        for b in 0..MAX_DEPTH {
+            inputs[s * MAX_DEPTH + b] = x;
+            x = stage_block(x, s, b, KERNELS[0], EXPANDS[0]).output();
+        }
+    }
+    fixed.extend(head_ops(x));
+    (fixed, inputs)
+}
+
+/// Block `b` of stage `s` with kernel `k` and expand ratio `e`, on the input
+/// [`skeleton`] gives it.
+pub fn block_op(input: Tensor, s: usize, b: usize, k: u32, e: u32) -> Op {
+    stage_block(input, s, b, k, e)
+}
+
 /// Stem conv and the first (fixed) block; returns the ops and the tensor after them.
 fn stem_ops(resolution: u32) -> (Vec<Op>, Tensor) {
     let stem = Op::Conv(Conv {
