@@ -180,12 +180,15 @@ impl Term {
         ops.iter().map(|&op| Term { op, fused: false }).collect()
     }
 
-    /// A network's ops with their fusion context.
+    /// A network's ops with their fusion context; ops the runtime computes once though the
+    /// network repeats them ([`Network::duplicates`]) appear once.
     pub fn of_network(net: &Network) -> Vec<Term> {
         net.nodes
             .iter()
             .zip(net.fused_adds())
-            .map(|(n, fused)| Term { op: n.op, fused })
+            .zip(net.duplicates())
+            .filter(|(_, duplicate)| !duplicate)
+            .map(|((n, fused), _)| Term { op: n.op, fused })
             .collect()
     }
 }
