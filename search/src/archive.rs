@@ -38,6 +38,9 @@ impl FrontKeeper {
     }
 }
 
+/// A run's first generation: its members, the hypervolume scale, the history so far.
+pub(crate) type Start = (Vec<usize>, Normalizer, Vec<Generation>);
+
 pub(crate) struct Archive<'a, P: Problem> {
     problem: &'a mut P,
     pub genes: Vec<Gene>,
@@ -110,6 +113,23 @@ impl<'a, P: Problem> Archive<'a, P> {
             }
         }
         self.evaluate(genomes)
+    }
+
+    /// The usual start of a run: `size` random genomes evaluated, the hypervolume scale taken
+    /// from them, and generation 0 reported. `None` when nothing could be evaluated.
+    pub fn first_generation(
+        &mut self,
+        size: usize,
+        rng: &mut SplitMix64,
+        on_generation: &mut impl FnMut(&Generation),
+    ) -> Result<Option<Start>, EvaluateError> {
+        let first = self.random_population(size, rng)?;
+        let Some(normalizer) = self.normalizer(&first) else {
+            return Ok(None);
+        };
+        let g = self.generation(0, &normalizer);
+        on_generation(&g);
+        Ok(Some((first, normalizer, vec![g])))
     }
 
     /// The hypervolume scale of a run: the bounding box of its first evaluations (the

@@ -21,13 +21,12 @@ pub fn run<P: Problem>(
     let mut run = Archive::new(problem);
     let size = cfg.population.max(2);
     let sample = cfg.tournament.unwrap_or(size / 4).clamp(2, size);
-    // Oldest first.
-    let mut queue = run.random_population(size.min(cfg.max_evaluations), &mut rng)?;
-    let Some(normalizer) = run.normalizer(&queue) else {
+    // The queue: oldest first.
+    let Some((mut queue, normalizer, mut history)) =
+        run.first_generation(size.min(cfg.max_evaluations), &mut rng, &mut on_generation)?
+    else {
         return Ok(run.outcome(Vec::new()));
     };
-    let mut history = vec![run.generation(0, &normalizer)];
-    on_generation(&history[0]);
     let mut since_report = 0;
     while run.len() < cfg.max_evaluations {
         let want = sample.min(cfg.max_evaluations - run.len());

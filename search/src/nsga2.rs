@@ -26,12 +26,11 @@ pub fn run<P: Problem>(
     let mut rng = SplitMix64::new(cfg.seed);
     let mut run = Archive::new(problem);
     let size = cfg.population.max(2);
-    let mut population = run.random_population(size.min(cfg.max_evaluations), &mut rng)?;
-    let Some(normalizer) = run.normalizer(&population) else {
+    let Some((mut population, normalizer, mut history)) =
+        run.first_generation(size.min(cfg.max_evaluations), &mut rng, &mut on_generation)?
+    else {
         return Ok(run.outcome(Vec::new()));
     };
-    let mut history = vec![run.generation(0, &normalizer)];
-    on_generation(&history[0]);
 
     let mutation = cfg.mutation.unwrap_or(1.0 / run.genes.len().max(1) as f64);
     let (mut rank, mut crowding) = rank_and_crowd(&run.individuals, &population);

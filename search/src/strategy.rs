@@ -127,12 +127,11 @@ pub fn random<P: Problem>(
     let mut rng = SplitMix64::new(cfg.seed);
     let mut run = Archive::new(problem);
     let batch = cfg.population.max(1);
-    let first = run.random_population(batch.min(cfg.max_evaluations), &mut rng)?;
-    let Some(normalizer) = run.normalizer(&first) else {
+    let Some((_, normalizer, mut history)) =
+        run.first_generation(batch.min(cfg.max_evaluations), &mut rng, &mut on_generation)?
+    else {
         return Ok(run.outcome(Vec::new()));
     };
-    let mut history = vec![run.generation(0, &normalizer)];
-    on_generation(&history[0]);
     while run.len() < cfg.max_evaluations {
         let added = run.random_population(batch.min(cfg.max_evaluations - run.len()), &mut rng)?;
         if added.is_empty() {
