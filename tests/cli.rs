@@ -737,3 +737,19 @@ fn nb201_search_with_the_benchmark_accuracies_finds_the_true_front() {
         serde_json::from_str(&std::fs::read_to_string(truth.join("front.json")).unwrap()).unwrap();
     assert!((best(&truth) - 94.37).abs() < 0.01, "{}", best(&truth));
 }
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let _serial = one_at_a_time();
+    // `hwnas ... | head`: the reader is gone before hwnas writes its first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hwnas"))
+        .args(["space", "ops", "--space", "mbv3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
