@@ -753,3 +753,74 @@ fn a_closed_pipe_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn shards_profiled_apart_merge_into_the_whole_table() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let part = |i: usize| dir.path().join(format!("p{i}.csv"));
+    let mock = [
+        "profile",
+        "--device",
+        "device_profiles/mock.toml",
+        "--space",
+        "nb201",
+    ];
+    for i in 1..=2 {
+        let shard = format!("{i}/2");
+        ok(&[&mock[..], &["--shard", &shard, "--out", s(&part(i))]].concat());
+    }
+    let whole = dir.path().join("whole.csv");
+    ok(&[&mock[..], &["--out", s(&whole)]].concat());
+    let merged = dir.path().join("merged.csv");
+    let out = ok(&[
+        "table",
+        "merge",
+        s(&part(1)),
+        s(&part(2)),
+        "--out",
+        s(&merged),
+    ]);
+    assert!(out.contains("merged 22 rows from 2 tables"), "{out}");
+    let keys = |p: &Path| {
+        let mut k: Vec<String> = LatencyTable::read(p)
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&merged), keys(&whole));
+    assert!(ok(&["table", "check", s(&merged)]).contains("ok"));
+    // A shard alone, noisy rows, a missing shard and another device are all flagged.
+    let err = hwnas(&["table", "check", s(&part(1))]);
+    assert!(!err.status.success() && String::from_utf8_lossy(&err.stdout).contains("shard 1/2"));
+    let noisy = hwnas(&["table", "check", s(&merged), "--max-ci", "0.000001"]);
+    assert!(!noisy.status.success() && String::from_utf8_lossy(&noisy.stdout).contains("noisier"));
+    let alone = hwnas(&["table", "merge", s(&part(1)), "--out", s(&merged)]);
+    assert!(
+        !alone.status.success()
+            && String::from_utf8_lossy(&alone.stderr).contains("2/2 are missing")
+    );
+    let other = dir.path().join("other.csv");
+    let text = std::fs::read_to_string(part(2))
+        .unwrap()
+        .replace("# device: mock", "# device: phone");
+    std::fs::write(&other, text).unwrap();
+    let err = fails(&[
+        "table",
+        "merge",
+        s(&part(1)),
+        s(&other),
+        "--out",
+        s(&merged),
+    ]);
+    assert!(
+        err.contains("differ in device") && err.contains("other.csv"),
+        "{err}"
+    );
+    let err = fails(&[&mock[..], &["--shard", "3/2", "--out", s(&merged)]].concat());
+    assert!(err.contains("I/N"), "{err}");
+}

@@ -162,6 +162,20 @@ pub enum TableError {
         message: String,
     },
     #[error(
+        "{a} and {b} differ in {field} (`{found_a}` vs `{found_b}`): they were not measured \
+         the same way, and merging them would mix devices; merge tables of one device (--force \
+         to merge anyway)"
+    )]
+    MergeMismatch {
+        a: PathBuf,
+        b: PathBuf,
+        field: String,
+        found_a: String,
+        found_b: String,
+    },
+    #[error("op `{key}` is in both {a} and {b}; shards do not overlap (--force keeps the first)")]
+    MergeDuplicate { key: String, a: PathBuf, b: PathBuf },
+    #[error(
         "{path} was measured with {field} = `{found}`, this run has `{expected}`; \
          profile into a new --out file instead of --resume"
     )]
@@ -264,6 +278,88 @@ impl LatencyTable {
 
     pub fn get(&self, key: &str) -> Option<&Row> {
         self.rows.iter().find(|r| r.key == key)
+    }
+}
+
+/// Provenance fields that may differ between the shards of one table.
+const SHARD_KEYS: [&str; 1] = ["shard"];
+
+impl LatencyTable {
+    /// One table from the shards of one: every provenance field (but the volatile ones and the
+    /// shard) must agree and no op may appear twice, unless `force` (then the first row of an
+    /// op is kept and the first table's provenance wins).
+    pub fn merge(
+        parts: &[(PathBuf, LatencyTable)],
+        force: bool,
+    ) -> Result<LatencyTable, TableError> {
+        let Some((first_path, first)) = parts.first() else {
+            return Ok(LatencyTable {
+                meta: Metadata::new(),
+                rows: Vec::new(),
+            });
+        };
+        let compared = |k: &str| !VOLATILE.contains(&k) && !SHARD_KEYS.contains(&k);
+        if !force {
+            for (path, t) in &parts[1..] {
+                let keys = first.meta.iter().chain(&t.meta).map(|(k, _)| k.as_str());
+                for k in keys.filter(|k| compared(k)) {
+                    let (a, b) = (
+                        first.meta(k).unwrap_or("(absent)"),
+                        t.meta(k).unwrap_or("(absent)"),
+                    );
+                    if a != b {
+                        return Err(TableError::MergeMismatch {
+                            a: first_path.clone(),
+                            b: path.clone(),
+                            field: k.into(),
+                            found_a: a.into(),
+                            found_b: b.into(),
+                        });
+                    }
+                }
+            }
+        }
+        let mut rows: Vec<Row> = Vec::new();
+        let mut from: std::collections::HashMap<String, &Path> = std::collections::HashMap::new();
+        for (path, t) in parts {
+            for row in &t.rows {
+                if let Some(earlier) = from.get(&row.key) {
+                    if force {
+                        continue;
+                    }
+                    return Err(TableError::MergeDuplicate {
+                        key: row.key.clone(),
+                        a: earlier.to_path_buf(),
+                        b: path.clone(),
+                    });
+                }
+                from.insert(row.key.clone(), path);
+                rows.push(row.clone());
+            }
+        }
+        let mut meta: Metadata = first
+            .meta
+            .iter()
+            .filter(|(k, _)| k != SCHEMA_KEY && !SHARD_KEYS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        let names: Vec<String> = parts.iter().map(|(p, _)| p.display().to_string()).collect();
+        meta.push(("merged_from".into(), names.join(" ")));
+        Ok(LatencyTable { meta, rows })
+    }
+
+    /// Writes the table atomically: a temporary file beside `path`, then a rename.
+    pub fn write(&self, path: &Path) -> Result<(), TableError> {
+        let tmp = path.with_extension("csv.tmp");
+        let mut w = TableWriter::create(&tmp, &self.meta)?;
+        for row in &self.rows {
+            w.append(row)?;
+        }
+        drop(w);
+        std::fs::rename(&tmp, path).map_err(|source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -398,6 +494,61 @@ impl TableWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shard(device: &str, keys: &[&str]) -> LatencyTable {
+        let op = |k: &str| Op::from_key(k).unwrap();
+        let m = |us: f64| Measurement {
+            stats: crate::stats::Stats::from_samples(&[us]).unwrap(),
+            wall: crate::stats::Stats::from_samples(&[us]).unwrap(),
+            edge_reorder_us: None,
+            providers: vec![],
+            in_network: false,
+            capped: false,
+        };
+        LatencyTable {
+            meta: vec![
+                (SCHEMA_KEY.into(), SCHEMA_VERSION.into()),
+                ("device".into(), device.into()),
+                ("created".into(), format!("{}", keys.len())),
+                ("shard".into(), format!("{}/2", keys.len())),
+            ],
+            rows: keys
+                .iter()
+                .map(|k| Row::new(&op(k), &m(3.0), "mock"))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn shards_of_one_device_merge_and_others_are_refused() {
+        let (a, b) = ("add-in:1x8x8x8", "gap-in:1x8x8x8");
+        let parts = vec![
+            (PathBuf::from("p1.csv"), shard("cpu", &[a])),
+            (
+                PathBuf::from("p2.csv"),
+                shard("cpu", &[b, "add-in:1x4x8x8"]),
+            ),
+        ];
+        let merged = LatencyTable::merge(&parts, false).unwrap();
+        assert_eq!(merged.rows.len(), 3);
+        assert_eq!(merged.meta("shard"), None);
+        assert_eq!(merged.meta("merged_from"), Some("p1.csv p2.csv"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.csv");
+        merged.write(&path).unwrap();
+        assert_eq!(LatencyTable::read(&path).unwrap().rows, merged.rows);
+
+        let other = vec![
+            parts[0].clone(),
+            (PathBuf::from("gpu.csv"), shard("gpu", &[b])),
+        ];
+        let err = LatencyTable::merge(&other, false).unwrap_err().to_string();
+        assert!(err.contains("device") && err.contains("gpu.csv"), "{err}");
+        assert_eq!(LatencyTable::merge(&other, true).unwrap().rows.len(), 2);
+        let twice = vec![parts[0].clone(), parts[0].clone()];
+        let err = LatencyTable::merge(&twice, false).unwrap_err().to_string();
+        assert!(err.contains(a) && err.contains("both"), "{err}");
+    }
     use crate::backend::{Backend, mock::MockDevice};
     use crate::measure::{MeasureConfig, measure_group};
 

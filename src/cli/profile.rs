@@ -30,6 +30,10 @@ pub struct Args {
     /// The latency table to write (CSV).
     #[arg(long)]
     out: PathBuf,
+    /// Measure only shard I of N (`3/8`): every N-th op of the sorted list, from the I-th, so
+    /// N identical devices share one space; `hwnas table merge` joins the parts.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
     /// Continue an interrupted table: keep its rows, measure only the missing ops.
     #[arg(long)]
     resume: bool,
@@ -56,6 +60,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut seen = HashSet::new();
     ops.retain(|op| seen.insert(op.key()));
+    if let Some((i, n)) = args.shard {
+        ops = ops
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i - 1)
+            .map(|(_, op)| op)
+            .collect();
+    }
 
     let (mut backend, default_provider): (Box<dyn Backend>, String) = match profile.backend {
         BackendKind::Ort => {
@@ -174,12 +186,29 @@ fn metadata(profile: &DeviceProfile, args: &Args, backend: &dyn Backend) -> Meta
             serde_json::to_string(&profile.measure).unwrap_or_default(),
         ),
     ];
+    if let Some((i, n)) = args.shard {
+        meta.push(("shard".into(), format!("{i}/{n}")));
+    }
     meta.extend(backend.provenance());
     meta.push(("created".into(), host::utc_now()));
     if let Some(load) = host::load_average() {
         meta.push(("load_average".into(), format!("{load:.2}")));
     }
     meta
+}
+
+/// `I/N` with 1 <= I <= N.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("`{s}`: a shard is I/N with 1 <= I <= N, e.g. 3/8");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 fn print_summary(rows: &[&Row], seconds: f64, out: &std::path::Path) {

@@ -1,4 +1,4 @@
-//! `hwnas table show`
+//! `hwnas table show|compare|merge|check`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +12,33 @@ pub enum Command {
     Show(ShowArgs),
     /// How much two tables of the same ops differ: the run-to-run spread of a device.
     Compare(CompareArgs),
+    /// Join the shards of one table (`hwnas profile --shard I/N` on identical devices).
+    Merge(MergeArgs),
+    /// Check a table: it reads, its provenance is complete, no op twice, and how many rows are
+    /// noisy or capped. Exits non-zero when something needs a look.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+pub struct MergeArgs {
+    /// The parts.
+    #[arg(required = true)]
+    parts: Vec<PathBuf>,
+    /// The merged table.
+    #[arg(long)]
+    out: PathBuf,
+    /// Merge even when the parts' provenance differs or an op repeats (the first wins).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The latency table.
+    table: PathBuf,
+    /// A row whose median's 95% confidence interval is wider than this (relative) is noisy.
+    #[arg(long, default_value_t = 0.05)]
+    max_ci: f64,
 }
 
 #[derive(clap::Args)]
@@ -35,7 +62,93 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Show(args) => show(args),
         Command::Compare(args) => compare(args),
+        Command::Merge(args) => merge(args),
+        Command::Check(args) => check(args),
     }
+}
+
+fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
+    let parts = args
+        .parts
+        .iter()
+        .map(|p| Ok((p.clone(), LatencyTable::read(p)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let merged = LatencyTable::merge(&parts, args.force)?;
+    // Which shards came, and which are missing.
+    let shards: Vec<(usize, usize)> = parts
+        .iter()
+        .filter_map(|(_, t)| {
+            let (i, n) = t.meta("shard")?.split_once('/')?;
+            Some((i.parse().ok()?, n.parse().ok()?))
+        })
+        .collect();
+    merged.write(&args.out)?;
+    println!(
+        "merged {} rows from {} tables into {}",
+        merged.rows.len(),
+        parts.len(),
+        args.out.display()
+    );
+    if let Some(&(_, n)) = shards.first() {
+        let missing: Vec<String> = (1..=n)
+            .filter(|i| !shards.contains(&(*i, n)))
+            .map(|i| format!("{i}/{n}"))
+            .collect();
+        if !missing.is_empty() {
+            eprintln!("warning: shards {} are missing", missing.join(", "));
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Provenance a table must carry to be used and compared.
+const REQUIRED_META: [&str; 5] = ["device", "precision", "tool_version", "measure", "created"];
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let t = LatencyTable::read(&args.table)?;
+    let mut problems: Vec<String> = REQUIRED_META
+        .iter()
+        .filter(|k| t.meta(k).is_none())
+        .map(|k| format!("provenance lacks `{k}`"))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for r in &t.rows {
+        if !seen.insert(r.key.as_str()) {
+            problems.push(format!("`{}` appears twice", r.key));
+        }
+    }
+    let noisy: Vec<&Row> = t.rows.iter().filter(|r| r.ci_rel > args.max_ci).collect();
+    let capped = t.rows.iter().filter(|r| r.capped == 1).count();
+    if !noisy.is_empty() {
+        problems.push(format!(
+            "{} rows noisier than ±{:.1}% (95% CI of the median), e.g. `{}` ±{:.1}%; measure them again (`hwnas profile --op KEY`)",
+            noisy.len(),
+            100.0 * args.max_ci,
+            noisy[0].key,
+            100.0 * noisy[0].ci_rel
+        ));
+    }
+    if let Some(shard) = t.meta("shard") {
+        problems.push(format!(
+            "this is shard {shard} of a table: merge it with the others (`hwnas table merge`)"
+        ));
+    }
+    println!(
+        "{}: {} rows, device `{}`, {} capped at the run or time limit",
+        args.table.display(),
+        t.rows.len(),
+        t.meta("device").unwrap_or("?"),
+        capped
+    );
+    if problems.is_empty() {
+        println!("ok");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &problems {
+        println!("  - {p}");
+    }
+    Ok(ExitCode::FAILURE)
 }
 
 fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
