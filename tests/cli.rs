@@ -824,3 +824,58 @@ fn shards_profiled_apart_merge_into_the_whole_table() {
     let err = fails(&[&mock[..], &["--shard", "3/2", "--out", s(&merged)]].concat());
     assert!(err.contains("I/N"), "{err}");
 }
+
+#[test]
+fn profiling_killed_at_random_resumes_without_losing_or_repeating_a_row() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("killed.csv");
+    let args = [
+        "profile",
+        "--device",
+        "device_profiles/cpu.toml",
+        "--space",
+        "nb201",
+        "--out",
+        s(&table),
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hwnas"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill -9 once a few rows are on disk: mid-run (the whole profile takes ~9 s).
+    let rows_on_disk = || {
+        LatencyTable::read(&table)
+            .map(|t| t.rows)
+            .unwrap_or_default()
+    };
+    let started = std::time::Instant::now();
+    while rows_on_disk().len() < 3 && started.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = rows_on_disk();
+    assert!(
+        (3..22).contains(&before.len()),
+        "killed after {} rows",
+        before.len()
+    );
+    let out = ok(&[&args[..], &["--resume"]].concat());
+    assert!(
+        out.contains(&format!("measured {} ops", 22 - before.len())),
+        "{out}"
+    );
+    let after = rows_on_disk();
+    assert_eq!(after.len(), 22);
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "rows measured before the kill are kept"
+    );
+    let keys: std::collections::HashSet<&str> = after.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys.len(), 22, "no row is repeated");
+}
