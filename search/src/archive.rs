@@ -15,7 +15,7 @@ use crate::variation::random_genome;
 
 /// The feasible non-dominated set of an archive, maintained as evaluations arrive.
 #[derive(Debug, Default)]
-pub(crate) struct FrontKeeper {
+struct FrontKeeper {
     members: Vec<usize>,
 }
 
