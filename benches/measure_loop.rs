@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
         max_ms: 1e9,
         round_ms: 2.5,
         interleave: OPS,
+        max_noise: None,
     };
     let mut group = c.benchmark_group("measure_loop");
     group.throughput(Throughput::Elements(RUNS as u64 * OPS as u64));

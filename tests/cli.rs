@@ -879,3 +879,27 @@ fn profiling_killed_at_random_resumes_without_losing_or_repeating_a_row() {
     let keys: std::collections::HashSet<&str> = after.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(keys.len(), 22, "no row is repeated");
 }
+
+#[test]
+fn rows_too_noisy_twice_are_left_for_a_later_resume() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.csv");
+    let args = [
+        "profile",
+        "--device",
+        "device_profiles/mock.toml",
+        "--space",
+        "nb201",
+        "--out",
+        s(&table),
+    ];
+    let err = fails(&[&args[..], &["--max-noise", "0.000001"]].concat());
+    assert!(
+        err.contains("too noisy") && err.contains("22 ops failed"),
+        "{err}"
+    );
+    assert_eq!(LatencyTable::read(&table).unwrap().rows.len(), 0);
+    let out = ok(&[&args[..], &["--max-noise", "0.5", "--resume"]].concat());
+    assert!(out.contains("measured 22 ops"), "{out}");
+}

@@ -62,6 +62,11 @@ pub struct MeasureConfig {
     pub round_ms: f64,
     /// How many ops are measured together in interleaved rounds.
     pub interleave: usize,
+    /// Rows noisier than this (the median's 95% CI half-width, relative) are measured once
+    /// more at the end of the run, and rejected if still noisy. Unset: every row is kept.
+    /// (Left out of the table's provenance when unset, so older tables still resume.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_noise: Option<f64>,
 }
 
 impl Default for MeasureConfig {
@@ -75,6 +80,7 @@ impl Default for MeasureConfig {
             max_ms: 1500.0,
             round_ms: 25.0,
             interleave: 8,
+            max_noise: None,
         }
     }
 }
@@ -103,6 +109,13 @@ impl MeasureConfig {
         }
         if self.interleave == 0 {
             return Err("measure.interleave must be at least 1".into());
+        }
+        if let Some(v) = self.max_noise
+            && !(v.is_finite() && v > 0.0)
+        {
+            return Err(format!(
+                "measure.max_noise must be a positive fraction, got {v}"
+            ));
         }
         Ok(())
     }

@@ -15,6 +15,10 @@ pub enum OpOutcome {
 /// Measure `ops` on `backend`, `cfg.interleave` at a time, appending each group's rows to
 /// `writer` as soon as the group is done. `on_op` sees every outcome (progress bars, logs).
 /// A failed op is reported and skipped; the others go on. Only a table write error stops.
+///
+/// With `cfg.max_noise`, a row noisier than that is held back and its op measured once more
+/// after all the others (a passing disturbance is over by then); still noisy, it is reported
+/// failed and left out of the table, so `--resume` measures it again later.
 pub fn profile_ops(
     backend: &mut dyn Backend,
     ops: &[Op],
@@ -24,6 +28,44 @@ pub fn profile_ops(
     mut on_op: impl FnMut(&OpOutcome),
 ) -> Result<Vec<OpOutcome>, TableError> {
     let mut outcomes = Vec::with_capacity(ops.len());
+    let again = measure_pass(
+        backend,
+        ops,
+        cfg,
+        default_provider,
+        writer,
+        true,
+        &mut |o| {
+            on_op(&o);
+            outcomes.push(o);
+        },
+    )?;
+    measure_pass(
+        backend,
+        &again,
+        cfg,
+        default_provider,
+        writer,
+        false,
+        &mut |o| {
+            on_op(&o);
+            outcomes.push(o);
+        },
+    )?;
+    Ok(outcomes)
+}
+
+/// One pass over `ops`; returns the ops held back as too noisy (only when `may_retry`).
+fn measure_pass(
+    backend: &mut dyn Backend,
+    ops: &[Op],
+    cfg: &MeasureConfig,
+    default_provider: &str,
+    writer: &mut TableWriter,
+    may_retry: bool,
+    emit: &mut dyn FnMut(OpOutcome),
+) -> Result<Vec<Op>, TableError> {
+    let mut retry = Vec::new();
     for group in ops.chunks(cfg.interleave.max(1)) {
         let mut prepared = Vec::new();
         let mut kernels = Vec::new();
@@ -44,22 +86,83 @@ pub fn profile_ops(
         let results = measure_group(&mut kernels, cfg);
         drop(kernels);
         for ((slot, op), result) in prepared.into_iter().zip(results) {
-            group_outcomes[slot] = Some(match result {
-                Ok(m) => {
-                    let row = Row::new(op, &m, default_provider);
-                    writer.append(&row)?;
-                    OpOutcome::Measured(Box::new(row))
-                }
-                Err(e) => OpOutcome::Failed {
+            group_outcomes[slot] = match result {
+                Ok(m) => match cfg.max_noise.filter(|limit| m.stats.ci_rel > *limit) {
+                    Some(_) if may_retry => {
+                        retry.push(*op);
+                        None
+                    }
+                    Some(limit) => Some(OpOutcome::Failed {
+                        key: op.key(),
+                        error: format!(
+                            "too noisy: median ±{:.1}% twice (limit ±{:.1}%); measure it again when the machine is quiet",
+                            100.0 * m.stats.ci_rel,
+                            100.0 * limit
+                        ),
+                    }),
+                    None => {
+                        let row = Row::new(op, &m, default_provider);
+                        writer.append(&row)?;
+                        Some(OpOutcome::Measured(Box::new(row)))
+                    }
+                },
+                Err(e) => Some(OpOutcome::Failed {
                     key: op.key(),
                     error: e.to_string(),
-                },
-            });
+                }),
+            };
         }
         for outcome in group_outcomes.into_iter().flatten() {
-            on_op(&outcome);
-            outcomes.push(outcome);
+            emit(outcome);
         }
     }
-    Ok(outcomes)
+    Ok(retry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::mock::MockDevice;
+    use crate::table::LatencyTable;
+
+    #[test]
+    fn noisy_rows_are_measured_again_then_rejected() {
+        let ops: Vec<Op> = ["add-in:1x8x8x8", "gap-in:1x8x8x8", "add-in:1x16x8x8"]
+            .iter()
+            .map(|k| Op::from_key(k).unwrap())
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let run = |max_noise: Option<f64>| {
+            let path = dir.path().join("t.csv");
+            let mut w = TableWriter::create(&path, &vec![]).unwrap();
+            let cfg = MeasureConfig {
+                min_runs: 10,
+                max_noise,
+                ..MeasureConfig::default()
+            };
+            let mut seen = 0;
+            let out = profile_ops(
+                &mut MockDevice::default(),
+                &ops,
+                &cfg,
+                "mock",
+                &mut w,
+                |_| seen += 1,
+            )
+            .unwrap();
+            assert_eq!(seen, ops.len(), "every op reported once");
+            (out, LatencyTable::read(&path).unwrap().rows.len())
+        };
+        // The mock device's noise is a few percent: a limit of 1e-9 rejects every row...
+        let (out, rows) = run(Some(1e-9));
+        assert_eq!(rows, 0);
+        assert!(
+            out.iter().all(
+                |o| matches!(o, OpOutcome::Failed { error, .. } if error.contains("too noisy"))
+            )
+        );
+        // ...a loose one, or none, keeps them all.
+        assert_eq!(run(Some(0.5)).1, 3);
+        assert_eq!(run(None).1, 3);
+    }
 }

@@ -10,6 +10,7 @@ use hwnas_profiler::backend::Backend;
 use hwnas_profiler::backend::mock::MockDevice;
 use hwnas_profiler::backend::ort::OrtRuntime;
 use hwnas_profiler::device::{BackendKind, DeviceProfile};
+use hwnas_profiler::measure::MeasureConfig;
 use hwnas_profiler::profile::{OpOutcome, profile_ops};
 use hwnas_profiler::table::{Metadata, Row, TableWriter};
 use hwnas_profiler::{Op, host};
@@ -34,6 +35,10 @@ pub struct Args {
     /// N identical devices share one space; `hwnas table merge` joins the parts.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
+    /// Rows noisier than this (95% CI of the median, relative, e.g. 0.02) are measured once more
+    /// at the end, and left out if still noisy (overrides `[measure] max_noise`).
+    #[arg(long)]
+    max_noise: Option<f64>,
     /// Continue an interrupted table: keep its rows, measure only the missing ops.
     #[arg(long)]
     resume: bool,
@@ -46,7 +51,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let profile = DeviceProfile::load(&args.device)?;
+    let mut profile = DeviceProfile::load(&args.device)?;
+    if let Some(limit) = args.max_noise {
+        profile.measure.max_noise = Some(limit);
+        profile
+            .measure
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--max-noise: {e}"))?;
+    }
     let mut ops: Vec<Op> = Vec::new();
     if let Some(name) = &args.space {
         ops.extend(builtin(name)?.ops().into_iter().filter(|o| !o.is_free()));
@@ -151,7 +163,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let failed = outcomes.len() - rows.len();
-    print_summary(&rows, start.elapsed().as_secs_f64(), &args.out);
+    if failed == 0 || !rows.is_empty() {
+        print_summary(&rows, start.elapsed().as_secs_f64(), &args.out);
+    }
     if failed > 0 {
         eprintln!(
             "{failed} ops failed (listed above); the {} measured rows are in {}. Rerun with --resume to retry only the failed ops",
@@ -183,7 +197,13 @@ fn metadata(profile: &DeviceProfile, args: &Args, backend: &dyn Backend) -> Meta
         ),
         (
             "measure".into(),
-            serde_json::to_string(&profile.measure).unwrap_or_default(),
+            // Which rows are kept is not how they were measured: a table resumes or merges
+            // whatever the noise limit.
+            serde_json::to_string(&MeasureConfig {
+                max_noise: None,
+                ..profile.measure.clone()
+            })
+            .unwrap_or_default(),
         ),
     ];
     if let Some((i, n)) = args.shard {
