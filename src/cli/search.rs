@@ -140,19 +140,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         search(&mut problem, &args)?
     };
     let seconds = started.elapsed().as_secs_f64();
-    let mut report = search_report::Report {
-        problem: &problem,
-        outcome: &outcome,
-        seed: args.seed,
-        strategy: if args.exhaustive {
-            "exhaustive"
-        } else {
-            &args.strategy
-        },
-        exhaustive: args.exhaustive,
-        seconds,
-        verification: None,
+    let strategy = if args.exhaustive {
+        "exhaustive"
+    } else {
+        &args.strategy
     };
+    let mut report = search_report::Report::new(
+        &problem,
+        &outcome,
+        args.seed,
+        strategy,
+        args.exhaustive,
+        seconds,
+    );
     // A bad --compare file or a failed re-measurement must not lose the search: the front is
     // written first, and again with what came after.
     let comparison = args.compare.as_deref().map(|c| report.compare(c));

@@ -116,6 +116,44 @@ pub struct Report<'a, 'p> {
     pub exhaustive: bool,
     pub seconds: f64,
     pub verification: Option<&'a Verification>,
+    /// Per front member (in `Outcome::front` order), per latency source: the prediction's
+    /// interval in ms, where the source has one.
+    intervals: Vec<Vec<Option<(f64, f64)>>>,
+}
+
+impl<'a, 'p> Report<'a, 'p> {
+    /// The report of a finished search; the front's latency intervals are predicted here, once.
+    pub fn new(
+        problem: &'a ArchProblem<'p>,
+        outcome: &'a Outcome<Metrics>,
+        seed: u64,
+        strategy: &'a str,
+        exhaustive: bool,
+        seconds: f64,
+    ) -> Self {
+        let intervals = outcome
+            .front
+            .iter()
+            .map(|i| {
+                let net = problem.space.network(&outcome.archive[*i].info.arch).ok();
+                problem
+                    .latency
+                    .iter()
+                    .map(|src| net.as_ref().and_then(|n| src.interval_ms(n)))
+                    .collect()
+            })
+            .collect();
+        Report {
+            problem,
+            outcome,
+            seed,
+            strategy,
+            exhaustive,
+            seconds,
+            verification: None,
+            intervals,
+        }
+    }
 }
 
 impl Report<'_, '_> {
@@ -152,14 +190,13 @@ impl Report<'_, '_> {
     fn member_json(&self, pos: usize, i: usize) -> Value {
         let ind = &self.outcome.archive[i];
         let m = &ind.info;
-        let net = self.problem.space.network(&m.arch).ok();
         let latency: serde_json::Map<String, Value> = self
             .problem
             .latency
             .iter()
             .enumerate()
             .map(|(s, src)| {
-                let interval = net.as_ref().and_then(|n| src.interval_ms(n));
+                let interval = self.intervals[pos][s];
                 let measured = self
                     .verification
                     .filter(|v| v.source == s)
@@ -241,10 +278,9 @@ impl Report<'_, '_> {
         let num = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.6}"));
         for (pos, i) in ordered {
             let m = &self.outcome.archive[*i].info;
-            let net = p.space.network(&m.arch).ok();
             let mut row = vec![format!("\"{}\"", m.arch), num(Some(m.accuracy))];
-            for (s, src) in p.latency.iter().enumerate() {
-                let interval = net.as_ref().and_then(|n| src.interval_ms(n));
+            for s in 0..p.latency.len() {
+                let interval = self.intervals[*pos][s];
                 row.extend([
                     num(Some(m.latency_ms[s])),
                     num(interval.map(|i| i.0)),
