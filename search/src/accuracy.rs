@@ -2,7 +2,6 @@
 //! (architecture, accuracy) samples, an external command, or a named proxy.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use hwnas_predictor::gbdt::{Gbdt, GbdtParams, records};
@@ -46,19 +45,11 @@ pub enum AccuracyError {
 impl AccuracySource {
     /// Parses the `--accuracy` value.
     pub fn parse(spec: &str, space: &dyn SearchSpace, seed: u64) -> Result<Self, AccuracyError> {
-        let file = |rest: &str| -> (String, Option<String>) {
-            match rest.rsplit_once('#') {
-                Some((path, col)) => (path.into(), Some(col.into())),
-                None => (rest.into(), None),
-            }
-        };
-        if let Some(rest) = spec.strip_prefix("table:") {
-            let (path, col) = file(rest);
-            let t = ArchTable::read(Path::new(&path), col.as_deref(), ValueKind::Accuracy, space)?;
+        if let Some(file) = spec.strip_prefix("table:") {
+            let t = ArchTable::from_spec(file, ValueKind::Accuracy, space)?;
             Ok(AccuracySource::Table(t))
-        } else if let Some(rest) = spec.strip_prefix("fit:") {
-            let (path, col) = file(rest);
-            let t = ArchTable::read(Path::new(&path), col.as_deref(), ValueKind::Accuracy, space)?;
+        } else if let Some(file) = spec.strip_prefix("fit:") {
+            let t = ArchTable::from_spec(file, ValueKind::Accuracy, space)?;
             Ok(AccuracySource::Fitted(FittedAccuracy::fit(
                 &t, space, seed,
             )?))

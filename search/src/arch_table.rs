@@ -138,6 +138,19 @@ impl ArchTable {
         })
     }
 
+    /// Reads `FILE.csv[#COLUMN]`, the way the command line names a table and its column.
+    pub fn from_spec(
+        spec: &str,
+        kind: ValueKind,
+        space: &dyn SearchSpace,
+    ) -> Result<ArchTable, ArchTableError> {
+        let (path, column) = match spec.rsplit_once('#') {
+            Some((path, column)) => (path, Some(column)),
+            None => (spec, None),
+        };
+        ArchTable::read(Path::new(path), column, kind, space)
+    }
+
     pub fn len(&self) -> usize {
         self.values.len()
     }

@@ -2,8 +2,6 @@
 //! objectives, which are bounded by constraints, and [`ArchProblem`], the NSGA-II problem over
 //! a search space's genomes.
 
-use std::path::Path;
-
 use hwnas_predictor::{LatencyModel, Term};
 use hwnas_profiler::network::Network;
 
@@ -26,18 +24,12 @@ pub enum LatencySource {
 
 impl LatencySource {
     pub fn table(spec: &str, space: &dyn SearchSpace) -> Result<LatencySource, ArchTableError> {
-        let (path, column) = match spec.rsplit_once('#') {
-            Some((p, c)) => (p, Some(c)),
-            None => (spec, None),
-        };
-        let path = Path::new(path);
-        let name = path
+        let table = ArchTable::from_spec(spec, ValueKind::LatencyMs, space)?;
+        let name = table
+            .path
             .file_stem()
             .map_or("table".into(), |s| s.to_string_lossy().into_owned());
-        Ok(LatencySource::Table {
-            name,
-            table: ArchTable::read(path, column, ValueKind::LatencyMs, space)?,
-        })
+        Ok(LatencySource::Table { name, table })
     }
 
     pub fn name(&self) -> &str {
