@@ -88,7 +88,7 @@ impl Lut {
                 for k in KERNELS {
                     for e in EXPANDS {
                         choices.push(choice_name(k, e));
-                        latency_ms.push(share(mbv3::block_op(
+                        latency_ms.push(share(mbv3::stage_block(
                             inputs[s * MAX_DEPTH + b],
                             s,
                             b,

@@ -181,12 +181,6 @@ pub fn skeleton(resolution: u32) -> (Vec<Op>, [Tensor; BLOCKS]) {
     (fixed, inputs)
 }
 
-/// Block `b` of stage `s` with kernel `k` and expand ratio `e`, on the input
-/// [`skeleton`] gives it.
-pub fn block_op(input: Tensor, s: usize, b: usize, k: u32, e: u32) -> Op {
-    stage_block(input, s, b, k, e)
-}
-
 /// Stem conv and the first (fixed) block; returns the ops and the tensor after them.
 fn stem_ops(resolution: u32) -> (Vec<Op>, Tensor) {
     let stem = Op::Conv(Conv {
@@ -212,9 +206,10 @@ fn stem_ops(resolution: u32) -> (Vec<Op>, Tensor) {
     (vec![stem, first], x)
 }
 
-/// Block `b` of stage `s` on input `x`: the first block of a stage changes width and strides;
-/// the others keep the shape and add a residual.
-fn stage_block(x: Tensor, s: usize, b: usize, k: u32, e: u32) -> Op {
+/// Block `b` of stage `s` with kernel `k` and expand ratio `e` on input `x` (the one
+/// [`skeleton`] gives it): the first block of a stage changes width and strides; the others
+/// keep the shape and add a residual.
+pub fn stage_block(x: Tensor, s: usize, b: usize, k: u32, e: u32) -> Op {
     Op::MbConv(MbConv {
         input: x,
         cout: WIDTHS[s],
