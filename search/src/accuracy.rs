@@ -286,8 +286,7 @@ mod tests {
                 text += &format!("{a},{}\n", 60 + 5 * convs);
             }
         }
-        let f = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(f.path(), text).unwrap();
+        let f = crate::arch_table::temp_file(&text);
         let spec = format!("fit:{}", f.path().display());
         let AccuracySource::Fitted(fitted) = AccuracySource::parse(&spec, &Nb201, 1).unwrap()
         else {

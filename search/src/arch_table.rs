@@ -194,6 +194,14 @@ impl ValueKind {
     }
 }
 
+/// A temporary file holding `text`, for the tests that read tables.
+#[cfg(test)]
+pub(crate) fn temp_file(text: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), text).unwrap();
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,15 +209,9 @@ mod tests {
 
     const A: &str = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|";
 
-    fn write(text: &str) -> tempfile::NamedTempFile {
-        let f = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(f.path(), text).unwrap();
-        f
-    }
-
     #[test]
     fn reads_the_nb201_layout_and_picks_the_accuracy_column() {
-        let f = write(&format!("arch_index,arch_string,test_acc\n1,{A},93.66\n"));
+        let f = temp_file(&format!("arch_index,arch_string,test_acc\n1,{A},93.66\n"));
         let t = ArchTable::read(f.path(), None, ValueKind::Accuracy, &Nb201).unwrap();
         assert_eq!((t.len(), t.column.as_str()), (1, "test_acc"));
         assert_eq!(t.get(A).unwrap(), 93.66);
@@ -222,21 +224,21 @@ mod tests {
 
     #[test]
     fn microsecond_columns_convert_and_errors_name_the_row() {
-        let f = write(&format!("arch,latency_us\n{A},1500\n"));
+        let f = temp_file(&format!("arch,latency_us\n{A},1500\n"));
         let t = ArchTable::read(f.path(), None, ValueKind::LatencyMs, &Nb201).unwrap();
         assert_eq!(t.get(A).unwrap(), 1.5);
-        let f = write(&format!("arch,latency_ms\n{A},fast\n"));
+        let f = temp_file(&format!("arch,latency_ms\n{A},fast\n"));
         let e = ArchTable::read(f.path(), None, ValueKind::LatencyMs, &Nb201).unwrap_err();
         assert!(e.to_string().contains("row 2: `fast`"), "{e}");
-        let f = write(&format!("arch,a_ms,b_ms\n{A},1,2\n"));
+        let f = temp_file(&format!("arch,a_ms,b_ms\n{A},1,2\n"));
         let e = ArchTable::read(f.path(), None, ValueKind::LatencyMs, &Nb201).unwrap_err();
         assert!(e.to_string().contains("FILE.csv#COLUMN"), "{e}");
         let t = ArchTable::read(f.path(), Some("b_ms"), ValueKind::LatencyMs, &Nb201).unwrap();
         assert_eq!(t.get(A).unwrap(), 2.0);
-        let f = write("net,acc\nx,1\n");
+        let f = temp_file("net,acc\nx,1\n");
         let e = ArchTable::read(f.path(), None, ValueKind::Accuracy, &Nb201).unwrap_err();
         assert!(e.to_string().contains("no architecture column"), "{e}");
-        let f = write(&format!("arch,acc\n{A},1\n{A},2\n"));
+        let f = temp_file(&format!("arch,acc\n{A},1\n{A},2\n"));
         let e = ArchTable::read(f.path(), None, ValueKind::Accuracy, &Nb201).unwrap_err();
         assert!(e.to_string().contains("appears twice"), "{e}");
     }
