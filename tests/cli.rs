@@ -604,6 +604,19 @@ fn search_explains_bad_input() {
     assert!(err.contains("unknown `speed`"), "{err}");
     let dir0 = tempfile::tempdir().unwrap();
     let out0 = ["--out", s(dir0.path())];
+    // An objective named twice counts once, wherever it repeats.
+    let out = ok(&[
+        &nb201[..],
+        &[
+            "--objectives",
+            "mflops,mparams,mflops",
+            "--max-evaluations",
+            "50",
+        ],
+        &out0,
+    ]
+    .concat());
+    assert!(out.contains("objectives: mflops, mparams\n"), "{out}");
     let err = fails(
         &[
             &nb201[..],

@@ -283,7 +283,14 @@ fn parse_objectives(spec: &str, latency: &[LatencySource]) -> anyhow::Result<Vec
             },
         }
     }
-    out.dedup();
+    // Each objective once, in the order first named (`dedup` alone keeps non-adjacent repeats).
+    let mut seen = Vec::new();
+    out.retain(|m| {
+        !seen.contains(m) && {
+            seen.push(*m);
+            true
+        }
+    });
     if out.len() < 2 {
         bail!("--objectives `{spec}`: a multi-objective search needs at least two");
     }
