@@ -25,6 +25,16 @@ pub fn runtime(
         .with_context(|| format!("device profile {}", path.display()))
 }
 
+/// A device profile and its ORT runtime, for the commands that measure on it.
+pub fn open_device(
+    path: &std::path::Path,
+    library: Option<&std::path::Path>,
+) -> anyhow::Result<(DeviceProfile, OrtRuntime)> {
+    let profile = DeviceProfile::load(path)?;
+    let rt = runtime(&profile, path, library)?;
+    Ok((profile, rt))
+}
+
 /// Wall-clock statistics of each network's `Run`, measured in interleaved groups, with a
 /// progress bar labelled `what`.
 pub fn measure(

@@ -7,7 +7,6 @@ use anyhow::Context;
 use hwnas_predictor::calibrate::Calibration;
 use hwnas_predictor::regress::{Family, OpRegressor, compare};
 use hwnas_predictor::{LatencyModel, Term};
-use hwnas_profiler::device::DeviceProfile;
 use hwnas_profiler::rng::SplitMix64;
 use hwnas_profiler::table::LatencyTable;
 use hwnas_search::space::builtin;
@@ -104,8 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .or_else(|| model.space.clone())
             .context("which space are the calibration networks from? give --space")?;
         let space = builtin(&space_name)?;
-        let profile = DeviceProfile::load(device)?;
-        let rt = e2e::runtime(&profile, device, args.ort_library.as_deref())?;
+        let (profile, rt) = e2e::open_device(device, args.ort_library.as_deref())?;
         let mut rng = SplitMix64::new(args.seed ^ 0xca11_b4a7e);
         let archs: Vec<String> = (0..args.calibrate)
             .map(|_| space.sample(&mut rng))

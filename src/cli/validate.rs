@@ -8,7 +8,6 @@ use anyhow::Context;
 use hwnas_predictor::metrics::Accuracy;
 use hwnas_predictor::svg;
 use hwnas_predictor::{LatencyModel, Term};
-use hwnas_profiler::device::DeviceProfile;
 use hwnas_profiler::rng::SplitMix64;
 use hwnas_profiler::stats::quantile_sorted;
 use hwnas_search::space::builtin;
@@ -56,8 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .or_else(|| model.space.clone())
         .context("which space? give --space")?;
     let space = builtin(&space_name)?;
-    let profile = DeviceProfile::load(&args.device)?;
-    let rt = e2e::runtime(&profile, &args.device, args.ort_library.as_deref())?;
+    let (profile, rt) = e2e::open_device(&args.device, args.ort_library.as_deref())?;
 
     // Held out: never a network the calibration saw.
     let seen: HashSet<&str> = model.calibration_archs.iter().map(String::as_str).collect();
