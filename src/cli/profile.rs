@@ -218,7 +218,7 @@ fn metadata(profile: &DeviceProfile, args: &Args, backend: &dyn Backend) -> Meta
 }
 
 /// `I/N` with 1 <= I <= N.
-fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+pub(super) fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let bad = || format!("`{s}`: a shard is I/N with 1 <= I <= N, e.g. 3/8");
     let (i, n) = s.split_once('/').ok_or_else(bad)?;
     let (i, n): (usize, usize) = (

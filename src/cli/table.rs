@@ -77,10 +77,7 @@ fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
     // Which shards came, and which are missing.
     let shards: Vec<(usize, usize)> = parts
         .iter()
-        .filter_map(|(_, t)| {
-            let (i, n) = t.meta("shard")?.split_once('/')?;
-            Some((i.parse().ok()?, n.parse().ok()?))
-        })
+        .filter_map(|(_, t)| super::profile::parse_shard(t.meta("shard")?).ok())
         .collect();
     merged.write(&args.out)?;
     println!(
