@@ -60,3 +60,43 @@ fn mbv3_networks_run_with_the_published_output() {
         assert!(y.iter().all(|v| v.is_finite()));
     }
 }
+
+/// Whole networks on wgpu (their ops' kernels in order, one command buffer) against ONNX
+/// Runtime, with the GPU conformance suite's tolerance. Needs a wgpu adapter (lavapipe in CI).
+#[test]
+fn networks_on_wgpu_match_onnx_runtime() {
+    use hwnas_profiler::device::GpuSettings;
+    use hwnas_profiler::gpu::runtime::GpuRuntime;
+    let gpu = GpuRuntime::new(&GpuSettings::default()).unwrap_or_else(|e| {
+        panic!("a wgpu adapter is required ({e}); run ./test.sh, which installs lavapipe")
+    });
+    let rt = runtime();
+    let mut rng = SplitMix64::new(11);
+    let nb201 = builtin("nb201").unwrap();
+    let mbv3 = builtin("mbv3").unwrap();
+    let mut nets = vec![
+        nb201
+            .network("|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_1x1~0|none~1|skip_connect~2|")
+            .unwrap(),
+    ];
+    for _ in 0..3 {
+        nets.push(nb201.network(&nb201.sample(&mut rng)).unwrap());
+    }
+    nets.push(mbv3.network(&mbv3.sample(&mut rng)).unwrap());
+    for net in &nets {
+        let x = input(net.input.numel() as usize);
+        let (_, want) = rt.infer_network(net, &x).unwrap();
+        let got = gpu
+            .infer(&net.to_onnx().unwrap(), &[x])
+            .unwrap_or_else(|e| panic!("{}: {e}", net.name));
+        assert_eq!(got.len(), want.len(), "{}", net.name);
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 * scale + 1e-5 * w.abs(),
+                "{}: output {i}: wgpu {g} vs ORT {w}",
+                net.name
+            );
+        }
+    }
+}

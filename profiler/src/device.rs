@@ -17,6 +17,19 @@
 //! [measure]                   # the measurement loop, see MeasureConfig
 //! target_ci = 0.01
 //! ```
+//!
+//! A GPU through wgpu instead:
+//!
+//! ```toml
+//! name = "gpu"
+//! backend = "wgpu"
+//!
+//! [wgpu]
+//! backend = "vulkan"          # vulkan | metal | dx12 | gl | any
+//! adapter = "nvidia"          # part of the adapter's name (case-insensitive); empty = the best
+//! timing = "auto"             # auto (timestamps when the adapter has them) | timestamp | wall
+//! timeout_ms = 10000          # a run that takes longer is stopped and the op recorded failed
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +51,8 @@ pub struct DeviceProfile {
     #[serde(default)]
     pub ort: OrtSettings,
     #[serde(default)]
+    pub wgpu: GpuSettings,
+    #[serde(default)]
     pub measure: MeasureConfig,
 }
 
@@ -50,9 +65,51 @@ fn fp32() -> String {
 pub enum BackendKind {
     /// ONNX Runtime, through one of its execution providers.
     Ort,
+    /// A GPU through wgpu: hwnas's own WGSL kernels (see [`crate::gpu`]).
+    Wgpu,
     /// A deterministic simulated device (analytic cost + seeded noise), for tests and demos.
     Mock,
 }
+
+/// How a GPU is chosen and timed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpuSettings {
+    /// The graphics API: `vulkan`, `metal`, `dx12`, `gl`, or `any`.
+    pub backend: String,
+    /// A case-insensitive part of the adapter's name; empty takes the best adapter (discrete
+    /// before integrated before software).
+    pub adapter: String,
+    pub timing: GpuTiming,
+    /// A run of an op that has not finished after this long is stopped and reported failed.
+    pub timeout_ms: f64,
+}
+
+impl Default for GpuSettings {
+    fn default() -> Self {
+        GpuSettings {
+            backend: "any".into(),
+            adapter: String::new(),
+            timing: GpuTiming::Auto,
+            timeout_ms: 10_000.0,
+        }
+    }
+}
+
+/// Where GPU times come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuTiming {
+    /// Timestamp queries when the adapter has them, else the wall clock.
+    Auto,
+    /// Timestamp queries around the op's kernels; an adapter without them is an error.
+    Timestamp,
+    /// The wall clock around submit and wait (includes the submission overhead).
+    Wall,
+}
+
+/// The graphics APIs a profile may name.
+pub const GPU_BACKENDS: [&str; 5] = ["vulkan", "metal", "dx12", "gl", "any"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -135,6 +192,19 @@ impl DeviceProfile {
                 profile.precision
             ));
         }
+        if !GPU_BACKENDS.contains(&profile.wgpu.backend.as_str()) {
+            return Err(format!(
+                "wgpu.backend `{}` is not one of {}",
+                profile.wgpu.backend,
+                GPU_BACKENDS.join(", ")
+            ));
+        }
+        if !(profile.wgpu.timeout_ms.is_finite() && profile.wgpu.timeout_ms > 0.0) {
+            return Err(format!(
+                "wgpu.timeout_ms must be a positive number of milliseconds, got {}",
+                profile.wgpu.timeout_ms
+            ));
+        }
         if profile.ort.intra_threads == 0 || profile.ort.inter_threads == 0 {
             return Err("ort.intra_threads and ort.inter_threads must be at least 1".into());
         }
@@ -169,5 +239,16 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("precision"), "{e}");
         assert!(DeviceProfile::parse("name = \"x\"\nbackend = [").is_err());
+        let e =
+            DeviceProfile::parse("name = \"x\"\nbackend = \"wgpu\"\n[wgpu]\nbackend = \"cuda\"\n")
+                .unwrap_err();
+        assert!(e.contains("wgpu.backend") && e.contains("vulkan"), "{e}");
+        let e = DeviceProfile::parse("name = \"x\"\nbackend = \"wgpu\"\n[wgpu]\ntimeout_ms = 0\n")
+            .unwrap_err();
+        assert!(e.contains("wgpu.timeout_ms"), "{e}");
+        let e =
+            DeviceProfile::parse("name = \"x\"\nbackend = \"wgpu\"\n[wgpu]\ntiming = \"cycles\"\n")
+                .unwrap_err();
+        assert!(e.contains("cycles"), "{e}");
     }
 }

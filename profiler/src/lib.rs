@@ -6,8 +6,10 @@
 //!   key, FLOPs, parameters and bytes moved.
 //! - [`onnx::op_model`] turns an op into a small ONNX model; [`onnx::reference`] evaluates such
 //!   models in plain Rust, the reference every backend is checked against.
-//! - A [`backend::Backend`] (ONNX Runtime in [`backend::ort`], behind the `ort` feature; a
-//!   simulated device in [`backend::mock`]) prepares an op into a [`measure::Kernel`].
+//! - A [`backend::Backend`] (ONNX Runtime in [`backend::ort`], behind the `ort` feature; GPUs
+//!   through wgpu in [`gpu::runtime`], behind the `gpu` feature; a simulated device in
+//!   [`backend::mock`]) prepares an op into a [`measure::Kernel`]. [`gpu`] lowers ONNX models
+//!   to hwnas's own WGSL kernels.
 //! - [`measure::measure_group`] is the one measurement loop: warm-up, interleaved rounds,
 //!   adaptive repetition until the median's confidence interval is tight, [`stats::Stats`].
 //! - [`network::Network`] wires ops into a whole network and builds it as one ONNX model, for
@@ -21,6 +23,7 @@
 
 pub mod backend;
 pub mod device;
+pub mod gpu;
 pub mod host;
 pub mod measure;
 pub mod network;

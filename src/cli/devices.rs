@@ -1,10 +1,12 @@
-//! `hwnas devices`
+//! `hwnas devices`: the host, the ONNX Runtime library and its execution providers, and the
+//! wgpu adapters.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use hwnas_profiler::backend::ort::{OrtRuntime, available_providers};
 use hwnas_profiler::device::OrtSettings;
+use hwnas_profiler::gpu::runtime::adapters;
 use hwnas_profiler::host;
 
 #[derive(clap::Args)]
@@ -26,16 +28,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("  load (1 min)   {load:.2}");
     }
     println!("onnx runtime");
-    match OrtRuntime::new(&OrtSettings::default(), args.ort_library.as_deref()) {
+    let ort_ok = match OrtRuntime::new(&OrtSettings::default(), args.ort_library.as_deref()) {
         Ok(rt) => {
             println!("  library        {}", rt.library().display());
             println!("  version        {}", rt.version());
             println!("  providers      {}", available_providers()?.join(", "));
-            Ok(ExitCode::SUCCESS)
+            true
         }
         Err(e) => {
             println!("  not available: {e}");
-            Ok(ExitCode::FAILURE)
+            false
         }
+    };
+    // WGPU_BACKEND, when set, limits the APIs wgpu looks at.
+    let found = adapters("any");
+    println!("wgpu adapters ({})", found.len());
+    if found.is_empty() {
+        println!(
+            "  none: install a GPU driver (without a GPU, Mesa's lavapipe: apt install mesa-vulkan-drivers)"
+        );
     }
+    for a in &found {
+        println!(
+            "  {:<40} {:<7} {:<15} timestamps: {:<3}  {}",
+            a.name,
+            a.backend,
+            a.device_type,
+            if a.timestamps { "yes" } else { "no" },
+            a.driver
+        );
+    }
+    Ok(if ort_ok && !found.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -1,44 +1,75 @@
-//! Measuring whole networks end to end, shared by `fit --calibrate` and `validate`.
+//! Measuring whole networks end to end, shared by `fit --calibrate`, `validate` and
+//! `search --verify`.
 
 use anyhow::Context;
+use hwnas_profiler::backend::BackendError;
 use hwnas_profiler::backend::ort::OrtRuntime;
 use hwnas_profiler::device::{BackendKind, DeviceProfile};
-use hwnas_profiler::measure::{MeasureConfig, measure_group};
+use hwnas_profiler::gpu::runtime::GpuRuntime;
+use hwnas_profiler::measure::{Kernel, MeasureConfig, measure_group};
 use hwnas_profiler::network::Network;
 use hwnas_profiler::stats::Stats;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// The ORT runtime of a device profile (end-to-end runs need a real device).
+/// A real device that runs whole networks.
+pub enum Runtime {
+    Ort(OrtRuntime),
+    Gpu(Box<GpuRuntime>),
+}
+
+impl Runtime {
+    fn prepare_network(&self, net: &Network) -> Result<Box<dyn Kernel>, BackendError> {
+        match self {
+            Runtime::Ort(rt) => rt.prepare_network(net),
+            Runtime::Gpu(rt) => rt.prepare_network(net),
+        }
+    }
+
+    /// A network's latency as the device's table rows count an op's: ORT's wall time of a
+    /// `Run` (what a deployment pays), a GPU's kernel time (timestamps, else wall).
+    fn latency(&self, m: &hwnas_profiler::measure::Measurement) -> Stats {
+        match self {
+            Runtime::Ort(_) => m.wall,
+            Runtime::Gpu(_) => m.stats,
+        }
+    }
+}
+
+/// The runtime of a device profile (end-to-end runs need a real device).
 pub fn runtime(
     profile: &DeviceProfile,
     path: &std::path::Path,
     library: Option<&std::path::Path>,
-) -> anyhow::Result<OrtRuntime> {
-    if profile.backend != BackendKind::Ort {
-        anyhow::bail!(
-            "device profile {} has backend `{:?}`; networks are measured end to end on ORT devices only",
-            path.display(),
-            profile.backend
-        );
+) -> anyhow::Result<Runtime> {
+    let context = || format!("device profile {}", path.display());
+    match profile.backend {
+        BackendKind::Ort => Ok(Runtime::Ort(
+            OrtRuntime::new(&profile.ort, library).with_context(context)?,
+        )),
+        BackendKind::Wgpu => Ok(Runtime::Gpu(Box::new(
+            GpuRuntime::new(&profile.wgpu).with_context(context)?,
+        ))),
+        BackendKind::Mock => anyhow::bail!(
+            "device profile {} is the simulated device; networks are measured end to end on real devices only",
+            path.display()
+        ),
     }
-    OrtRuntime::new(&profile.ort, library)
-        .with_context(|| format!("device profile {}", path.display()))
 }
 
-/// A device profile and its ORT runtime, for the commands that measure on it.
+/// A device profile and its runtime, for the commands that measure on it.
 pub fn open_device(
     path: &std::path::Path,
     library: Option<&std::path::Path>,
-) -> anyhow::Result<(DeviceProfile, OrtRuntime)> {
+) -> anyhow::Result<(DeviceProfile, Runtime)> {
     let profile = DeviceProfile::load(path)?;
     let rt = runtime(&profile, path, library)?;
     Ok((profile, rt))
 }
 
-/// Wall-clock statistics of each network's `Run`, measured in interleaved groups, with a
-/// progress bar labelled `what`.
+/// Latency statistics of each network, measured in interleaved groups, with a progress bar
+/// labelled `what`.
 pub fn measure(
-    rt: &OrtRuntime,
+    rt: &Runtime,
     nets: &[Network],
     cfg: &MeasureConfig,
     what: &str,
@@ -58,7 +89,7 @@ pub fn measure(
             .collect::<Result<Vec<_>, _>>()?;
         for (net, result) in group.iter().zip(measure_group(&mut kernels, cfg)) {
             let m = result.map_err(|e| anyhow::anyhow!("measuring `{}`: {e}", net.name))?;
-            out.push(m.wall);
+            out.push(rt.latency(&m));
             bar.inc(1);
         }
     }

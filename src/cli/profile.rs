@@ -10,6 +10,7 @@ use hwnas_profiler::backend::Backend;
 use hwnas_profiler::backend::mock::MockDevice;
 use hwnas_profiler::backend::ort::OrtRuntime;
 use hwnas_profiler::device::{BackendKind, DeviceProfile};
+use hwnas_profiler::gpu::runtime::GpuRuntime;
 use hwnas_profiler::measure::MeasureConfig;
 use hwnas_profiler::profile::{OpOutcome, profile_ops};
 use hwnas_profiler::table::{Metadata, Row, TableWriter};
@@ -85,6 +86,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         BackendKind::Ort => {
             let rt = OrtRuntime::new(&profile.ort, args.ort_library.as_deref())
                 .with_context(|| format!("device profile {}", args.device.display()))?;
+            (Box::new(rt), String::new())
+        }
+        BackendKind::Wgpu => {
+            let rt = GpuRuntime::new(&profile.wgpu)
+                .with_context(|| format!("device profile {}", args.device.display()))?;
+            if rt.is_software() {
+                eprintln!(
+                    "note: `{}` is a software rasteriser on the CPU: its times check the kernels, they are not GPU predictor data",
+                    rt.adapter().name
+                );
+            }
             (Box::new(rt), String::new())
         }
         BackendKind::Mock => (Box::new(MockDevice::default()), "mock".into()),

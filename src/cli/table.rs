@@ -206,8 +206,13 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         "execution_provider",
         "intra_threads",
         "optimization",
+        "adapter",
+        "graphics_api",
+        "adapter_type",
+        "timing",
         "space",
         "created",
+        "note",
     ] {
         if let Some(v) = table.meta(field) {
             println!("  {field:<19} {v}");
@@ -216,6 +221,44 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let rows: Vec<&Row> = table.rows.iter().collect();
     print_summary(&rows, args.top);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The op kind for throughput reports, with convolutions split by what their kernels do.
+fn throughput_kind(r: &Row) -> String {
+    match (r.kind.as_str(), r.groups, r.kernel) {
+        ("conv", Some(g), _) if g > 1 && g == r.cin => "conv depthwise".into(),
+        ("conv", Some(g), _) if g > 1 => "conv grouped".into(),
+        ("conv", _, Some(1)) => "conv 1x1".into(),
+        ("conv", _, Some(k)) => format!("conv {k}x{k}"),
+        (kind, _, _) => kind.into(),
+    }
+}
+
+/// Achieved GFLOP/s per op kind: all of a kind's FLOPs over all its time, and the median op's.
+fn print_throughput(rows: &[&Row]) {
+    let mut kinds: std::collections::BTreeMap<String, Vec<&Row>> = Default::default();
+    for r in rows.iter().filter(|r| r.flops > 0 && r.median_us > 0.0) {
+        kinds.entry(throughput_kind(r)).or_default().push(r);
+    }
+    if kinds.is_empty() {
+        return;
+    }
+    println!("  throughput:   kind            ops   GFLOP/s (all)   GFLOP/s (median op)");
+    for (kind, rs) in &kinds {
+        let flops: f64 = rs.iter().map(|r| r.flops as f64).sum();
+        let us: f64 = rs.iter().map(|r| r.median_us).sum();
+        let mut each: Vec<f64> = rs
+            .iter()
+            .map(|r| r.flops as f64 / r.median_us / 1e3)
+            .collect();
+        each.sort_by(f64::total_cmp);
+        println!(
+            "                {kind:<15} {:>4}   {:>13.2}   {:>19.2}",
+            rs.len(),
+            flops / us / 1e3,
+            quantile_sorted(&each, 0.5)
+        );
+    }
 }
 
 /// Noise, totals and the slowest ops of some rows (shared with `hwnas profile`).
@@ -244,6 +287,7 @@ pub fn print_summary(rows: &[&Row], top: usize) {
             noisiest.median_us
         );
     }
+    print_throughput(rows);
     let mut slow = rows.to_vec();
     slow.sort_by(|a, b| b.median_us.total_cmp(&a.median_us));
     println!("  slowest:      median     GFLOP/s   key");

@@ -1,0 +1,264 @@
+//! Conformance: every op kind's wgpu output equals ONNX Runtime CPU's on the same inputs and
+//! weights, over many shapes.
+//!
+//! Needs a wgpu adapter (on a machine without a GPU, Mesa's lavapipe: `scripts/setup.sh`
+//! installs it and `./test.sh` selects it with `WGPU_BACKEND=vulkan`) and the ONNX Runtime
+//! library. Without either the tests fail: CI must never skip the GPU path silently.
+//!
+//! Tolerance: `|gpu - ort| <= 1e-5 * max(1, max |ort|) + 1e-5 * |ort|` per element. Both sides
+//! are fp32 but sum in different orders (ORT's MLAS blocks and fuses multiply-adds); the
+//! observed differences are ~1e-6 of the output's range.
+
+use hwnas_profiler::backend::Backend;
+use hwnas_profiler::backend::ort::OrtRuntime;
+use hwnas_profiler::device::{GpuSettings, GpuTiming, OrtSettings};
+use hwnas_profiler::gpu::runtime::GpuRuntime;
+use hwnas_profiler::measure::{MeasureConfig, measure_group};
+use hwnas_profiler::onnx;
+use hwnas_profiler::op::Op;
+use hwnas_profiler::rng::SplitMix64;
+
+fn gpu() -> GpuRuntime {
+    GpuRuntime::new(&GpuSettings::default()).unwrap_or_else(|e| {
+        panic!(
+            "a wgpu adapter is required for this test ({e}); run ./test.sh, which installs lavapipe"
+        )
+    })
+}
+
+fn ort() -> OrtRuntime {
+    OrtRuntime::new(&OrtSettings::default(), None).unwrap_or_else(|e| {
+        panic!("ONNX Runtime is required for this test ({e}); run ./test.sh, which installs it")
+    })
+}
+
+/// The largest error relative to the tolerance (<= 1 passes), and where it is.
+fn worst(got: &[f32], want: &[f32]) -> (f64, usize) {
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs())) as f64;
+    got.iter()
+        .zip(want)
+        .enumerate()
+        .map(|(i, (&g, &w))| {
+            let tol = 1e-5 * scale + 1e-5 * (w as f64).abs();
+            ((g as f64 - w as f64).abs() / tol, i)
+        })
+        .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
+}
+
+fn check(gpu: &GpuRuntime, ort: &OrtRuntime, op: &Op) -> f64 {
+    let inputs = onnx::op_inputs(op, 3);
+    let (_, want) = ort.infer(op, &inputs).unwrap();
+    let model = onnx::op_model(op).unwrap();
+    let got = gpu
+        .infer(&model, &inputs)
+        .unwrap_or_else(|e| panic!("{op}: {e}"));
+    assert_eq!(got.len(), want.len(), "{op}: output size");
+    let (ratio, i) = worst(&got, &want);
+    assert!(
+        ratio <= 1.0,
+        "{op}: element {i}: wgpu {} vs ORT {} ({ratio:.1}x the tolerance)",
+        got[i],
+        want[i]
+    );
+    ratio
+}
+
+/// Hand-picked cases: every op kind and activation, tile edges (64-wide GEMM tiles, 4-wide
+/// column and channel tiles), strides, groups, depthwise, SE, residuals, pre-activation.
+const CASES: &[&str] = &[
+    "conv-in:1x3x16x16-out:16-k:3-s:2-g:1-pre:none-act:hswish",
+    "conv-in:1x8x9x9-out:8-k:3-s:1-g:1-pre:relu-act:none",
+    "conv-in:2x8x10x10-out:12-k:5-s:2-g:2-pre:none-act:relu",
+    "conv-in:1x16x11x11-out:16-k:3-s:2-g:16-pre:none-act:relu6",
+    "conv-in:1x8x6x6-out:16-k:1-s:1-g:1-pre:none-act:swish",
+    "conv-in:1x8x6x6-out:8-k:1-s:1-g:1-pre:none-act:sigmoid",
+    "conv-in:1x8x6x6-out:8-k:1-s:1-g:1-pre:none-act:hsigmoid",
+    "conv-in:1x20x13x13-out:72-k:1-s:1-g:1-pre:relu-act:relu",
+    "conv-in:2x36x9x9-out:130-k:1-s:2-g:1-pre:none-act:none",
+    "conv-in:1x12x10x10-out:24-k:1-s:1-g:4-pre:none-act:relu",
+    "conv-in:1x24x17x17-out:24-k:7-s:2-g:24-pre:none-act:hswish",
+    "conv-in:1x3x33x33-out:10-k:3-s:2-g:1-pre:none-act:relu6",
+    "mbconv-in:1x16x12x12-out:16-e:1-k:3-s:1-se:0-act:relu-res:1",
+    "mbconv-in:1x16x12x12-out:24-e:4-k:5-s:2-se:1-act:hswish-res:0",
+    "mbconv-in:1x24x7x7-out:24-e:6-k:7-s:1-se:1-act:relu-res:1",
+    "mbconv-in:1x8x9x9-out:16-e:3-k:3-s:2-se:0-act:swish-res:0",
+    "mbconv-in:2x40x14x14-out:40-e:3-k:5-s:1-se:1-act:hswish-res:1",
+    "avgpool-in:1x8x9x9-k:3-s:1-p:1",
+    "avgpool-in:1x8x8x8-k:2-s:2-p:0",
+    "maxpool-in:1x8x9x9-k:3-s:2-p:1",
+    "gap-in:1x16x7x7",
+    "gap-in:2x8x15x15",
+    "linear-in:2x32x1x1-out:10",
+    "linear-in:1x1280x1x1-out:1000",
+    "add-in:1x8x5x5",
+    "add-in:1x3x7x9",
+    "act-in:1x16x4x4-act:relu-bn:1",
+    "act-in:1x16x4x4-act:hswish-bn:0",
+    "act-in:1x16x4x4-act:none-bn:1",
+    "act-in:1x6x5x5-act:swish-bn:1",
+    "act-in:1x6x5x5-act:sigmoid-bn:0",
+];
+
+#[test]
+fn every_op_kind_matches_onnx_runtime() {
+    let (g, o) = (gpu(), ort());
+    let mut worst_ratio: f64 = 0.0;
+    for key in CASES {
+        worst_ratio = worst_ratio.max(check(&g, &o, &Op::from_key(key).unwrap()));
+    }
+    eprintln!("worst error: {worst_ratio:.3} of the tolerance");
+}
+
+/// A seeded op of a random kind and shape.
+fn random_op(rng: &mut SplitMix64) -> Op {
+    let pick = |rng: &mut SplitMix64, xs: &[u32]| xs[rng.below(xs.len())];
+    let acts = [
+        "none", "relu", "relu6", "hswish", "swish", "hsigmoid", "sigmoid",
+    ];
+    let act = |rng: &mut SplitMix64| acts[rng.below(acts.len())];
+    let n = pick(rng, &[1, 1, 1, 2]);
+    let hw = pick(rng, &[1, 3, 5, 7, 8, 12, 14, 19, 28]);
+    let key = match rng.below(6) {
+        0 | 1 => {
+            let k = pick(rng, &[1, 1, 3, 5, 7]);
+            let s = pick(rng, &[1, 2]);
+            let (cin, cout, g) = match rng.below(3) {
+                0 => {
+                    let c = pick(rng, &[8, 16, 24, 40]);
+                    (c, c, c)
+                }
+                1 => (pick(rng, &[8, 12, 16]), pick(rng, &[8, 16, 24]), 4),
+                _ => (
+                    pick(rng, &[3, 5, 16, 33, 64]),
+                    pick(rng, &[4, 7, 16, 65, 96]),
+                    1,
+                ),
+            };
+            let pre = if rng.below(3) == 0 { "relu" } else { "none" };
+            format!(
+                "conv-in:{n}x{cin}x{hw}x{hw}-out:{cout}-k:{k}-s:{s}-g:{g}-pre:{pre}-act:{}",
+                act(rng)
+            )
+        }
+        2 => {
+            let cin = pick(rng, &[8, 16, 24, 40]);
+            let s = pick(rng, &[1, 2]);
+            let cout = if s == 1 && rng.below(2) == 0 {
+                cin
+            } else {
+                pick(rng, &[16, 24, 48])
+            };
+            let res = u32::from(s == 1 && cout == cin);
+            format!(
+                "mbconv-in:{n}x{cin}x{hw}x{hw}-out:{cout}-e:{}-k:{}-s:{s}-se:{}-act:{}-res:{res}",
+                pick(rng, &[1, 3, 4, 6]),
+                pick(rng, &[3, 5, 7]),
+                rng.below(2),
+                ["relu", "hswish", "swish"][rng.below(3)]
+            )
+        }
+        3 => {
+            let kind = ["avgpool", "maxpool"][rng.below(2)];
+            let k = pick(rng, &[2, 3]).min(hw);
+            let p = if k == 3 { rng.below(2) } else { 0 };
+            format!(
+                "{kind}-in:{n}x{}x{hw}x{hw}-k:{k}-s:{}-p:{p}",
+                pick(rng, &[4, 16]),
+                pick(rng, &[1, 2])
+            )
+        }
+        4 => match rng.below(3) {
+            0 => format!("gap-in:{n}x{}x{hw}x{hw}", pick(rng, &[8, 33])),
+            1 => format!(
+                "linear-in:{n}x{}x1x1-out:{}",
+                pick(rng, &[16, 100, 576]),
+                pick(rng, &[3, 10, 129])
+            ),
+            _ => format!("add-in:{n}x{}x{hw}x{hw}", pick(rng, &[8, 17])),
+        },
+        _ => format!(
+            "act-in:{n}x{}x{hw}x{hw}-act:{}-bn:{}",
+            pick(rng, &[8, 17]),
+            act(rng),
+            rng.below(2)
+        ),
+    };
+    Op::from_key(&key).unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+#[test]
+fn random_shapes_match_onnx_runtime() {
+    let (g, o) = (gpu(), ort());
+    let mut rng = SplitMix64::new(2026);
+    let mut checked = 0;
+    while checked < 120 {
+        let op = random_op(&mut rng);
+        if op.validate().is_err() {
+            continue;
+        }
+        check(&g, &o, &op);
+        checked += 1;
+    }
+}
+
+#[test]
+fn measuring_reports_gpu_time_and_the_provider() {
+    let mut g = gpu();
+    let op = Op::from_key("conv-in:1x16x16x16-out:16-k:3-s:1-g:1-pre:none-act:relu").unwrap();
+    let mut kernels = vec![g.prepare(&op).unwrap()];
+    let cfg = MeasureConfig {
+        min_runs: 5,
+        max_ms: 200.0,
+        ..MeasureConfig::default()
+    };
+    let m = measure_group(&mut kernels, &cfg).remove(0).unwrap();
+    assert!(m.providers[0].starts_with("wgpu-"), "{:?}", m.providers);
+    assert!(m.stats.median > 0.0);
+    let prov: std::collections::HashMap<String, String> = g.provenance().into_iter().collect();
+    if prov["timing"] == "timestamp" {
+        assert!(m.in_network, "timestamps are the recorded latency");
+        // The kernels cannot take longer than the submit + wait around them.
+        assert!(
+            m.stats.median <= m.wall.median * 1.05,
+            "{} vs {}",
+            m.stats.median,
+            m.wall.median
+        );
+    }
+}
+
+#[test]
+fn a_kernel_that_misses_its_deadline_is_an_error_and_the_next_op_still_runs() {
+    let settings = GpuSettings {
+        timeout_ms: 0.01,
+        timing: GpuTiming::Wall,
+        ..GpuSettings::default()
+    };
+    let mut g = GpuRuntime::new(&settings).unwrap();
+    // Big enough to take far more than 10 us on any device.
+    let big = Op::from_key("conv-in:1x128x64x64-out:128-k:3-s:1-g:1-pre:none-act:relu").unwrap();
+    let mut k = g.prepare(&big).unwrap();
+    let err = k.run().expect_err("must miss a 10 us deadline").to_string();
+    assert!(err.contains("wgpu.timeout_ms"), "{err}");
+    drop(k);
+    // The device is still usable afterwards.
+    let g = gpu();
+    let o = ort();
+    check(&g, &o, &Op::from_key("add-in:1x8x5x5").unwrap());
+}
+
+#[test]
+fn a_missing_adapter_lists_the_ones_there() {
+    let settings = GpuSettings {
+        adapter: "no-such-gpu-9000".into(),
+        ..GpuSettings::default()
+    };
+    let err = GpuRuntime::new(&settings)
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("no-such-gpu-9000") && err.contains("found:"),
+        "{err}"
+    );
+}
