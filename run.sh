@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: set up what is missing; then, for both built-in search spaces, profile this
 # machine's CPU through ONNX Runtime, fit a latency model calibrated on networks measured end to
-# end, and validate it on other networks measured end to end; predict a few networks; search
+# end, and validate it on other networks measured end to end; profile, fit and validate nb201 on
+# the GPU through wgpu; predict a few networks; search
 # both spaces for the Pareto front of accuracy vs latency on this CPU and re-measure the front.
 # Results go to runs/latest/ (override with HWNAS_OUT=dir); an interrupted run continues where
 # it stopped (delete the folder to measure again from scratch).
@@ -24,6 +25,15 @@ for space in nb201 mbv3; do
     echo
     $hwnas table show "$out/cpu-$space.csv"
 done
+
+# The GPU that device_profiles/gpu.toml picks (without a GPU: lavapipe, Mesa's Vulkan on the CPU,
+# whose times only show that the kernels run; the table says so).
+echo
+echo "== profiling nb201 on the GPU through wgpu, then a model calibrated and validated on networks run there"
+$hwnas profile --device device_profiles/gpu.toml --space nb201 --out "$out/gpu-nb201.csv" --resume
+$hwnas table show "$out/gpu-nb201.csv"
+$hwnas fit --table "$out/gpu-nb201.csv" --device device_profiles/gpu.toml --calibrate 20 --out "$out/gpu-nb201.model.json"
+$hwnas validate --model "$out/gpu-nb201.model.json" --device device_profiles/gpu.toml --samples 20
 
 for space in nb201 mbv3; do
     echo
@@ -63,5 +73,5 @@ echo
 echo "== the mbv3 model as a per-choice latency table, for differentiable search"
 $hwnas lut export --model "$out/cpu-mbv3.model.json" --space mbv3 --resolution 224 --out "$out/cpu-mbv3.lut-224.json"
 echo
-echo "results in $out/: latency tables (*.csv), models (*.model.json), validation reports and plots"
+echo "results in $out/: latency tables (cpu-*.csv, gpu-nb201.csv), models (*.model.json), validation reports and plots"
 echo "(*.validate-*.json, *.svg), search fronts (search-*/front.csv, front.json, front.svg), a per-choice table (*.lut-224.json)"

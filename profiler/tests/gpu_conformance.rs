@@ -262,3 +262,17 @@ fn a_missing_adapter_lists_the_ones_there() {
         "{err}"
     );
 }
+
+#[test]
+fn a_lost_device_is_a_clear_error() {
+    let mut g = gpu();
+    let op = Op::from_key("add-in:1x8x5x5").unwrap();
+    let mut k = g.prepare(&op).unwrap();
+    k.run().unwrap();
+    g.destroy();
+    let err = k
+        .run()
+        .expect_err("a destroyed device cannot run")
+        .to_string();
+    assert!(err.to_lowercase().contains("lost"), "{err}");
+}

@@ -219,6 +219,12 @@ impl GpuRuntime {
         }
     }
 
+    /// Destroy the device, as a driver reset or an unplugged GPU does: every later run of its
+    /// programs fails with the loss reason (tests use it to check that path).
+    pub fn destroy(&self) {
+        self.device.destroy();
+    }
+
     /// True for software rasterisers (lavapipe, llvmpipe, WARP): their times are not GPU data.
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
@@ -494,6 +500,7 @@ impl GpuProgram {
 
     /// Wait for `index` (or everything) with the program's deadline.
     fn wait(&mut self, index: Option<wgpu::SubmissionIndex>) -> Result<(), String> {
+        let start = Instant::now();
         let r = self.device.poll(wgpu::PollType::Wait {
             submission_index: index,
             timeout: Some(self.timeout),
@@ -501,16 +508,29 @@ impl GpuProgram {
         if let Some(e) = take_errors(&self.errors) {
             return Err(e);
         }
+        let late = || {
+            format!(
+                "the GPU did not finish within {:.0} ms (the device profile's wgpu.timeout_ms); the op is recorded as failed",
+                self.timeout.as_secs_f64() * 1e3
+            )
+        };
         match r {
-            Ok(_) => Ok(()),
+            Ok(_) if start.elapsed() <= self.timeout => Ok(()),
+            // wgpu's GL backend waits without a deadline: the run ended, but too late.
+            Ok(_) => Err(late()),
             Err(wgpu::PollError::Timeout) => {
                 self.stalled = true;
-                Err(format!(
-                    "the GPU did not finish within {:.0} ms (the device profile's wgpu.timeout_ms); the op is recorded as failed",
-                    self.timeout.as_secs_f64() * 1e3
-                ))
+                Err(late())
             }
-            Err(e) => Err(format!("waiting for the GPU: {e}")),
+            // A submission the device refused: it is lost (reset, removed, destroyed) or
+            // rejected the work; whatever it said on its own comes first.
+            Err(e) => {
+                std::thread::sleep(Duration::from_millis(1));
+                let _ = self.device.poll(wgpu::PollType::Poll);
+                Err(take_errors(&self.errors).unwrap_or_else(|| {
+                    format!("the GPU refused the work (device lost or reset?): {e}")
+                }))
+            }
         }
     }
 
