@@ -226,13 +226,45 @@ pub enum Op {
     Skip(Tensor),
     /// NAS-Bench-201's `none` edge: contributes nothing. Never profiled.
     Zero(Tensor),
+    /// Channel-wise scaling `x * s` with `s` of shape `N x C x 1 x 1` (squeeze-excitation's
+    /// multiply, when a model's SE is not part of an MBConv block).
+    Scale(Tensor),
+    /// Concatenation along channels of `input` and a second tensor of `cout - input.c` channels.
+    Concat(Concat),
+    /// ShuffleNet's channel shuffle: reshape to `N x g x C/g x H x W`, swap the two channel axes,
+    /// reshape back.
+    Shuffle(Shuffle),
+    /// The first `cout` channels of a tensor (one output of a channel split).
+    Slice(Slice),
+    /// Softmax over the channels.
+    Softmax(Tensor),
+}
+
+/// Two tensors joined along channels: `input` and one of the same batch and size with
+/// `cout - input.c` channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Concat {
+    pub input: Tensor,
+    pub cout: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Shuffle {
+    pub input: Tensor,
+    pub groups: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Slice {
+    pub input: Tensor,
+    pub cout: u32,
 }
 
 /// Why an op or a key is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpError {
     #[error(
-        "unknown op kind `{0}` (known: conv, mbconv, avgpool, maxpool, gap, linear, add, act, skip, zero)"
+        "unknown op kind `{0}` (known: conv, mbconv, avgpool, maxpool, gap, linear, add, act, skip, zero, scale, concat, shuffle, slice, softmax)"
     )]
     UnknownKind(String),
     #[error("op key `{key}`: missing field `{field}`")]
@@ -389,6 +421,11 @@ impl Op {
             Op::Act(_) => "act",
             Op::Skip(_) => "skip",
             Op::Zero(_) => "zero",
+            Op::Scale(_) => "scale",
+            Op::Concat(_) => "concat",
+            Op::Shuffle(_) => "shuffle",
+            Op::Slice(_) => "slice",
+            Op::Softmax(_) => "softmax",
         }
     }
 
@@ -400,13 +437,34 @@ impl Op {
             Op::Pool(p) => p.input,
             Op::Linear(l) => l.input,
             Op::Act(a) => a.input,
-            Op::GlobalAvgPool(t) | Op::Add(t) | Op::Skip(t) | Op::Zero(t) => *t,
+            Op::Concat(c) => c.input,
+            Op::Shuffle(s) => s.input,
+            Op::Slice(s) => s.input,
+            Op::GlobalAvgPool(t)
+            | Op::Add(t)
+            | Op::Skip(t)
+            | Op::Zero(t)
+            | Op::Scale(t)
+            | Op::Softmax(t) => *t,
         }
     }
 
-    /// Number of input tensors (2 for `add`).
+    /// Number of input tensors (2 for `add`, `scale` and `concat`).
     pub fn num_inputs(&self) -> usize {
-        if matches!(self, Op::Add(_)) { 2 } else { 1 }
+        self.input_shapes().len()
+    }
+
+    /// The shape of every input tensor, in order.
+    pub fn input_shapes(&self) -> Vec<Tensor> {
+        match self {
+            Op::Add(t) => vec![*t, *t],
+            Op::Scale(t) => vec![*t, Tensor::new(t.n, t.c, 1, 1)],
+            Op::Concat(c) => vec![
+                c.input,
+                c.input.with_channels(c.cout.saturating_sub(c.input.c)),
+            ],
+            _ => vec![self.input()],
+        }
     }
 
     pub fn output(&self) -> Tensor {
@@ -417,7 +475,10 @@ impl Op {
             Op::GlobalAvgPool(t) => Tensor::new(t.n, t.c, 1, 1),
             Op::Linear(l) => Tensor::new(l.input.n, l.cout, 1, 1),
             Op::Act(a) => a.input,
-            Op::Add(t) | Op::Skip(t) | Op::Zero(t) => *t,
+            Op::Add(t) | Op::Skip(t) | Op::Zero(t) | Op::Scale(t) | Op::Softmax(t) => *t,
+            Op::Concat(c) => c.input.with_channels(c.cout),
+            Op::Shuffle(s) => s.input,
+            Op::Slice(s) => s.input.with_channels(s.cout),
         }
     }
 
@@ -451,6 +512,11 @@ impl Op {
                 a.input.numel() * per
             }
             Op::Skip(_) | Op::Zero(_) => 0,
+            Op::Scale(t) => t.numel(),
+            // Pure data movement: their cost is in the bytes.
+            Op::Concat(_) | Op::Shuffle(_) | Op::Slice(_) => 0,
+            // exp, sum and divide per element.
+            Op::Softmax(t) => 3 * t.numel(),
         }
     }
 
@@ -472,7 +538,7 @@ impl Op {
         if self.is_free() {
             return 0;
         }
-        self.num_inputs() as u64 * self.input().numel() * BYTES_PER_ELEMENT
+        self.input_shapes().iter().map(Tensor::numel).sum::<u64>() * BYTES_PER_ELEMENT
     }
 
     /// Bytes written to the op's output tensor.
@@ -578,7 +644,37 @@ impl Op {
                     );
                 }
             }
-            Op::GlobalAvgPool(_) | Op::Add(_) | Op::Act(_) | Op::Skip(_) | Op::Zero(_) => {}
+            Op::Concat(c) => {
+                if c.cout <= c.input.c {
+                    return invalid(format!(
+                        "out ({}) must exceed the first input's channels ({})",
+                        c.cout, c.input.c
+                    ));
+                }
+            }
+            Op::Shuffle(s) => {
+                if s.groups < 2 || s.input.c % s.groups != 0 {
+                    return invalid(format!(
+                        "g ({}) must be at least 2 and divide the channels ({})",
+                        s.groups, s.input.c
+                    ));
+                }
+            }
+            Op::Slice(s) => {
+                if s.cout == 0 || s.cout >= s.input.c {
+                    return invalid(format!(
+                        "out ({}) must be between 1 and the input channels ({}) - 1",
+                        s.cout, s.input.c
+                    ));
+                }
+            }
+            Op::GlobalAvgPool(_)
+            | Op::Add(_)
+            | Op::Act(_)
+            | Op::Skip(_)
+            | Op::Zero(_)
+            | Op::Scale(_)
+            | Op::Softmax(_) => {}
         }
         Ok(())
     }
@@ -613,7 +709,15 @@ impl Op {
             ),
             Op::Linear(l) => format!("linear-in:{}-out:{}", l.input, l.cout),
             Op::Act(a) => format!("act-in:{}-act:{}-bn:{}", a.input, a.act, b(a.bn)),
-            Op::GlobalAvgPool(t) | Op::Add(t) | Op::Skip(t) | Op::Zero(t) => {
+            Op::Concat(c) => format!("concat-in:{}-out:{}", c.input, c.cout),
+            Op::Shuffle(s) => format!("shuffle-in:{}-g:{}", s.input, s.groups),
+            Op::Slice(s) => format!("slice-in:{}-out:{}", s.input, s.cout),
+            Op::GlobalAvgPool(t)
+            | Op::Add(t)
+            | Op::Skip(t)
+            | Op::Zero(t)
+            | Op::Scale(t)
+            | Op::Softmax(t) => {
                 format!("{}-in:{}", self.kind(), t)
             }
         }
@@ -677,6 +781,20 @@ impl Op {
             "add" => Op::Add(input),
             "skip" => Op::Skip(input),
             "zero" => Op::Zero(input),
+            "scale" => Op::Scale(input),
+            "softmax" => Op::Softmax(input),
+            "concat" => Op::Concat(Concat {
+                input,
+                cout: fields.num("out")?,
+            }),
+            "shuffle" => Op::Shuffle(Shuffle {
+                input,
+                groups: fields.num("g")?,
+            }),
+            "slice" => Op::Slice(Slice {
+                input,
+                cout: fields.num("out")?,
+            }),
             other => return Err(OpError::UnknownKind(other.into())),
         };
         fields.finish()?;
@@ -862,6 +980,29 @@ mod tests {
         assert_eq!((lin.flops(), lin.params()), (2 * 640, 650));
         assert_eq!(Op::Skip(t).flops() + Op::Skip(t).bytes(), 0);
         assert_eq!(Op::Add(t).bytes(), 3 * 16 * 32 * 32 * 4);
+    }
+
+    #[test]
+    fn data_movement_ops_cost_their_bytes() {
+        let t = Tensor::new(1, 64, 28, 28);
+        let cat = Op::from_key("concat-in:1x64x28x28-out:96").unwrap();
+        assert_eq!(cat.input_shapes(), vec![t, t.with_channels(32)]);
+        assert_eq!(cat.output(), t.with_channels(96));
+        assert_eq!((cat.flops(), cat.bytes()), (0, 2 * 96 * 28 * 28 * 4));
+        let shuffle = Op::from_key("shuffle-in:1x64x28x28-g:2").unwrap();
+        assert_eq!(shuffle.output(), t);
+        let slice = Op::from_key("slice-in:1x64x28x28-out:32").unwrap();
+        assert_eq!(slice.bytes(), (64 + 32) * 28 * 28 * 4);
+        let scale = Op::from_key("scale-in:1x64x28x28").unwrap();
+        assert_eq!(scale.bytes_in(), (64 * 28 * 28 + 64) * 4);
+        assert_eq!(Op::from_key("softmax-in:1x1000x1x1").unwrap().flops(), 3000);
+        for bad in [
+            "concat-in:1x64x28x28-out:64",
+            "shuffle-in:1x63x28x28-g:2",
+            "slice-in:1x64x28x28-out:64",
+        ] {
+            assert!(Op::from_key(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -97,6 +97,12 @@ const CASES: &[&str] = &[
     "act-in:1x16x4x4-act:none-bn:1",
     "act-in:1x6x5x5-act:swish-bn:1",
     "act-in:1x6x5x5-act:sigmoid-bn:0",
+    "scale-in:2x24x7x7",
+    "concat-in:2x8x5x5-out:20",
+    "shuffle-in:1x12x4x4-g:3",
+    "shuffle-in:2x116x7x7-g:2",
+    "slice-in:2x12x4x4-out:5",
+    "softmax-in:2x1000x1x1",
 ];
 
 #[test]
@@ -118,7 +124,7 @@ fn random_op(rng: &mut SplitMix64) -> Op {
     let act = |rng: &mut SplitMix64| acts[rng.below(acts.len())];
     let n = pick(rng, &[1, 1, 1, 2]);
     let hw = pick(rng, &[1, 3, 5, 7, 8, 12, 14, 19, 28]);
-    let key = match rng.below(6) {
+    let key = match rng.below(7) {
         0 | 1 => {
             let k = pick(rng, &[1, 1, 3, 5, 7]);
             let s = pick(rng, &[1, 2]);
@@ -176,12 +182,25 @@ fn random_op(rng: &mut SplitMix64) -> Op {
             ),
             _ => format!("add-in:{n}x{}x{hw}x{hw}", pick(rng, &[8, 17])),
         },
-        _ => format!(
+        5 => format!(
             "act-in:{n}x{}x{hw}x{hw}-act:{}-bn:{}",
             pick(rng, &[8, 17]),
             act(rng),
             rng.below(2)
         ),
+        _ => {
+            let c = pick(rng, &[8, 24, 58]);
+            match rng.below(5) {
+                0 => format!("scale-in:{n}x{c}x{hw}x{hw}"),
+                1 => format!(
+                    "concat-in:{n}x{c}x{hw}x{hw}-out:{}",
+                    c + pick(rng, &[1, 8, 58])
+                ),
+                2 => format!("shuffle-in:{n}x{c}x{hw}x{hw}-g:2"),
+                3 => format!("slice-in:{n}x{c}x{hw}x{hw}-out:{}", c / 2),
+                _ => format!("softmax-in:{n}x{}x1x1", pick(rng, &[10, 1000])),
+            }
+        }
     };
     Op::from_key(&key).unwrap_or_else(|e| panic!("{key}: {e}"))
 }

@@ -39,20 +39,29 @@ const CASES: &[&str] = &[
     "act-in:1x16x4x4-act:relu-bn:1",
     "act-in:1x16x4x4-act:hswish-bn:0",
     "act-in:1x16x4x4-act:none-bn:1",
+    "scale-in:2x16x5x5",
+    "concat-in:1x8x5x5-out:20",
+    "shuffle-in:1x12x4x4-g:3",
+    "slice-in:1x12x4x4-out:5",
+    "softmax-in:2x10x1x1",
 ];
 
 fn assert_matches_reference(rt: &OrtRuntime, op: &Op) {
     let inputs = onnx::op_inputs(op, 7);
     let (shape, got) = rt.infer(op, &inputs).unwrap();
     let model = onnx::op_model(op).unwrap();
-    let dims: Vec<usize> = op.input().dims().iter().map(|&d| d as usize).collect();
     let named: Vec<(&str, reference::Nd)> = onnx::INPUT_NAMES
         .iter()
         .copied()
-        .zip(inputs.iter().map(|v| reference::Nd {
-            dims: dims.clone(),
-            data: v.clone(),
-        }))
+        .zip(
+            op.input_shapes()
+                .iter()
+                .zip(&inputs)
+                .map(|(t, v)| reference::Nd {
+                    dims: t.dims().iter().map(|&d| d as usize).collect(),
+                    data: v.clone(),
+                }),
+        )
         .collect();
     let want = reference::evaluate(&model, &named).unwrap().remove(0);
     let want_dims: Vec<i64> = want.dims.iter().map(|&d| d as i64).collect();

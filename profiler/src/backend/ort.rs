@@ -393,10 +393,12 @@ impl Drop for OrtRuntime {
 }
 
 fn input_tensors(op: &Op, inputs: &[Vec<f32>]) -> Result<Vec<Tensor<f32>>, String> {
-    let dims = op.input().dims().map(|d| d as usize);
-    inputs
+    op.input_shapes()
         .iter()
-        .map(|v| Tensor::from_array((dims, v.clone())).map_err(|e| e.to_string()))
+        .zip(inputs)
+        .map(|(t, v)| {
+            Tensor::from_array((t.dims().map(|d| d as usize), v.clone())).map_err(|e| e.to_string())
+        })
         .collect()
 }
 

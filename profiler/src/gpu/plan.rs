@@ -137,6 +137,32 @@ pub enum Step {
     },
     Gemm(GemmStep),
     Eltwise(EltwiseStep),
+    /// `rows` blocks of `len` values from `x` (starting at `src.0`, `src.1` apart) to `y`
+    /// (starting at `dst.0`, `dst.1` apart): concatenation and slicing along channels.
+    Copy {
+        x: usize,
+        y: usize,
+        rows: u32,
+        len: u32,
+        src: (u32, u32),
+        dst: (u32, u32),
+    },
+    /// Channel shuffle: channel `i * (c / groups) + j` of each image goes to `j * groups + i`.
+    Shuffle {
+        x: usize,
+        y: usize,
+        n: u32,
+        c: u32,
+        groups: u32,
+        hw: u32,
+    },
+    /// Softmax over each of `rows` rows of `cols` values.
+    Softmax {
+        x: usize,
+        y: usize,
+        rows: u32,
+        cols: u32,
+    },
 }
 
 impl Step {
@@ -148,6 +174,9 @@ impl Step {
             Step::GlobalAvgPool { .. } => "gap",
             Step::Gemm(_) => "gemm",
             Step::Eltwise(_) => "eltwise",
+            Step::Copy { .. } => "copy",
+            Step::Shuffle { .. } => "shuffle",
+            Step::Softmax { .. } => "softmax",
         }
     }
 
@@ -159,6 +188,7 @@ impl Step {
             Step::GlobalAvgPool { y, .. } => *y,
             Step::Gemm(s) => s.y,
             Step::Eltwise(s) => s.y,
+            Step::Copy { y, .. } | Step::Shuffle { y, .. } | Step::Softmax { y, .. } => *y,
         }
     }
 }
@@ -213,9 +243,17 @@ impl Plan {
             .ok_or_else(|| PlanError::Graph("the model has no graph".into()))?;
         let mut l = Lowering::default();
         for t in &graph.initializer {
-            let data = t
-                .f32_values()
-                .ok_or_else(|| PlanError::Graph(format!("initializer `{}` is not fp32", t.name)))?;
+            // Shapes and bounds: read by the nodes that take them, never a GPU buffer.
+            if let Some(v) = t.i64_values() {
+                l.ints.insert(t.name.clone(), v);
+                continue;
+            }
+            let data = t.f32_values().ok_or_else(|| {
+                PlanError::Graph(format!(
+                    "initializer `{}` is neither fp32 nor int64",
+                    t.name
+                ))
+            })?;
             let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
             if dims.iter().product::<usize>() != data.len() {
                 return Err(PlanError::Graph(format!(
@@ -301,6 +339,8 @@ struct Lowering {
     deferred: HashMap<String, (usize, Act)>,
     /// Buffer → the step that writes it.
     producer: HashMap<usize, usize>,
+    /// int64 constants (shapes, slice bounds).
+    ints: HashMap<String, Vec<i64>>,
 }
 
 fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
@@ -445,6 +485,129 @@ impl Lowering {
                 self.conv(node, &out).map_err(bad)?;
                 Ok(1)
             }
+            "Concat" => {
+                let parts: Vec<usize> = (0..node.input.len())
+                    .map(|k| input(self, k))
+                    .collect::<Result<_, _>>()?;
+                let dims0 = self.buffers[parts[0]].dims.clone();
+                let axis = attr(node, "axis").map_or(0, |a| a.i);
+                let same_but_channels = parts.iter().all(|&p| {
+                    let d = &self.buffers[p].dims;
+                    d.len() == dims0.len() && d[0] == dims0[0] && d[2..] == dims0[2..]
+                });
+                if axis != 1 || dims0.len() < 2 || !same_but_channels {
+                    return Err(bad(
+                        "only a Concat of same-sized tensors along axis 1 runs on the GPU".into(),
+                    ));
+                }
+                let rest: usize = dims0[2..].iter().product();
+                let total: usize = parts.iter().map(|&p| self.buffers[p].dims[1]).sum();
+                let mut dims = dims0.clone();
+                dims[1] = total;
+                let y = self.define(&out, dims, None);
+                let mut offset = 0;
+                for &p in &parts {
+                    let len = self.buffers[p].dims[1] * rest;
+                    self.push(Step::Copy {
+                        x: p,
+                        y,
+                        rows: dims0[0] as u32,
+                        len: len as u32,
+                        src: (0, len as u32),
+                        dst: (offset as u32, (total * rest) as u32),
+                    });
+                    offset += len;
+                }
+                Ok(1)
+            }
+            "Slice" => {
+                let x = input(self, 0)?;
+                let dims = self.buffers[x].dims.clone();
+                let int = |k: usize| -> Option<i64> {
+                    node.input
+                        .get(k)
+                        .and_then(|n| self.ints.get(n))
+                        .and_then(|v| v.first().copied())
+                };
+                let (axis, step) = (int(3).unwrap_or(0), int(4).unwrap_or(1));
+                let (Some(start), Some(end)) = (int(1), int(2)) else {
+                    return Err(bad("starts and ends must be constants".into()));
+                };
+                if axis != 1 || step != 1 || dims.len() < 2 {
+                    return Err(bad(
+                        "only a Slice along axis 1 with step 1 runs on the GPU".into()
+                    ));
+                }
+                let c = dims[1] as i64;
+                let clamp = |v: i64| if v < 0 { (v + c).max(0) } else { v.min(c) };
+                let (start, end) = (clamp(start) as usize, clamp(end) as usize);
+                if end <= start {
+                    return Err(bad("the slice is empty".into()));
+                }
+                let rest: usize = dims[2..].iter().product();
+                let mut ydims = dims.clone();
+                ydims[1] = end - start;
+                let y = self.define(&out, ydims, None);
+                let len = (end - start) * rest;
+                self.push(Step::Copy {
+                    x,
+                    y,
+                    rows: dims[0] as u32,
+                    len: len as u32,
+                    src: ((start * rest) as u32, (dims[1] * rest) as u32),
+                    dst: (0, len as u32),
+                });
+                Ok(1)
+            }
+            "Reshape" => {
+                let x = input(self, 0)?;
+                let dims = self.buffers[x].dims.clone();
+                let shape = node
+                    .input
+                    .get(1)
+                    .and_then(|n| self.ints.get(n))
+                    .ok_or_else(|| bad("the shape must be a constant".into()))?
+                    .clone();
+                if let Some((y, groups)) = self.shuffle_pattern(nodes, i, &dims, &shape) {
+                    let [n, c, h, w] = dims4(&dims).map_err(bad)?;
+                    let y = self.define(&y, dims.clone(), None);
+                    self.push(Step::Shuffle {
+                        x,
+                        y,
+                        n: n as u32,
+                        c: c as u32,
+                        groups,
+                        hw: (h * w) as u32,
+                    });
+                    return Ok(3);
+                }
+                // Any other reshape is a view of the same memory.
+                let new_dims = reshaped(&dims, &shape).map_err(bad)?;
+                let id = self.define(&out, new_dims, None);
+                self.buffers[id].alias = Some(self.buffers[x].alias.unwrap_or(x));
+                Ok(1)
+            }
+            "Softmax" => {
+                let x = input(self, 0)?;
+                let dims = self.buffers[x].dims.clone();
+                let axis = attr(node, "axis").map_or(-1, |a| a.i);
+                let last = dims.len() as i64 - 1;
+                if axis != -1 && axis != last {
+                    return Err(bad(
+                        "only a Softmax over the last axis runs on the GPU".into()
+                    ));
+                }
+                let cols = dims.last().copied().unwrap_or(1).max(1);
+                let y = self.define(&out, dims.clone(), None);
+                self.push(Step::Softmax {
+                    x,
+                    y,
+                    rows: (dims.iter().product::<usize>() / cols) as u32,
+                    cols: cols as u32,
+                });
+                Ok(1)
+            }
+
             "BatchNormalization" => {
                 let x = input(self, 0)?;
                 let eps = attr(node, "epsilon").map_or(1e-5, |a| a.f);
@@ -754,6 +917,66 @@ impl Lowering {
     }
 }
 
+impl Lowering {
+    /// `Reshape(N x g x C/g x H x W) -> Transpose(0, 2, 1, 3, 4) -> Reshape(N x C x H x W)`
+    /// starting at `nodes[i]`: the last node's output name and `g`.
+    fn shuffle_pattern(
+        &self,
+        nodes: &[&NodeProto],
+        i: usize,
+        dims: &[usize],
+        shape: &[i64],
+    ) -> Option<(String, u32)> {
+        let ([n, c, h, w], [sn, g, cg, sh, sw]) = (dims, shape) else {
+            return None;
+        };
+        let (t, back) = (nodes.get(i + 1)?, nodes.get(i + 2)?);
+        let out = nodes[i].output.first()?;
+        let back_shape = self.ints.get(back.input.get(1)?)?;
+        let matches = (*sn, *sh, *sw) == (*n as i64, *h as i64, *w as i64)
+            && *g > 0
+            && g * cg == *c as i64
+            && t.op_type == "Transpose"
+            && t.input.first() == Some(out)
+            && attr_ints(t, "perm").as_deref() == Some(&[0, 2, 1, 3, 4][..])
+            && back.op_type == "Reshape"
+            && back.input.first() == t.output.first()
+            && reshaped(&[*n, *g as usize, *cg as usize, *h, *w], back_shape).ok()?
+                == [*n, *c, *h, *w];
+        matches.then(|| (back.output.first().cloned().unwrap_or_default(), *g as u32))
+    }
+}
+
+/// The dims `shape` gives a tensor of `dims` (ONNX Reshape: 0 copies, -1 infers).
+fn reshaped(dims: &[usize], shape: &[i64]) -> Result<Vec<usize>, String> {
+    let numel: usize = dims.iter().product();
+    let mut out = Vec::with_capacity(shape.len());
+    let mut infer = None;
+    for (k, &v) in shape.iter().enumerate() {
+        out.push(match v {
+            0 => *dims
+                .get(k)
+                .ok_or("a 0 in the shape beyond the input's rank")?,
+            -1 if infer.is_none() => {
+                infer = Some(k);
+                1
+            }
+            v if v > 0 => v as usize,
+            v => return Err(format!("shape value {v} in {shape:?}")),
+        });
+    }
+    let known: usize = out.iter().product();
+    if let Some(k) = infer
+        && known > 0
+    {
+        out[k] = numel / known;
+    }
+    if out.iter().product::<usize>() != numel {
+        return Err(format!("cannot reshape {dims:?} to {shape:?}"));
+    }
+    Ok(out)
+}
+
 /// The epilogue activation slot of a step that has a free one.
 fn epilogue_slot(step: &mut Step) -> Option<&mut Act> {
     let slot = match step {
@@ -767,7 +990,10 @@ fn epilogue_slot(step: &mut Step) -> Option<&mut Act> {
         Step::Pool(p) => &mut p.act,
         Step::Gemm(g) => &mut g.act,
         Step::Eltwise(e) => &mut e.act,
-        Step::GlobalAvgPool { .. } => return None,
+        Step::GlobalAvgPool { .. }
+        | Step::Copy { .. }
+        | Step::Shuffle { .. }
+        | Step::Softmax { .. } => return None,
     };
     (*slot == Act::None).then_some(slot)
 }

@@ -47,6 +47,23 @@ pub fn kernel(step: &Step) -> Kernel {
             &Epilogue::act(g.act),
         ),
         Step::Eltwise(e) => eltwise(e),
+        Step::Copy {
+            x,
+            y,
+            rows,
+            len,
+            src,
+            dst,
+        } => copy(*x, *y, *rows, *len, *src, *dst),
+        Step::Shuffle {
+            x,
+            y,
+            n,
+            c,
+            groups,
+            hw,
+        } => shuffle(*x, *y, n * c * hw, *c, *groups, *hw),
+        Step::Softmax { x, y, rows, cols } => softmax(*x, *y, *rows, *cols),
     }
 }
 
@@ -582,6 +599,131 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         source: s,
         reads,
         write: e.y,
+        workgroups: groups,
+    }
+}
+
+fn copy(x: usize, y: usize, rows: u32, len: u32, src: (u32, u32), dst: (u32, u32)) -> Kernel {
+    let total = rows * len;
+    let (groups, wg) = flat_groups(total.div_ceil(256));
+    let mut s = consts(&[
+        ("TOTAL", total),
+        ("LEN", len.max(1)),
+        ("SRC0", src.0),
+        ("SRC_STRIDE", src.1),
+        ("DST0", dst.0),
+        ("DST_STRIDE", dst.1),
+    ]);
+    s += &bindings(&["x"]);
+    let _ = write!(
+        s,
+        r#"
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {{
+    {wg}
+    let base = wg * 256u + li;
+    for (var j = 0u; j < 4u; j++) {{
+        let i = base + j * 64u;
+        if (i < TOTAL) {{
+            let row = i / LEN;
+            let col = i % LEN;
+            y[DST0 + row * DST_STRIDE + col] = x[SRC0 + row * SRC_STRIDE + col];
+        }}
+    }}
+}}
+"#
+    );
+    Kernel {
+        name: "copy",
+        source: s,
+        reads: vec![x],
+        write: y,
+        workgroups: groups,
+    }
+}
+
+fn shuffle(x: usize, y: usize, total: u32, c: u32, groups: u32, hw: u32) -> Kernel {
+    let (launch, wg) = flat_groups(total.div_ceil(256));
+    let mut s = consts(&[
+        ("TOTAL", total),
+        ("C", c),
+        ("G", groups),
+        ("CG", c / groups),
+        ("HW", hw),
+    ]);
+    s += &bindings(&["x"]);
+    let _ = write!(
+        s,
+        r#"
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {{
+    {wg}
+    let base = wg * 256u + li;
+    for (var j = 0u; j < 4u; j++) {{
+        let i = base + j * 64u;
+        if (i < TOTAL) {{
+            // Output channel jj * G + ii holds input channel ii * CG + jj.
+            let p = i % HW;
+            let co = (i / HW) % C;
+            let n = i / (HW * C);
+            let ci = (co % G) * CG + co / G;
+            y[i] = x[(n * C + ci) * HW + p];
+        }}
+    }}
+}}
+"#
+    );
+    Kernel {
+        name: "shuffle",
+        source: s,
+        reads: vec![x],
+        write: y,
+        workgroups: launch,
+    }
+}
+
+fn softmax(x: usize, y: usize, rows: u32, cols: u32) -> Kernel {
+    let (groups, wg) = flat_groups(rows);
+    let mut s = consts(&[("ROWS", rows), ("COLS", cols)]);
+    s += &bindings(&["x"]);
+    let _ = write!(
+        s,
+        r#"
+var<workgroup> part: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {{
+    {wg}
+    if (wg >= ROWS) {{ return; }}
+    let row = wg * COLS;
+    var m = -3.4028235e38;
+    for (var i = li; i < COLS; i += 64u) {{ m = max(m, x[row + i]); }}
+    part[li] = m;
+    workgroupBarrier();
+    for (var half = 32u; half > 0u; half >>= 1u) {{
+        if (li < half) {{ part[li] = max(part[li], part[li + half]); }}
+        workgroupBarrier();
+    }}
+    let top = part[0];
+    workgroupBarrier();
+    var sum = 0.0;
+    for (var i = li; i < COLS; i += 64u) {{ sum += exp(x[row + i] - top); }}
+    part[li] = sum;
+    workgroupBarrier();
+    for (var half = 32u; half > 0u; half >>= 1u) {{
+        if (li < half) {{ part[li] += part[li + half]; }}
+        workgroupBarrier();
+    }}
+    let total = part[0];
+    for (var i = li; i < COLS; i += 64u) {{ y[row + i] = exp(x[row + i] - top) / total; }}
+}}
+"#
+    );
+    Kernel {
+        name: "softmax",
+        source: s,
+        reads: vec![x],
+        write: y,
         workgroups: groups,
     }
 }

@@ -14,7 +14,7 @@ use crate::rng::SplitMix64;
 
 pub const OPSET: i64 = 17;
 pub const IR_VERSION: i64 = 8;
-/// Input names: `x` for the first input, `x2` for the second (add).
+/// Input names: `x` for the first input, `x2` for the second (add, scale, concat).
 pub const INPUT_NAMES: [&str; 2] = ["x", "x2"];
 pub const OUTPUT_NAME: &str = "y";
 
@@ -36,8 +36,11 @@ pub fn op_model(op: &Op) -> Result<ModelProto, BuildError> {
         .collect();
     let y = g.emit(op, &inputs);
     g.rename_output(&y);
-    let inputs = (0..op.num_inputs())
-        .map(|i| ValueInfoProto::f32_tensor(INPUT_NAMES[i], &op.input().dims()))
+    let inputs = op
+        .input_shapes()
+        .iter()
+        .zip(INPUT_NAMES)
+        .map(|(t, name)| ValueInfoProto::f32_tensor(name, &t.dims()))
         .collect();
     Ok(g.finish(inputs, output_info(op), &op.key()))
 }
@@ -46,6 +49,7 @@ pub fn op_model(op: &Op) -> Result<ModelProto, BuildError> {
 pub(crate) fn output_info(op: &Op) -> ValueInfoProto {
     let dims: Vec<i64> = match op {
         Op::Linear(l) => vec![l.input.n as i64, l.cout as i64],
+        Op::Softmax(t) => vec![t.n as i64, t.c as i64],
         _ => op.output().dims().to_vec(),
     };
     ValueInfoProto::f32_tensor(OUTPUT_NAME, &dims)
@@ -54,8 +58,9 @@ pub(crate) fn output_info(op: &Op) -> ValueInfoProto {
 /// Seeded input tensors for an op (one per input), in `[-1, 1)`.
 pub fn op_inputs(op: &Op, seed: u64) -> Vec<Vec<f32>> {
     let mut rng = SplitMix64::from_str_seed(&op.key(), seed ^ 0x1234_5678);
-    (0..op.num_inputs())
-        .map(|_| (0..op.input().numel()).map(|_| rng.uniform(1.0)).collect())
+    op.input_shapes()
+        .iter()
+        .map(|t| (0..t.numel()).map(|_| rng.uniform(1.0)).collect())
         .collect()
 }
 
@@ -125,7 +130,50 @@ impl GraphBuilder {
                 let zero = self.constant(&[], &[0.0]);
                 self.node("Mul", &[x, &zero], vec![])
             }
+            Op::Scale(_) => self.node("Mul", &[x, &inputs[1]], vec![]),
+            Op::Concat(_) => self.node(
+                "Concat",
+                &[x, &inputs[1]],
+                vec![AttributeProto::int("axis", 1)],
+            ),
+            Op::Shuffle(s) => {
+                let t = s.input;
+                let (n, c, h, w) = (t.n as i64, t.c as i64, t.h as i64, t.w as i64);
+                let g = s.groups as i64;
+                let split = self.int64_constant(&[n, g, c / g, h, w]);
+                let back = self.int64_constant(&[n, c, h, w]);
+                let r = self.node("Reshape", &[x, &split], vec![]);
+                let p = self.node(
+                    "Transpose",
+                    &[&r],
+                    vec![AttributeProto::ints("perm", &[0, 2, 1, 3, 4])],
+                );
+                self.node("Reshape", &[&p, &back], vec![])
+            }
+            Op::Slice(s) => {
+                let starts = self.int64_constant(&[0]);
+                let ends = self.int64_constant(&[s.cout as i64]);
+                let axes = self.int64_constant(&[1]);
+                self.node("Slice", &[x, &starts, &ends, &axes], vec![])
+            }
+            Op::Softmax(_) => {
+                let flat = self.node("Flatten", &[x], vec![AttributeProto::int("axis", 1)]);
+                self.node("Softmax", &[&flat], vec![AttributeProto::int("axis", 1)])
+            }
         }
+    }
+
+    /// A 1-D int64 constant (shapes, slice bounds).
+    fn int64_constant(&mut self, values: &[i64]) -> String {
+        let name = self.fresh("i");
+        self.initializers.push(TensorProto {
+            dims: vec![values.len() as i64],
+            data_type: super::proto::data_type::INT64,
+            name: name.clone(),
+            int64_data: values.to_vec(),
+            ..Default::default()
+        });
+        name
     }
 
     fn fresh(&mut self, prefix: &str) -> String {

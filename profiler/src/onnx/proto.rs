@@ -171,6 +171,24 @@ impl TensorProto {
     }
 }
 
+impl TensorProto {
+    /// The int64 values, from `raw_data` or `int64_data`; `None` for another data type.
+    pub fn i64_values(&self) -> Option<Vec<i64>> {
+        if self.data_type != data_type::INT64 {
+            return None;
+        }
+        if self.raw_data.is_empty() {
+            return Some(self.int64_data.clone());
+        }
+        Some(
+            self.raw_data
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect(),
+        )
+    }
+}
+
 impl ValueInfoProto {
     /// A named fp32 tensor of a fixed shape.
     pub fn f32_tensor(name: &str, dims: &[i64]) -> Self {

@@ -3,7 +3,8 @@
 //!
 //! It covers the node types [`super::build`] emits (Conv, BatchNormalization, Relu, Clip,
 //! HardSwish, HardSigmoid, Sigmoid, Mul, Add, AveragePool, MaxPool, GlobalAveragePool, Flatten,
-//! Gemm, Identity), with numpy broadcasting for Add and Mul.
+//! Gemm, Identity, Concat and Slice on channels, Reshape, Transpose, Softmax), with numpy
+//! broadcasting for Add and Mul.
 
 use std::collections::HashMap;
 
@@ -33,7 +34,10 @@ pub fn evaluate(model: &ModelProto, inputs: &[(&str, Nd)]) -> Result<Vec<Nd>, Re
     let graph = model.graph.as_ref().ok_or(RefError::NoGraph)?;
     let mut values: HashMap<String, Nd> = HashMap::new();
     for t in &graph.initializer {
-        if let Some(data) = t.f32_values() {
+        if let Some(data) = t.f32_values().or_else(|| {
+            t.i64_values()
+                .map(|v| v.into_iter().map(|x| x as f32).collect())
+        }) {
             let dims = t.dims.iter().map(|&d| d as usize).collect();
             values.insert(t.name.clone(), Nd { dims, data });
         }
@@ -134,6 +138,64 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
             }
         }
         "Gemm" => gemm(node, a).map_err(bad)?,
+        "Concat" => {
+            if attr(node, "axis").map_or(0, |a| a.i) != 1 {
+                return Err(bad("only Concat on axis 1 is supported".into()));
+            }
+            let (n, rest) = (a[0].dims[0], a[0].dims[2..].iter().product::<usize>());
+            let mut dims = a[0].dims.clone();
+            dims[1] = a.iter().map(|t| t.dims[1]).sum();
+            let mut data = Vec::with_capacity(dims.iter().product());
+            for b in 0..n {
+                for t in a {
+                    let len = t.dims[1] * rest;
+                    data.extend_from_slice(&t.data[b * len..(b + 1) * len]);
+                }
+            }
+            Nd { dims, data }
+        }
+        "Slice" => {
+            let (start, end) = (a[1].data[0] as usize, a[2].data[0] as usize);
+            if a.get(3).is_none_or(|axes| axes.data[0] != 1.0) {
+                return Err(bad("only Slice on axis 1 is supported".into()));
+            }
+            let (n, c, rest) = (
+                a[0].dims[0],
+                a[0].dims[1],
+                a[0].dims[2..].iter().product::<usize>(),
+            );
+            let end = end.min(c);
+            let mut dims = a[0].dims.clone();
+            dims[1] = end - start;
+            let mut data = Vec::new();
+            for b in 0..n {
+                data.extend_from_slice(&a[0].data[(b * c + start) * rest..(b * c + end) * rest]);
+            }
+            Nd { dims, data }
+        }
+        "Reshape" => {
+            let dims: Vec<usize> = a[1].data.iter().map(|&d| d as usize).collect();
+            if dims.iter().product::<usize>() != a[0].data.len() {
+                return Err(bad(format!("cannot reshape {:?} to {dims:?}", a[0].dims)));
+            }
+            Nd {
+                dims,
+                data: a[0].data.clone(),
+            }
+        }
+        "Transpose" => transpose(node, a[0]).map_err(bad)?,
+        "Softmax" => {
+            let cols = *a[0].dims.last().unwrap_or(&1);
+            let mut out = a[0].clone();
+            for row in out.data.chunks_mut(cols.max(1)) {
+                let max = row.iter().fold(f32::MIN, |m, &v| m.max(v));
+                let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+                for v in row.iter_mut() {
+                    *v = (*v - max).exp() / sum;
+                }
+            }
+            out
+        }
         "BatchNormalization" => {
             let eps = attr(node, "epsilon").map_or(1e-5, |a| a.f);
             let (c, hw) = (a[0].dims[1], a[0].dims[2..].iter().product::<usize>());
@@ -301,6 +363,34 @@ fn pool(node: &NodeProto, x: &Nd) -> Result<Nd, String> {
         dims: vec![n, c, ho, wo],
         data: out,
     })
+}
+
+fn transpose(node: &NodeProto, x: &Nd) -> Result<Nd, String> {
+    let rank = x.dims.len();
+    let perm = attr_ints(node, "perm", &(0..rank as i64).rev().collect::<Vec<_>>());
+    if perm.len() != rank {
+        return Err(format!("perm {perm:?} for a rank-{rank} tensor"));
+    }
+    let dims: Vec<usize> = perm.iter().map(|&p| x.dims[p]).collect();
+    let mut strides = vec![1usize; rank];
+    for i in (0..rank.saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * x.dims[i + 1];
+    }
+    let total = x.data.len();
+    let mut data = Vec::with_capacity(total);
+    let mut idx = vec![0usize; rank];
+    for _ in 0..total {
+        let src: usize = idx.iter().zip(&perm).map(|(&i, &p)| i * strides[p]).sum();
+        data.push(x.data[src]);
+        for d in (0..rank).rev() {
+            idx[d] += 1;
+            if idx[d] < dims[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    Ok(Nd { dims, data })
 }
 
 fn gemm(node: &NodeProto, a: &[&Nd]) -> Result<Nd, String> {
