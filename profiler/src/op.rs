@@ -148,8 +148,9 @@ impl FromStr for Activation {
     }
 }
 
-/// Convolution with "same" padding (`k / 2`), folded batch norm (a bias), an optional
-/// pre-activation on its input (NAS-Bench-201's ReLU-Conv-BN) and an optional activation after.
+/// Convolution with symmetric padding ("same", `k / 2`, unless `pad` says otherwise), folded
+/// batch norm (a bias), an optional pre-activation on its input (NAS-Bench-201's ReLU-Conv-BN)
+/// and an optional activation after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Conv {
     pub input: Tensor,
@@ -157,6 +158,10 @@ pub struct Conv {
     pub k: u32,
     pub stride: u32,
     pub groups: u32,
+    /// Padding on every side when it is not `k / 2` (e.g. SqueezeNet's unpadded stem); `None`
+    /// is "same". Keep it canonical: never `Some(k / 2)` (see [`Conv::with_pad`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad: Option<u32>,
     pub pre_act: Activation,
     pub act: Activation,
 }
@@ -300,7 +305,22 @@ fn out_size(size: u32, k: u32, stride: u32, pad: u32) -> u32 {
 
 impl Conv {
     pub fn pad(&self) -> u32 {
-        self.k / 2
+        self.pad.unwrap_or(self.k / 2)
+    }
+
+    fn with_pad_field(self, pad: Option<u32>) -> Conv {
+        match pad {
+            Some(p) => self.with_pad(p),
+            None => self,
+        }
+    }
+
+    /// The same conv with `pad` on every side, stored canonically.
+    pub fn with_pad(self, pad: u32) -> Conv {
+        Conv {
+            pad: (pad != self.k / 2).then_some(pad),
+            ..self
+        }
     }
     pub fn output(&self) -> Tensor {
         Tensor::new(
@@ -345,6 +365,7 @@ impl MbConv {
                 k: 1,
                 stride: 1,
                 groups: 1,
+                pad: None,
                 pre_act: Activation::None,
                 act: self.act,
             };
@@ -357,6 +378,7 @@ impl MbConv {
             k: self.k,
             stride: self.stride,
             groups: mid,
+            pad: None,
             pre_act: Activation::None,
             act: self.act,
         };
@@ -368,6 +390,7 @@ impl MbConv {
             k: 1,
             stride: 1,
             groups: 1,
+            pad: None,
             pre_act: Activation::None,
             act: Activation::None,
         });
@@ -612,6 +635,9 @@ impl Op {
                 if c.k > c.input.h + 2 * c.pad() || c.k > c.input.w + 2 * c.pad() {
                     return invalid("kernel larger than the padded input".into());
                 }
+                if c.pad() >= c.k {
+                    return invalid(format!("padding {} for a {}x{} kernel", c.pad(), c.k, c.k));
+                }
             }
             Op::MbConv(m) => {
                 if m.cout == 0 || m.expand == 0 || m.k == 0 || m.stride == 0 {
@@ -685,8 +711,15 @@ impl Op {
         let b = |v: bool| u8::from(v);
         match self {
             Op::Conv(c) => format!(
-                "conv-in:{}-out:{}-k:{}-s:{}-g:{}-pre:{}-act:{}",
-                c.input, c.cout, c.k, c.stride, c.groups, c.pre_act, c.act
+                "conv-in:{}-out:{}-k:{}-s:{}-g:{}{}-pre:{}-act:{}",
+                c.input,
+                c.cout,
+                c.k,
+                c.stride,
+                c.groups,
+                c.pad.map_or(String::new(), |p| format!("-p:{p}")),
+                c.pre_act,
+                c.act
             ),
             Op::MbConv(m) => format!(
                 "mbconv-in:{}-out:{}-e:{}-k:{}-s:{}-se:{}-act:{}-res:{}",
@@ -738,15 +771,19 @@ impl Op {
         }
         let input = Tensor::parse(fields.take("in")?)?;
         let op = match kind {
-            "conv" => Op::Conv(Conv {
-                input,
-                cout: fields.num("out")?,
-                k: fields.num("k")?,
-                stride: fields.num("s")?,
-                groups: fields.num("g")?,
-                pre_act: fields.take("pre")?.parse()?,
-                act: fields.take("act")?.parse()?,
-            }),
+            "conv" => Op::Conv(
+                Conv {
+                    input,
+                    cout: fields.num("out")?,
+                    k: fields.num("k")?,
+                    stride: fields.num("s")?,
+                    groups: fields.num("g")?,
+                    pad: None,
+                    pre_act: fields.take("pre")?.parse()?,
+                    act: fields.take("act")?.parse()?,
+                }
+                .with_pad_field(fields.optional_num("p")?),
+            ),
             "mbconv" => Op::MbConv(MbConv {
                 input,
                 cout: fields.num("out")?,
@@ -862,6 +899,15 @@ impl<'a> KeyFields<'a> {
         })
     }
 
+    /// A field that may be left out.
+    fn optional_num(&mut self, field: &'static str) -> Result<Option<u32>, OpError> {
+        if self.fields.iter().any(|(n, _)| *n == field) {
+            self.num(field).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     fn flag(&mut self, field: &'static str) -> Result<bool, OpError> {
         match self.take(field)? {
             "0" => Ok(false),
@@ -896,6 +942,7 @@ mod tests {
             k,
             stride: s,
             groups: g,
+            pad: None,
             pre_act: Activation::None,
             act: Activation::Relu,
         }

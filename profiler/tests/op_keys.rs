@@ -18,15 +18,20 @@ fn op() -> impl Strategy<Value = Op> {
             |(t, gdiv, cmul, k, s, pre, a)| {
                 // Groups that divide both channel counts.
                 let groups = if t.c % gdiv == 0 { gdiv } else { 1 };
-                Op::Conv(Conv {
-                    input: t,
-                    cout: groups * cmul,
-                    k: 2 * k - 1,
-                    stride: s,
-                    groups,
-                    pre_act: pre,
-                    act: a,
-                })
+                Op::Conv(
+                    Conv {
+                        input: t,
+                        cout: groups * cmul,
+                        k: 2 * k - 1,
+                        stride: s,
+                        groups,
+                        pad: None,
+                        pre_act: pre,
+                        act: a,
+                    }
+                    // Some valid (unpadded) convs too.
+                    .with_pad(if cmul % 3 == 0 { 0 } else { k - 1 }),
+                )
             }
         ),
         (

@@ -259,7 +259,9 @@ impl OrtRuntime {
         let model = onnx::op_model(&null).map_err(|e| BackendError::Unavailable(e.to_string()))?;
         let fail =
             |m: String| BackendError::Unavailable(format!("measuring the ORT run overhead: {m}"));
-        let mut session = self.session(&model.to_bytes(), None).map_err(fail)?;
+        let mut session = self
+            .session(ModelSource::Bytes(&model.to_bytes()), None)
+            .map_err(fail)?;
         let inputs = input_tensors(&null, &onnx::op_inputs(&null, 0)).map_err(fail)?;
         let mut samples = Vec::with_capacity(500);
         for i in 0..600 {
@@ -291,7 +293,7 @@ impl OrtRuntime {
     }
 
     /// A session for `model` with this runtime's settings; profiling to `profile` if given.
-    fn session(&self, model: &[u8], profile: Option<&Path>) -> Result<Session, String> {
+    fn session(&self, model: ModelSource<'_>, profile: Option<&Path>) -> Result<Session, String> {
         let level = match self.settings.optimization {
             OptLevel::Disable => GraphOptimizationLevel::Disable,
             OptLevel::Basic => GraphOptimizationLevel::Level1,
@@ -317,7 +319,39 @@ impl OrtRuntime {
         if let Some(p) = profile {
             builder = builder.with_profiling(p).map_err(e)?;
         }
-        builder.commit_from_memory(model).map_err(|e| e.to_string())
+        match model {
+            ModelSource::Bytes(bytes) => builder.commit_from_memory(bytes),
+            ModelSource::File(path) => builder.commit_from_file(path),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// An ONNX file (external data beside it is found by ORT), timed end to end like a network:
+    /// the wall time of a `Run` on a seeded input of `input`'s shape.
+    pub fn prepare_file(
+        &self,
+        path: &std::path::Path,
+        input: crate::op::Tensor,
+    ) -> Result<Box<dyn Kernel>, BackendError> {
+        let err = |message: String| BackendError::Prepare {
+            key: path.display().to_string(),
+            message,
+        };
+        let session = self.session(ModelSource::File(path), None).map_err(err)?;
+        let name = session
+            .inputs()
+            .first()
+            .map(|i| i.name().to_string())
+            .ok_or_else(|| err("the model has no input".into()))?;
+        let mut rng = crate::rng::SplitMix64::new(1);
+        let data: Vec<f32> = (0..input.numel()).map(|_| rng.uniform(1.0)).collect();
+        let x = Tensor::from_array((input.dims().map(|d| d as usize), data))
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Box::new(NetworkKernel {
+            session,
+            input_name: name,
+            inputs: vec![x],
+        }))
     }
 
     /// A whole network, timed end to end: the wall time of a `Run`, as a deployment pays it.
@@ -327,14 +361,20 @@ impl OrtRuntime {
             message,
         };
         let model = net.to_onnx().map_err(|e| err(e.to_string()))?;
-        let session = self.session(&model.to_bytes(), None).map_err(err)?;
+        let session = self
+            .session(ModelSource::Bytes(&model.to_bytes()), None)
+            .map_err(err)?;
         let first = net
             .nodes
             .first()
             .map(|n| n.op)
             .ok_or_else(|| err("the network is empty".into()))?;
         let inputs = input_tensors(&first, &onnx::op_inputs(&first, 1)[..1]).map_err(err)?;
-        Ok(Box::new(NetworkKernel { session, inputs }))
+        Ok(Box::new(NetworkKernel {
+            session,
+            input_name: onnx::INPUT_NAMES[0].into(),
+            inputs,
+        }))
     }
 
     /// Run a whole network once and return its output (conformance checks).
@@ -348,7 +388,9 @@ impl OrtRuntime {
             message,
         };
         let model = net.to_onnx().map_err(|e| err(e.to_string()))?;
-        let mut session = self.session(&model.to_bytes(), None).map_err(err)?;
+        let mut session = self
+            .session(ModelSource::Bytes(&model.to_bytes()), None)
+            .map_err(err)?;
         let dims = net.input.dims().map(|d| d as usize);
         let x = Tensor::from_array((dims, input.to_vec())).map_err(|e| err(e.to_string()))?;
         let out = session
@@ -371,7 +413,9 @@ impl OrtRuntime {
             message,
         };
         let model = onnx::op_model(op).map_err(|e| err(e.to_string()))?;
-        let mut session = self.session(&model.to_bytes(), None).map_err(err)?;
+        let mut session = self
+            .session(ModelSource::Bytes(&model.to_bytes()), None)
+            .map_err(err)?;
         let tensors = input_tensors(op, inputs).map_err(err)?;
         let feed: Vec<(&str, &Tensor<f32>)> = onnx::INPUT_NAMES
             .iter()
@@ -440,8 +484,12 @@ impl Backend for OrtRuntime {
             .profile_dir
             .join(format!("op{}", SESSIONS.fetch_add(1, Ordering::Relaxed)));
         let bytes = model.to_bytes();
-        let plain = self.session(&bytes, None).map_err(err)?;
-        let profiled = self.session(&bytes, Some(&prefix)).map_err(err)?;
+        let plain = self
+            .session(ModelSource::Bytes(&bytes), None)
+            .map_err(err)?;
+        let profiled = self
+            .session(ModelSource::Bytes(&bytes), Some(&prefix))
+            .map_err(err)?;
         let inputs = input_tensors(op, &onnx::op_inputs(op, 0)).map_err(err)?;
         Ok(Box::new(OrtKernel {
             plain,
@@ -532,12 +580,19 @@ impl Kernel for OrtKernel {
 /// A whole network in one plain session.
 struct NetworkKernel {
     session: Session,
+    input_name: String,
     inputs: Vec<Tensor<f32>>,
+}
+
+/// Where a session's model comes from.
+enum ModelSource<'a> {
+    Bytes(&'a [u8]),
+    File(&'a std::path::Path),
 }
 
 impl Kernel for NetworkKernel {
     fn run(&mut self) -> Result<Duration, KernelError> {
-        let feed: Vec<(&str, &Tensor<f32>)> = vec![(onnx::INPUT_NAMES[0], &self.inputs[0])];
+        let feed: Vec<(&str, &Tensor<f32>)> = vec![(self.input_name.as_str(), &self.inputs[0])];
         let start = Instant::now();
         let out = self
             .session

@@ -297,6 +297,7 @@ impl GraphBuilder {
                 k: 1,
                 stride: 1,
                 groups: 1,
+                pad: None,
                 pre_act: Activation::None,
                 act: Activation::Relu,
             };

@@ -84,6 +84,9 @@ pub struct AttributeProto {
     pub floats: Vec<f32>,
     #[prost(int64, repeated, tag = "8")]
     pub ints: Vec<i64>,
+    /// A tensor value (the `Constant` node's `value`).
+    #[prost(message, optional, tag = "5")]
+    pub t: Option<TensorProto>,
 }
 
 /// `TensorProto.DataType` values hwnas uses.
@@ -140,6 +143,9 @@ pub struct TensorShapeProto {
 pub struct Dimension {
     #[prost(int64, tag = "1")]
     pub dim_value: i64,
+    /// A symbolic dimension (`batch_size`): `dim_value` is then 0.
+    #[prost(string, tag = "2")]
+    pub dim_param: String,
 }
 
 impl TensorProto {
@@ -198,7 +204,13 @@ impl ValueInfoProto {
                 tensor_type: Some(TypeProtoTensor {
                     elem_type: data_type::FLOAT,
                     shape: Some(TensorShapeProto {
-                        dim: dims.iter().map(|&d| Dimension { dim_value: d }).collect(),
+                        dim: dims
+                            .iter()
+                            .map(|&d| Dimension {
+                                dim_value: d,
+                                ..Default::default()
+                            })
+                            .collect(),
                     }),
                 }),
             }),

@@ -189,6 +189,7 @@ fn stem_ops(resolution: u32) -> (Vec<Op>, Tensor) {
         k: 3,
         stride: 2,
         groups: 1,
+        pad: None,
         pre_act: Activation::None,
         act: Activation::HSwish,
     });
@@ -230,6 +231,7 @@ fn head_ops(x: Tensor) -> Vec<Op> {
             k: 1,
             stride: 1,
             groups: 1,
+            pad: None,
             pre_act: Activation::None,
             act: Activation::HSwish,
         })

@@ -68,6 +68,7 @@ fn relu_conv_bn(input: Tensor, cout: u32, k: u32, stride: u32) -> Op {
         k,
         stride,
         groups: 1,
+        pad: None,
         pre_act: Activation::Relu,
         act: Activation::None,
     })
@@ -214,6 +215,7 @@ fn push_reduction(net: &mut Network, x: Value, t: Tensor, cout: u32) -> Value {
         k: 1,
         stride: 1,
         groups: 1,
+        pad: None,
         pre_act: Activation::None,
         act: Activation::None,
     });
@@ -232,6 +234,7 @@ fn skeleton() -> (Op, [Tensor; 3], Vec<Op>) {
         k: 3,
         stride: 1,
         groups: 1,
+        pad: None,
         pre_act: Activation::None,
         act: Activation::None,
     });
