@@ -14,7 +14,7 @@ use hwnas_profiler::network::Network;
 use hwnas_profiler::table::LatencyTable;
 use serde::{Deserialize, Serialize};
 
-use crate::calibrate::{Calibration, Form, OP_COUNT};
+use crate::calibrate::{Calibration, Form, OP_COUNT, WEIGHT_OP_COUNT};
 use crate::regress::{Comparison, OpRegressor};
 
 pub const SCHEMA: &str = "hwnas-latency-model/2";
@@ -49,6 +49,9 @@ pub struct LatencyModel {
     /// The calibration's cost per executed op, in µs; rebuilt on load.
     #[serde(skip)]
     per_op_us: f64,
+    /// The calibration's cost per op with weights (ONNX-model calibrations), in µs.
+    #[serde(skip)]
+    per_weight_op_us: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +220,7 @@ impl LatencyModel {
             index: HashMap::default(),
             slot_coefficients: Vec::new(),
             per_op_us: 0.0,
+            per_weight_op_us: 0.0,
         };
         m.rebuild();
         m
@@ -224,11 +228,14 @@ impl LatencyModel {
 
     /// Rebuild the fast lookup after `ops` or `calibration` changed.
     pub fn rebuild(&mut self) {
-        self.per_op_us = self
-            .calibration
-            .as_ref()
-            .and_then(|c| c.coefficient(OP_COUNT))
-            .unwrap_or(0.0);
+        let count = |k| {
+            self.calibration
+                .as_ref()
+                .and_then(|c| c.coefficient(k))
+                .unwrap_or(0.0)
+        };
+        self.per_op_us = count(OP_COUNT);
+        self.per_weight_op_us = count(WEIGHT_OP_COUNT);
         self.index = self
             .ops
             .iter()
@@ -323,6 +330,9 @@ impl LatencyModel {
                 Some((us, _)) => {
                     *sums.entry(KINDS[t.slot()].to_string()).or_insert(0.0) += us;
                     *sums.entry(OP_COUNT.to_string()).or_insert(0.0) += 1.0;
+                    if op.params() > 0 {
+                        *sums.entry(WEIGHT_OP_COUNT.to_string()).or_insert(0.0) += 1.0;
+                    }
                 }
                 None if !missing.contains(&op.key()) => missing.push(op.key()),
                 None => {}
@@ -356,7 +366,7 @@ impl LatencyModel {
             low += lo;
             high += hi;
             if source != Source::Free {
-                scaled += us * self.slot_coefficients[t.slot()] + self.per_op_us;
+                scaled += us * self.slot_coefficients[t.slot()] + self.op_cost(op);
             }
             per_op.push((op.key(), us, source));
         }
@@ -386,6 +396,16 @@ impl LatencyModel {
         })
     }
 
+    /// The calibration's fixed cost of running `op` inside a network.
+    fn op_cost(&self, op: &Op) -> f64 {
+        // Models calibrated on a space never have a per-weight-op cost: skip `params` then.
+        if self.per_weight_op_us != 0.0 && op.params() > 0 {
+            self.per_op_us + self.per_weight_op_us
+        } else {
+            self.per_op_us
+        }
+    }
+
     /// The fast path for search: the calibrated latency in µs of a network whose ops are all
     /// in the table, or `None` if one is not. No allocation.
     pub fn predict_fast(&self, terms: &[Term]) -> Option<f64> {
@@ -395,7 +415,7 @@ impl LatencyModel {
                 continue;
             }
             let v = self.index.get(&t.op)?;
-            scaled += v[0] * self.slot_coefficients[t.slot()] + self.per_op_us;
+            scaled += v[0] * self.slot_coefficients[t.slot()] + self.op_cost(&t.op);
         }
         Some(self.calibration.as_ref().map_or(0.0, |c| c.intercept_us) + scaled)
     }

@@ -239,7 +239,7 @@ pub enum Op {
     /// ShuffleNet's channel shuffle: reshape to `N x g x C/g x H x W`, swap the two channel axes,
     /// reshape back.
     Shuffle(Shuffle),
-    /// The first `cout` channels of a tensor (one output of a channel split).
+    /// `cout` channels of a tensor from channel `start` on (one output of a channel split).
     Slice(Slice),
     /// Softmax over the channels.
     Softmax(Tensor),
@@ -263,6 +263,8 @@ pub struct Shuffle {
 pub struct Slice {
     pub input: Tensor,
     pub cout: u32,
+    /// The first channel taken (the key's `at`, left out when 0).
+    pub start: u32,
 }
 
 /// Why an op or a key is invalid.
@@ -687,10 +689,10 @@ impl Op {
                 }
             }
             Op::Slice(s) => {
-                if s.cout == 0 || s.cout >= s.input.c {
+                if s.cout == 0 || s.cout >= s.input.c || s.start + s.cout > s.input.c {
                     return invalid(format!(
-                        "out ({}) must be between 1 and the input channels ({}) - 1",
-                        s.cout, s.input.c
+                        "out ({}) from channel {} must fit in the input's {} channels, and be fewer",
+                        s.cout, s.start, s.input.c
                     ));
                 }
             }
@@ -744,7 +746,8 @@ impl Op {
             Op::Act(a) => format!("act-in:{}-act:{}-bn:{}", a.input, a.act, b(a.bn)),
             Op::Concat(c) => format!("concat-in:{}-out:{}", c.input, c.cout),
             Op::Shuffle(s) => format!("shuffle-in:{}-g:{}", s.input, s.groups),
-            Op::Slice(s) => format!("slice-in:{}-out:{}", s.input, s.cout),
+            Op::Slice(s) if s.start == 0 => format!("slice-in:{}-out:{}", s.input, s.cout),
+            Op::Slice(s) => format!("slice-in:{}-out:{}-at:{}", s.input, s.cout, s.start),
             Op::GlobalAvgPool(t)
             | Op::Add(t)
             | Op::Skip(t)
@@ -831,6 +834,7 @@ impl Op {
             "slice" => Op::Slice(Slice {
                 input,
                 cout: fields.num("out")?,
+                start: fields.optional_num("at")?.unwrap_or(0),
             }),
             other => return Err(OpError::UnknownKind(other.into())),
         };
@@ -1039,6 +1043,9 @@ mod tests {
         let shuffle = Op::from_key("shuffle-in:1x64x28x28-g:2").unwrap();
         assert_eq!(shuffle.output(), t);
         let slice = Op::from_key("slice-in:1x64x28x28-out:32").unwrap();
+        let second = Op::from_key("slice-in:1x64x28x28-out:32-at:32").unwrap();
+        assert_ne!(slice, second);
+        assert_eq!(second.key(), "slice-in:1x64x28x28-out:32-at:32");
         assert_eq!(slice.bytes(), (64 + 32) * 28 * 28 * 4);
         let scale = Op::from_key("scale-in:1x64x28x28").unwrap();
         assert_eq!(scale.bytes_in(), (64 * 28 * 28 + 64) * 4);
@@ -1047,6 +1054,7 @@ mod tests {
             "concat-in:1x64x28x28-out:64",
             "shuffle-in:1x63x28x28-g:2",
             "slice-in:1x64x28x28-out:64",
+            "slice-in:1x64x28x28-out:32-at:40",
         ] {
             assert!(Op::from_key(bad).is_err(), "{bad}");
         }

@@ -102,6 +102,7 @@ const CASES: &[&str] = &[
     "shuffle-in:1x12x4x4-g:3",
     "shuffle-in:2x116x7x7-g:2",
     "slice-in:2x12x4x4-out:5",
+    "slice-in:2x12x4x4-out:5-at:7",
     "softmax-in:2x1000x1x1",
 ];
 
@@ -294,4 +295,29 @@ fn a_lost_device_is_a_clear_error() {
         .expect_err("a destroyed device cannot run")
         .to_string();
     assert!(err.to_lowercase().contains("lost"), "{err}");
+}
+
+/// Imported models: the five CNN families of `onnx::zoo` (Pad, Split, ReduceMean, ceil-mode
+/// pools, Reshape/Transpose shuffles, Gemm heads), as written, on wgpu against ORT.
+#[test]
+fn zoo_models_match_onnx_runtime() {
+    let (g, o) = (gpu(), ort());
+    for family in hwnas_profiler::onnx::zoo::FAMILIES {
+        let model = hwnas_profiler::onnx::zoo::build(family, 64).unwrap();
+        let input = hwnas_profiler::op::Tensor::new(1, 3, 64, 64);
+        let mut rng = SplitMix64::new(4);
+        let x: Vec<f32> = (0..input.numel()).map(|_| rng.uniform(1.0)).collect();
+        let want = o.infer_model(&model, input, &x).unwrap();
+        let got = g
+            .infer(&model, &[x])
+            .unwrap_or_else(|e| panic!("{family}: {e}"));
+        assert_eq!(got.len(), want.len(), "{family}");
+        let (ratio, i) = worst(&got, &want);
+        assert!(
+            ratio <= 1.0,
+            "{family}: output {i}: wgpu {} vs ORT {} ({ratio:.1}x the tolerance)",
+            got[i],
+            want[i]
+        );
+    }
 }

@@ -43,6 +43,7 @@ const CASES: &[&str] = &[
     "concat-in:1x8x5x5-out:20",
     "shuffle-in:1x12x4x4-g:3",
     "slice-in:1x12x4x4-out:5",
+    "slice-in:1x12x4x4-out:5-at:6",
     "softmax-in:2x10x1x1",
 ];
 

@@ -8,6 +8,7 @@ use hwnas_profiler::device::{BackendKind, DeviceProfile};
 use hwnas_profiler::gpu::runtime::GpuRuntime;
 use hwnas_profiler::measure::{Kernel, MeasureConfig, measure_group};
 use hwnas_profiler::network::Network;
+use hwnas_profiler::op::Tensor;
 use hwnas_profiler::stats::Stats;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -23,6 +24,24 @@ impl Runtime {
             Runtime::Ort(rt) => rt.prepare_network(net),
             Runtime::Gpu(rt) => rt.prepare_network(net),
         }
+    }
+
+    /// A user's ONNX file with an input of `input`'s shape. ORT loads the file itself (external
+    /// data included); the GPU runs hwnas's kernels on the file's own weights.
+    fn prepare_file(
+        &self,
+        path: &std::path::Path,
+        input: Tensor,
+    ) -> anyhow::Result<Box<dyn Kernel>> {
+        Ok(match self {
+            Runtime::Ort(rt) => rt.prepare_file(path, input)?,
+            Runtime::Gpu(rt) => {
+                let model = hwnas_profiler::onnx::import::read_model(path)?;
+                let mut rng = hwnas_profiler::rng::SplitMix64::new(1);
+                let data = (0..input.numel()).map(|_| rng.uniform(1.0)).collect();
+                rt.prepare_model(&model, &path.display().to_string(), data)?
+            }
+        })
     }
 
     /// A network's latency as the device's table rows count an op's: ORT's wall time of a
@@ -64,6 +83,23 @@ pub fn open_device(
     let profile = DeviceProfile::load(path)?;
     let rt = runtime(&profile, path, library)?;
     Ok((profile, rt))
+}
+
+/// Latency statistics of each ONNX file (one at a time: they are whole models).
+pub fn measure_files(
+    rt: &Runtime,
+    files: &[(std::path::PathBuf, Tensor)],
+    cfg: &MeasureConfig,
+) -> anyhow::Result<Vec<Stats>> {
+    let mut out = Vec::with_capacity(files.len());
+    for (path, input) in files {
+        let mut kernels = vec![rt.prepare_file(path, *input)?];
+        let m = measure_group(&mut kernels, cfg)
+            .remove(0)
+            .map_err(|e| anyhow::anyhow!("measuring {}: {e}", path.display()))?;
+        out.push(rt.latency(&m));
+    }
+    Ok(out)
 }
 
 /// Latency statistics of each network, measured in interleaved groups, with a progress bar

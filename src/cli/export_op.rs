@@ -32,23 +32,52 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `hwnas export`: a whole architecture as one ONNX model.
+/// `hwnas export`: a whole architecture, or a common CNN, as one ONNX model.
 #[derive(clap::Args)]
 pub struct NetArgs {
     /// Search space: nb201 or mbv3.
-    #[arg(long)]
-    space: String,
+    #[arg(long, required_unless_present = "family", requires = "arch")]
+    space: Option<String>,
     /// Architecture encoding.
     #[arg(long)]
-    arch: String,
+    arch: Option<String>,
+    /// Or a common CNN written as torch.onnx.export writes it: resnet18, mobilenetv2,
+    /// mobilenetv3, shufflenetv2, squeezenet (seeded weights).
+    #[arg(long, conflicts_with = "space")]
+    family: Option<String>,
+    /// Input resolution of a --family model.
+    #[arg(long, default_value_t = 224)]
+    resolution: u32,
     /// Where to write the ONNX model.
     #[arg(long)]
     out: PathBuf,
 }
 
 pub fn run_network(args: NetArgs) -> anyhow::Result<ExitCode> {
-    let space = hwnas_search::space::builtin(&args.space)?;
-    let net = space.network(&args.arch)?;
+    if let Some(family) = &args.family {
+        if !(32..=4096).contains(&args.resolution) {
+            anyhow::bail!(
+                "--resolution {} must be between 32 and 4096",
+                args.resolution
+            );
+        }
+        let model = onnx::zoo::build(family, args.resolution).map_err(anyhow::Error::msg)?;
+        std::fs::write(&args.out, model.to_bytes())
+            .with_context(|| format!("cannot write {}", args.out.display()))?;
+        println!(
+            "wrote {} ({family}, {} ONNX nodes, input `input` of shape [1, 3, {r}, {r}], opset {})",
+            args.out.display(),
+            model.graph.as_ref().map_or(0, |g| g.node.len()),
+            onnx::build::OPSET,
+            r = args.resolution
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(space), Some(arch)) = (&args.space, &args.arch) else {
+        anyhow::bail!("give --space and --arch, or --family");
+    };
+    let space = hwnas_search::space::builtin(space)?;
+    let net = space.network(arch)?;
     let model = net.to_onnx()?;
     std::fs::write(&args.out, model.to_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))?;

@@ -36,6 +36,10 @@ pub struct Args {
     /// Search space of the calibration networks (default: the table's space).
     #[arg(long)]
     space: Option<String>,
+    /// Calibrate on these ONNX models (repeatable; at least 4) measured end to end, instead of
+    /// networks sampled from a space: for predicting models outside any search space.
+    #[arg(long, value_name = "FILE")]
+    calibrate_onnx: Vec<PathBuf>,
     /// Seed of the held-out split and of the calibration sample.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -93,7 +97,43 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     model.regressor = Some(OpRegressor::fit(family, &rows)?);
     println!("unseen shapes: {}", family.name());
 
-    if args.calibrate > 0 {
+    if !args.calibrate_onnx.is_empty() {
+        let device = args
+            .device
+            .as_ref()
+            .context("--calibrate-onnx measures the models end to end: give --device")?;
+        let (profile, rt) = e2e::open_device(device, args.ort_library.as_deref())?;
+        let mut files = Vec::new();
+        let mut samples = Vec::new();
+        for path in &args.calibrate_onnx {
+            let m = super::onnx_model::load(path, Default::default())?;
+            samples.push(model.kind_sums(&Term::of_network(&m.network))?);
+            files.push((path.clone(), m.network.input));
+        }
+        let measured = e2e::measure_files(&rt, &files, &profile.measure)?;
+        let samples: Vec<_> = samples
+            .into_iter()
+            .zip(&measured)
+            .map(|(sums, m)| (sums, m.median))
+            .collect();
+        let cal = Calibration::fit_models(&samples)?;
+        report_calibration(&cal, "ONNX models");
+        if cal.loo_rmspe > NOISY_CALIBRATION {
+            eprintln!(
+                "note: leaving one model out, the others predict it with {:.1}% RMS error: few or \
+                 very different models (or a busy machine) make the scale uncertain; 16 or more \
+                 models of several families gave 5-9% here",
+                100.0 * cal.loo_rmspe
+            );
+        }
+        model.calibration_archs = args
+            .calibrate_onnx
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        model.calibration = Some(cal);
+        model.rebuild();
+    } else if args.calibrate > 0 {
         let device = args.device.as_ref().context(
             "--calibrate measures networks end to end: give --device (or --calibrate 0)",
         )?;
@@ -119,22 +159,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|(n, m)| Ok((model.kind_sums(&Term::of_network(n))?, m.median)))
             .collect::<Result<Vec<_>, hwnas_predictor::ModelError>>()?;
         let cal = Calibration::fit(&samples)?;
-        println!(
-            "calibrated on {} {} networks measured end to end: {:?} form, intercept {:.1} us, \
-             coefficients {}; leave-one-out RMSPE {:.2}%, 95% interval ±{:.1}%",
-            cal.networks,
-            space.name(),
-            cal.form,
-            cal.intercept_us,
-            cal.kinds
-                .iter()
-                .zip(&cal.coefficients)
-                .map(|(k, c)| format!("{k} {c:.3}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            100.0 * cal.loo_rmspe,
-            100.0 * cal.interval_rel
-        );
+        report_calibration(&cal, &format!("{} networks", space.name()));
         if cal.loo_rmspe > NOISY_CALIBRATION {
             eprintln!(
                 "warning: the calibration's leave-one-out error is {:.1}%; on a steady machine it \
@@ -151,4 +176,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     model.save(&args.out)?;
     println!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn report_calibration(cal: &Calibration, what: &str) {
+    println!(
+        "calibrated on {} {what} measured end to end: {:?} form, intercept {:.1} us, \
+         coefficients {}; leave-one-out RMSPE {:.2}%, 95% interval ±{:.1}%",
+        cal.networks,
+        cal.form,
+        cal.intercept_us,
+        cal.kinds
+            .iter()
+            .zip(&cal.coefficients)
+            .map(|(k, c)| format!("{k} {c:.3}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        100.0 * cal.loo_rmspe,
+        100.0 * cal.interval_rel
+    );
 }

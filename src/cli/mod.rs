@@ -9,6 +9,7 @@ mod e2e;
 mod export_op;
 mod fit;
 mod lut;
+mod onnx_model;
 mod predict;
 mod profile;
 mod search;

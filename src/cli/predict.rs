@@ -9,6 +9,8 @@ use hwnas_predictor::{LatencyModel, Term};
 use hwnas_profiler::table::LatencyTable;
 use hwnas_search::space::builtin;
 
+use super::onnx_model::{self, OnnxArgs};
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Latency model of the target device (from `hwnas fit`): calibrated, with uncertainty.
@@ -18,12 +20,14 @@ pub struct Args {
     #[arg(long)]
     table: Option<PathBuf>,
     /// Search space the architectures belong to: nb201 or mbv3.
-    #[arg(long)]
-    space: String,
+    #[arg(long, required_unless_present = "onnx", requires = "arch")]
+    space: Option<String>,
     /// Architecture encoding (repeatable): an nb201 arch string, or `r224-d...-k...-e...` for mbv3.
-    #[arg(long, required = true)]
+    #[arg(long, requires = "space")]
     arch: Vec<String>,
-    /// Also list every op with its latency and where it came from.
+    #[command(flatten)]
+    onnx: OnnxArgs,
+    /// Also list every op with its latency and where it came from (always, with --onnx).
     #[arg(long)]
     per_op: bool,
     /// Print JSON instead of text.
@@ -41,7 +45,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
         (None, None) => unreachable!("clap requires --model or --table"),
     };
-    let space = builtin(&args.space)?;
+    if !args.onnx.onnx.is_empty() {
+        return predict_onnx(&args, &model, path);
+    }
+    let space = builtin(
+        args.space
+            .as_deref()
+            .context("give --space and --arch, or --onnx")?,
+    )?;
     if let Some(s) = model.space.as_deref()
         && s != space.name()
     {
@@ -109,6 +120,60 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("    {us:>10.1} us  {source:?}  {key}");
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `predict --onnx`: each model's total, and its layers one by one.
+fn predict_onnx(
+    args: &Args,
+    model: &LatencyModel,
+    path: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let mut json = Vec::new();
+    for file in &args.onnx.onnx {
+        let m = onnx_model::load(file, args.onnx.options())?;
+        let (p, layers) = onnx_model::predict(model, &m, file)?;
+        if args.json {
+            json.push(serde_json::json!({
+                "onnx": file, "device": model.device, "input": m.network.input.to_string(),
+                "latency_us": p.latency_us, "low_us": p.low_us, "high_us": p.high_us, "sum_us": p.sum_us,
+                "calibrated": p.calibrated, "layers": onnx_model::layers_json(&layers),
+                "unmapped": onnx_model::unmapped_json(&m), "notes": m.notes,
+            }));
+            continue;
+        }
+        println!("{}", onnx_model::summary_line(file, &m));
+        println!(
+            "  predicted {:.3} ms [{:.3}, {:.3}] on `{}` ({}; ops sum {:.3} ms)",
+            p.latency_us / 1e3,
+            p.low_us / 1e3,
+            p.high_us / 1e3,
+            model.device,
+            if p.calibrated {
+                format!(
+                    "calibrated on {} networks",
+                    model.space.as_deref().unwrap_or("the model's")
+                )
+            } else {
+                "lookup-table sum".into()
+            },
+            p.sum_us / 1e3
+        );
+        let predicted = layers
+            .iter()
+            .filter(|l| l.source == hwnas_predictor::model::Source::Regressed)
+            .count();
+        println!(
+            "  {} of {} layers measured in {}, {predicted} predicted by the regressor",
+            layers.len() - predicted,
+            layers.len(),
+            path.display()
+        );
+        onnx_model::print_layers(&layers, p.sum_us);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -18,17 +18,22 @@ use hwnas_profiler::{Op, host};
 use hwnas_search::space::builtin;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::onnx_model::OnnxArgs;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Device profile (TOML): backend, execution provider, threads, measurement settings.
     #[arg(long)]
     device: PathBuf,
     /// Profile every distinct op of this search space (nb201, mbv3).
-    #[arg(long, required_unless_present = "op")]
+    #[arg(long, required_unless_present_any = ["op", "onnx"])]
     space: Option<String>,
     /// Profile this op key (repeatable), instead of or on top of a space.
     #[arg(long)]
     op: Vec<String>,
+    /// Profile exactly the ops these ONNX models need (`--onnx` is repeatable).
+    #[command(flatten)]
+    onnx: OnnxArgs,
     /// The latency table to write (CSV).
     #[arg(long)]
     out: PathBuf,
@@ -63,6 +68,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut ops: Vec<Op> = Vec::new();
     if let Some(name) = &args.space {
         ops.extend(builtin(name)?.ops().into_iter().filter(|o| !o.is_free()));
+    }
+    for path in &args.onnx.onnx {
+        let m = super::onnx_model::load(path, args.onnx.options())?;
+        ops.extend(m.network.ops().filter(|o| !o.is_free()));
     }
     for key in &args.op {
         let op = Op::from_key(key).with_context(|| format!("--op `{key}`"))?;
@@ -199,9 +208,21 @@ fn metadata(profile: &DeviceProfile, args: &Args, backend: &dyn Backend) -> Meta
         ("precision".into(), profile.precision.clone()),
         (
             "space".into(),
-            args.space
-                .clone()
-                .unwrap_or_else(|| "(ops given with --op)".into()),
+            match (&args.space, args.onnx.onnx.is_empty()) {
+                (Some(space), _) => space.clone(),
+                (None, false) => format!(
+                    "onnx:{}",
+                    args.onnx
+                        .onnx
+                        .iter()
+                        .map(|p| p.file_name().map_or(p.display().to_string(), |f| f
+                            .to_string_lossy()
+                            .into_owned()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                (None, true) => "(ops given with --op)".into(),
+            },
         ),
         (
             "tool_version".into(),

@@ -14,6 +14,7 @@ use hwnas_search::space::builtin;
 use serde_json::json;
 
 use super::e2e;
+use super::onnx_model::{self, OnnxArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -45,10 +46,17 @@ pub struct Args {
     /// The ONNX Runtime library, overriding the profile and $ORT_DYLIB_PATH.
     #[arg(long)]
     ort_library: Option<PathBuf>,
+    /// Validate on these ONNX models instead of sampled networks: each is measured end to end
+    /// as the file stands and compared with the prediction from its mapped layers.
+    #[command(flatten)]
+    onnx: OnnxArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let model = LatencyModel::load(&args.model)?;
+    if !args.onnx.onnx.is_empty() {
+        return validate_onnx(&args, &model);
+    }
     let space_name = args
         .space
         .clone()
@@ -205,5 +213,59 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         json_path.display(),
         svg_path.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `validate --onnx`: each model predicted from its mapped layers and measured end to end.
+fn validate_onnx(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode> {
+    let (profile, rt) = e2e::open_device(&args.device, args.ort_library.as_deref())?;
+    let mut rows = Vec::new();
+    for file in &args.onnx.onnx {
+        let m = onnx_model::load(file, args.onnx.options())?;
+        let (p, layers) = onnx_model::predict(model, &m, file)?;
+        let regressed = layers
+            .iter()
+            .filter(|l| l.source == hwnas_predictor::model::Source::Regressed)
+            .count();
+        let measured =
+            e2e::measure_files(&rt, &[(file.clone(), m.network.input)], &profile.measure)?
+                .remove(0);
+        rows.push(json!({
+            "onnx": file, "input": m.network.input.to_string(), "ops": layers.len(),
+            "ops_from_regressor": regressed, "unmapped": m.unmapped.len(),
+            "predicted_us": p.latency_us, "low_us": p.low_us, "high_us": p.high_us, "sum_us": p.sum_us,
+            "measured_us": measured.median, "measured_p10_us": measured.p10, "measured_p90_us": measured.p90,
+            "error": p.latency_us / measured.median - 1.0,
+        }));
+    }
+    let report = json!({
+        "model": args.model.display().to_string(), "device": profile.name,
+        "calibrated": model.calibration.is_some(), "models": rows,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "ONNX models on `{}`, predicted by {}:",
+        profile.name,
+        args.model.display()
+    );
+    println!(
+        "  {:>12} {:>12} {:>8}  {:>6} {:>9} {:>8}  model",
+        "predicted ms", "measured ms", "error", "ops", "regressed", "unmapped"
+    );
+    for r in &rows {
+        println!(
+            "  {:>12.3} {:>12.3} {:>+7.1}%  {:>6} {:>9} {:>8}  {}",
+            r["predicted_us"].as_f64().unwrap_or(f64::NAN) / 1e3,
+            r["measured_us"].as_f64().unwrap_or(f64::NAN) / 1e3,
+            100.0 * r["error"].as_f64().unwrap_or(f64::NAN),
+            r["ops"].as_u64().unwrap_or(0),
+            r["ops_from_regressor"].as_u64().unwrap_or(0),
+            r["unmapped"].as_u64().unwrap_or(0),
+            r["onnx"].as_str().unwrap_or("?")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -402,6 +402,36 @@ impl OrtRuntime {
         Ok((shape.to_vec(), data.to_vec()))
     }
 
+    /// Run any one-input model once and return its first output (conformance checks).
+    pub fn infer_model(
+        &self,
+        model: &crate::onnx::ModelProto,
+        input: crate::op::Tensor,
+        data: &[f32],
+    ) -> Result<Vec<f32>, BackendError> {
+        let err = |message: String| BackendError::Prepare {
+            key: model.doc_string.clone(),
+            message,
+        };
+        let mut session = self
+            .session(ModelSource::Bytes(&model.to_bytes()), None)
+            .map_err(err)?;
+        let name = session
+            .inputs()
+            .first()
+            .map(|i| i.name().to_string())
+            .ok_or_else(|| err("the model has no input".into()))?;
+        let x = Tensor::from_array((input.dims().map(|d| d as usize), data.to_vec()))
+            .map_err(|e| err(e.to_string()))?;
+        let out = session
+            .run(vec![(name.as_str(), &x)])
+            .map_err(|e| err(e.to_string()))?;
+        let (_, values) = out[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| err(e.to_string()))?;
+        Ok(values.to_vec())
+    }
+
     /// Run an op's model once on the given inputs and return its output (conformance checks).
     pub fn infer(
         &self,

@@ -341,6 +341,9 @@ struct Lowering {
     producer: HashMap<usize, usize>,
     /// int64 constants (shapes, slice bounds).
     ints: HashMap<String, Vec<i64>>,
+    /// A value that is a zero-padded other value: (source, top, left, bottom, right), left for
+    /// the conv or pool that reads it to fold into its own padding.
+    padded: HashMap<String, (usize, [u32; 4])>,
 }
 
 fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
@@ -387,7 +390,10 @@ impl Lowering {
             why,
         };
         if node.output.len() != 1
-            && !matches!(node.op_type.as_str(), "Dropout" | "BatchNormalization")
+            && !matches!(
+                node.op_type.as_str(),
+                "Dropout" | "BatchNormalization" | "Split"
+            )
         {
             return Err(bad(format!("{} outputs; one expected", node.output.len())));
         }
@@ -483,6 +489,99 @@ impl Lowering {
             }
             "Conv" => {
                 self.conv(node, &out).map_err(bad)?;
+                Ok(1)
+            }
+            "Pad" => {
+                let x = input(self, 0)?;
+                let pads = attr_ints(node, "pads")
+                    .or_else(|| node.input.get(1).and_then(|n| self.ints.get(n)).cloned());
+                let zero = node.input.get(2).filter(|n| !n.is_empty()).is_none_or(|n| {
+                    self.lookup(n)
+                        .and_then(|id| self.buffers[id].data.as_ref())
+                        .is_some_and(|d| d.iter().all(|&v| v == 0.0))
+                });
+                let constant =
+                    attr(node, "mode").is_none_or(|a| a.s.is_empty() || a.s == b"constant");
+                let readers_fold = nodes[i + 1..]
+                    .iter()
+                    .filter(|n| n.input.contains(&out))
+                    .all(|n| matches!(n.op_type.as_str(), "Conv" | "AveragePool" | "MaxPool"));
+                match pads.as_deref() {
+                    Some(&[0, 0, t, l, 0, 0, b, r])
+                        if zero
+                            && constant
+                            && readers_fold
+                            && [t, l, b, r].iter().all(|v| (0..64).contains(v)) =>
+                    {
+                        self.padded.insert(out, (x, [t, l, b, r].map(|v| v as u32)));
+                        Ok(1)
+                    }
+                    _ => Err(bad(
+                        "only a zero Pad of H and W read by convs or pools runs on the GPU".into(),
+                    )),
+                }
+            }
+            "ReduceMean" => {
+                let x = input(self, 0)?;
+                let dims = self.buffers[x].dims.clone();
+                let [n, c, h, w] = dims4(&dims).map_err(bad)?;
+                let mut axes = attr_ints(node, "axes")
+                    .or_else(|| node.input.get(1).and_then(|n| self.ints.get(n)).cloned())
+                    .unwrap_or_default();
+                for a in axes.iter_mut() {
+                    if *a < 0 {
+                        *a += 4;
+                    }
+                }
+                axes.sort_unstable();
+                if axes != [2, 3] {
+                    return Err(bad("only a mean over H and W runs on the GPU".into()));
+                }
+                let keep = attr(node, "keepdims").is_none_or(|a| a.i != 0);
+                let ydims = if keep { vec![n, c, 1, 1] } else { vec![n, c] };
+                let y = self.define(&out, ydims, None);
+                self.push(Step::GlobalAvgPool {
+                    x,
+                    y,
+                    planes: (n * c) as u32,
+                    hw: (h * w) as u32,
+                });
+                Ok(1)
+            }
+            "Split" => {
+                let x = input(self, 0)?;
+                let dims = self.buffers[x].dims.clone();
+                if attr(node, "axis").map_or(0, |a| a.i) != 1 || dims.len() < 2 {
+                    return Err(bad("only a Split along axis 1 runs on the GPU".into()));
+                }
+                let parts = node.output.len().max(1);
+                let sizes: Vec<usize> = attr_ints(node, "split")
+                    .or_else(|| node.input.get(1).and_then(|n| self.ints.get(n)).cloned())
+                    .map(|v| v.iter().map(|&s| s.max(0) as usize).collect())
+                    .unwrap_or_else(|| vec![dims[1] / parts; parts]);
+                if sizes.len() != parts || sizes.iter().sum::<usize>() != dims[1] {
+                    return Err(bad(format!(
+                        "split sizes {sizes:?} for {} channels",
+                        dims[1]
+                    )));
+                }
+                let rest: usize = dims[2..].iter().product();
+                let mut start = 0;
+                for (o, &size) in node.output.iter().zip(&sizes) {
+                    let mut ydims = dims.clone();
+                    ydims[1] = size;
+                    let y = self.define(o, ydims, None);
+                    let len = size * rest;
+                    self.push(Step::Copy {
+                        x,
+                        y,
+                        rows: dims[0] as u32,
+                        len: len as u32,
+                        src: ((start * rest) as u32, (dims[1] * rest) as u32),
+                        dst: (0, len as u32),
+                    });
+                    start += size;
+                }
                 Ok(1)
             }
             "Concat" => {
@@ -708,19 +807,38 @@ impl Lowering {
                 Ok(1)
             }
             "AveragePool" | "MaxPool" => {
-                let x = input(self, 0)?;
+                let (x, extra) = match self.padded.get(&node.input[0]) {
+                    Some(&(src, p)) => (src, p),
+                    None => (input(self, 0)?, [0; 4]),
+                };
                 let dims = self.buffers[x].dims.clone();
                 let [n, c, h, w] = dims4(&dims).map_err(bad)?;
                 let k = pair(attr_ints(node, "kernel_shape"), None).map_err(bad)?;
                 let stride = pair(attr_ints(node, "strides"), Some(1)).map_err(bad)?;
                 let (pad, pad_end) = pads(node).map_err(bad)?;
-                if attr(node, "ceil_mode").is_some_and(|a| a.i != 0)
-                    || attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1))
-                {
-                    return Err(bad("ceil_mode and dilations are not supported".into()));
+                let (pad, pad_end) = (
+                    (pad.0 + extra[0], pad.1 + extra[1]),
+                    (pad_end.0 + extra[2], pad_end.1 + extra[3]),
+                );
+                if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
+                    return Err(bad("dilations are not supported".into()));
                 }
-                let ho = out_size(h, k.0, stride.0, pad.0 + pad_end.0).map_err(bad)?;
-                let wo = out_size(w, k.1, stride.1, pad.1 + pad_end.1).map_err(bad)?;
+                let mut ho = out_size(h, k.0, stride.0, pad.0 + pad_end.0).map_err(bad)?;
+                let mut wo = out_size(w, k.1, stride.1, pad.1 + pad_end.1).map_err(bad)?;
+                if attr(node, "ceil_mode").is_some_and(|a| a.i != 0) {
+                    // One more window where the last one would start inside the input.
+                    let ceil = |size: usize, k: u32, s: u32, p0: u32, p1: u32, floor: u32| {
+                        let span = size as u32 + p0 + p1 - k;
+                        let n = span.div_ceil(s) + 1;
+                        if n > floor && (n - 1) * s < size as u32 + p0 {
+                            n
+                        } else {
+                            floor
+                        }
+                    };
+                    ho = ceil(h, k.0, stride.0, pad.0, pad_end.0, ho);
+                    wo = ceil(w, k.1, stride.1, pad.1, pad_end.1, wo);
+                }
                 let y = self.define(&out, vec![n, c, ho as usize, wo as usize], None);
                 self.push(Step::Pool(PoolStep {
                     x,
@@ -811,9 +929,11 @@ impl Lowering {
 
     fn conv(&mut self, node: &NodeProto, out: &str) -> Result<(), String> {
         let xname = node.input.first().ok_or("no input")?;
-        let (x, pre_act) = match self.deferred.remove(xname) {
-            Some((src, act)) => (src, act),
-            None => (
+        let extra = self.padded.get(xname).map_or([0; 4], |p| p.1);
+        let (x, pre_act) = match (self.deferred.remove(xname), self.padded.get(xname)) {
+            (Some((src, act)), _) => (src, act),
+            (None, Some(&(src, _))) => (src, Act::None),
+            (None, None) => (
                 self.lookup(xname)
                     .ok_or(format!("reads `{xname}`, which nothing produced"))?,
                 Act::None,
@@ -847,6 +967,10 @@ impl Lowering {
         }
         let stride = pair(attr_ints(node, "strides"), Some(1))?;
         let (pad, pad_end) = pads(node)?;
+        let (pad, pad_end) = (
+            (pad.0 + extra[0], pad.1 + extra[1]),
+            (pad_end.0 + extra[2], pad_end.1 + extra[3]),
+        );
         let ho = out_size(h, kh as u32, stride.0, pad.0 + pad_end.0)?;
         let wo = out_size(wi, kw as u32, stride.1, pad.1 + pad_end.1)?;
         let y = self.define(out, vec![n, cout, ho as usize, wo as usize], None);

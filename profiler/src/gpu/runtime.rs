@@ -262,7 +262,22 @@ impl GpuRuntime {
             .ok_or_else(|| err("the network is empty".into()))?;
         // The same seeded input ORT's end-to-end runs use.
         let input = onnx::op_inputs(&first, 1).swap_remove(0);
-        let program = self.program(&model, &[input]).map_err(err)?;
+        self.prepare_model(&model, &net.name, input)
+    }
+
+    /// Any model hwnas can lower (one input), timed like a network: all its kernels in one pass.
+    pub fn prepare_model(
+        &self,
+        model: &ModelProto,
+        name: &str,
+        input: Vec<f32>,
+    ) -> Result<Box<dyn Kernel>, BackendError> {
+        let program = self
+            .program(model, &[input])
+            .map_err(|message| BackendError::Prepare {
+                key: name.into(),
+                message,
+            })?;
         Ok(Box::new(self.kernel(program)))
     }
 

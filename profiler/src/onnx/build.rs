@@ -151,8 +151,8 @@ impl GraphBuilder {
                 self.node("Reshape", &[&p, &back], vec![])
             }
             Op::Slice(s) => {
-                let starts = self.int64_constant(&[0]);
-                let ends = self.int64_constant(&[s.cout as i64]);
+                let starts = self.int64_constant(&[s.start as i64]);
+                let ends = self.int64_constant(&[(s.start + s.cout) as i64]);
                 let axes = self.int64_constant(&[1]);
                 self.node("Slice", &[x, &starts, &ends, &axes], vec![])
             }

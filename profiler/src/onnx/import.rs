@@ -1043,6 +1043,7 @@ impl<'g> Mapper<'g> {
                 _ => None,
             }
         };
+        let mut start = 0i64;
         let sizes: Vec<i64> = if node.op_type == "Slice" {
             let (starts, ends) = (const_ints(self, 1), const_ints(self, 2));
             let axes = const_ints(self, 3).unwrap_or_else(|| vec![0]);
@@ -1054,7 +1055,8 @@ impl<'g> Mapper<'g> {
             }
             let c = shape.c as i64;
             let clamp = |v: i64| if v < 0 { (v + c).max(0) } else { v.min(c) };
-            vec![clamp(*e) - clamp(*s)]
+            start = clamp(*s);
+            vec![clamp(*e) - start]
         } else {
             if attr(node, "axis").map_or(0, |a| a.i) != 1 {
                 return unmapped("a Split that is not along channels");
@@ -1086,12 +1088,14 @@ impl<'g> Mapper<'g> {
                 self.act_val(o.as_str(), value, shape);
                 continue;
             }
-            let v = self.push(
-                Op::Slice(Slice { input: shape, cout }),
-                &[value],
-                vec![name.clone()],
-            )?;
+            let op = Op::Slice(Slice {
+                input: shape,
+                cout,
+                start: u32::try_from(start).unwrap_or(u32::MAX),
+            });
+            let v = self.push(op, &[value], vec![name.clone()])?;
             self.act_val(o.as_str(), v, out_shape);
+            start += size;
         }
         Ok(1)
     }
