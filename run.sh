@@ -2,7 +2,8 @@
 # The main job: set up what is missing; then, for both built-in search spaces, profile this
 # machine's CPU through ONNX Runtime, fit a latency model calibrated on networks measured end to
 # end, and validate it on other networks measured end to end; profile, fit and validate nb201 on
-# the GPU through wgpu; predict a few networks; search
+# the GPU through wgpu; map two ONNX CNNs to ops, profile, predict and measure them; predict a
+# few networks; search
 # both spaces for the Pareto front of accuracy vs latency on this CPU and re-measure the front.
 # Results go to runs/latest/ (override with HWNAS_OUT=dir); an interrupted run continues where
 # it stopped (delete the folder to measure again from scratch).
@@ -54,6 +55,17 @@ $hwnas predict --model "$out/cpu-mbv3.model.json" --space mbv3 \
     --arch r160-d22222-k33333333333333333333-e33333333333333333333 \
     --arch r224-d44444-k77777777777777777777-e66666666666666666666
 
+echo
+echo "== your own ONNX models: two common CNNs, their layers profiled, predicted and measured end to end"
+for family in resnet18 mobilenetv2; do
+    $hwnas export --family "$family" --resolution 224 --out "$out/$family.onnx"
+done
+onnx="--onnx $out/resnet18.onnx --onnx $out/mobilenetv2.onnx"
+$hwnas profile --device device_profiles/cpu.toml $onnx --out "$out/cpu-onnx.csv" --resume
+$hwnas predict --table "$out/cpu-onnx.csv" --onnx "$out/mobilenetv2.onnx"
+$hwnas fit --table "$out/cpu-onnx.csv" --calibrate 0 --out "$out/cpu-onnx.model.json"
+$hwnas validate --model "$out/cpu-onnx.model.json" --device device_profiles/cpu.toml $onnx
+
 # NAS-Bench-201's CIFAR-10 accuracies, where the shared data set is present.
 nb201_acc=../shared/data/nb201/cifar10_test_acc.csv
 if [[ -f $nb201_acc ]]; then accuracy="table:$nb201_acc"; else accuracy=proxy; fi
@@ -73,5 +85,5 @@ echo
 echo "== the mbv3 model as a per-choice latency table, for differentiable search"
 $hwnas lut export --model "$out/cpu-mbv3.model.json" --space mbv3 --resolution 224 --out "$out/cpu-mbv3.lut-224.json"
 echo
-echo "results in $out/: latency tables (cpu-*.csv, gpu-nb201.csv), models (*.model.json), validation reports and plots"
+echo "results in $out/: latency tables (cpu-*.csv, gpu-nb201.csv, cpu-onnx.csv), models (*.model.json), validation reports and plots"
 echo "(*.validate-*.json, *.svg), search fronts (search-*/front.csv, front.json, front.svg), a per-choice table (*.lut-224.json)"
