@@ -86,6 +86,24 @@ fn is_count(column: &str) -> bool {
     column == OP_COUNT || column == WEIGHT_OP_COUNT
 }
 
+/// Every column the samples have but `except`, sorted; at least four samples are needed.
+fn columns_of(samples: &[Sample], except: &str) -> Result<Vec<String>, CalibrationError> {
+    if samples.len() < 4 {
+        return Err(CalibrationError::TooFew {
+            need: 4,
+            got: samples.len(),
+        });
+    }
+    let mut kinds: Vec<String> = samples
+        .iter()
+        .flat_map(|s| s.0.keys().cloned())
+        .filter(|k| k != except)
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    Ok(kinds)
+}
+
 /// How strongly coefficients are pulled toward their priors (1 for latency sums, 0 for the op
 /// count), relative to each column's energy in the data. 0 is plain least squares.
 pub const DEFAULT_PRIOR_STRENGTH: f64 = 0.01;
@@ -101,19 +119,7 @@ impl Calibration {
         samples: &[Sample],
         prior_strength: f64,
     ) -> Result<Calibration, CalibrationError> {
-        if samples.len() < 4 {
-            return Err(CalibrationError::TooFew {
-                need: 4,
-                got: samples.len(),
-            });
-        }
-        let mut kinds: Vec<String> = samples
-            .iter()
-            .flat_map(|s| s.0.keys().cloned())
-            .filter(|k| k != WEIGHT_OP_COUNT)
-            .collect();
-        kinds.sort();
-        kinds.dedup();
+        let kinds = columns_of(samples, WEIGHT_OP_COUNT)?;
         let value = |s: &Sample, k: &str| s.0.get(k).copied().unwrap_or(0.0);
         let varies = |k: &String| {
             let v: Vec<f64> = samples.iter().map(|s| value(s, k)).collect();
@@ -154,19 +160,7 @@ impl Calibration {
     /// weightless shuffles and slices too) gave 10 of 20, and an intercept let the biggest
     /// models set a fixed cost of up to 2 ms that put small models off by up to 54%.
     pub fn fit_models(samples: &[Sample]) -> Result<Calibration, CalibrationError> {
-        if samples.len() < 4 {
-            return Err(CalibrationError::TooFew {
-                need: 4,
-                got: samples.len(),
-            });
-        }
-        let mut kinds: Vec<String> = samples
-            .iter()
-            .flat_map(|s| s.0.keys().cloned())
-            .filter(|k| k != OP_COUNT)
-            .collect();
-        kinds.sort();
-        kinds.dedup();
+        let kinds = columns_of(samples, OP_COUNT)?;
         Self::fit_form(
             samples,
             Form::Total,

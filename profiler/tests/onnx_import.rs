@@ -220,3 +220,75 @@ fn an_unknown_op_is_reported_skipped_or_fatal_with_strict() {
         "{e}"
     );
 }
+
+#[test]
+fn every_opset_from_13_to_21_maps_and_runs() {
+    let rt = OrtRuntime::new(&OrtSettings::default(), None)
+        .unwrap_or_else(|e| panic!("ONNX Runtime is required ({e}); run ./test.sh"));
+    let input = Tensor::new(1, 3, 48, 48);
+    let x = vec![0.5f32; input.numel() as usize];
+    for opset in [13, 17, 18, 21] {
+        for family in zoo::FAMILIES {
+            let model = zoo::build_at_opset(family, 48, opset).unwrap();
+            let m = imported(&model);
+            assert!(
+                m.unmapped.is_empty(),
+                "{family} at opset {opset}: {:?}",
+                m.unmapped
+            );
+            assert_eq!(m.opset, opset);
+            let y = rt
+                .infer_model(&model, input, &x)
+                .unwrap_or_else(|e| panic!("{family} at opset {opset}: {e}"));
+            assert_eq!(y.len(), 1000, "{family} at opset {opset}");
+        }
+    }
+    assert!(zoo::build_at_opset("resnet18", 48, 12).is_err());
+}
+
+#[test]
+fn weights_in_external_data_are_not_needed_to_map_and_ort_finds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = zoo::build("mobilenetv2", 64).unwrap();
+    let embedded = imported(&model);
+    // Move every large initializer to weights.bin, as torch.onnx.export does past 2 GiB.
+    let mut blob = Vec::new();
+    for t in &mut model.graph.as_mut().unwrap().initializer {
+        if t.raw_data.len() < 256 {
+            continue;
+        }
+        let entry = |k: &str, v: String| hwnas_profiler::onnx::proto::StringStringEntryProto {
+            key: k.into(),
+            value: v,
+        };
+        t.external_data = vec![
+            entry("location", "weights.bin".into()),
+            entry("offset", blob.len().to_string()),
+            entry("length", t.raw_data.len().to_string()),
+        ];
+        t.data_location = 1;
+        blob.append(&mut t.raw_data);
+    }
+    std::fs::write(dir.path().join("weights.bin"), &blob).unwrap();
+    let path = dir.path().join("external.onnx");
+    std::fs::write(&path, model.to_bytes()).unwrap();
+    assert!(
+        std::fs::metadata(&path).unwrap().len() < 100_000,
+        "the weights left the model"
+    );
+
+    let m = imported(&read_model(&path).unwrap());
+    let keys = |m: &Imported| m.network.ops().map(|o| o.key()).collect::<Vec<_>>();
+    assert_eq!(keys(&m), keys(&embedded));
+    let rt = OrtRuntime::new(&OrtSettings::default(), None)
+        .unwrap_or_else(|e| panic!("ONNX Runtime is required ({e}); run ./test.sh"));
+    let cfg = MeasureConfig {
+        warmup_runs: 1,
+        warmup_ms: 0.0,
+        min_runs: 2,
+        max_ms: 20.0,
+        ..MeasureConfig::default()
+    };
+    let mut k = vec![rt.prepare_file(&path, m.network.input).unwrap()];
+    assert!(measure_group(&mut k, &cfg).remove(0).is_ok());
+}

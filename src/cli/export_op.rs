@@ -48,6 +48,9 @@ pub struct NetArgs {
     /// Input resolution of a --family model.
     #[arg(long, default_value_t = 224)]
     resolution: u32,
+    /// ONNX opset of a --family model (13 to 21).
+    #[arg(long, default_value_t = onnx::build::OPSET)]
+    opset: i64,
     /// Where to write the ONNX model.
     #[arg(long)]
     out: PathBuf,
@@ -61,14 +64,15 @@ pub fn run_network(args: NetArgs) -> anyhow::Result<ExitCode> {
                 args.resolution
             );
         }
-        let model = onnx::zoo::build(family, args.resolution).map_err(anyhow::Error::msg)?;
+        let model = onnx::zoo::build_at_opset(family, args.resolution, args.opset)
+            .map_err(anyhow::Error::msg)?;
         std::fs::write(&args.out, model.to_bytes())
             .with_context(|| format!("cannot write {}", args.out.display()))?;
         println!(
             "wrote {} ({family}, {} ONNX nodes, input `input` of shape [1, 3, {r}, {r}], opset {})",
             args.out.display(),
             model.graph.as_ref().map_or(0, |g| g.node.len()),
-            onnx::build::OPSET,
+            args.opset,
             r = args.resolution
         );
         return Ok(ExitCode::SUCCESS);

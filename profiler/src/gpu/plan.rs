@@ -248,6 +248,12 @@ impl Plan {
                 l.ints.insert(t.name.clone(), v);
                 continue;
             }
+            if t.data_location == 1 {
+                return Err(PlanError::Graph(format!(
+                    "initializer `{}` lives in an external data file, which the GPU backend does not load; embed the weights in the model",
+                    t.name
+                )));
+            }
             let data = t.f32_values().ok_or_else(|| {
                 PlanError::Graph(format!(
                     "initializer `{}` is neither fp32 nor int64",
@@ -424,7 +430,11 @@ impl Lowering {
             let mut consumed = 1;
             let mut act = act;
             let mut out = out;
-            if act == Act::Sigmoid
+            // x * HardSigmoid(x) with MobileNet's constants is hard swish (how opset 13,
+            // which has no HardSwish, writes it).
+            let hard_swish =
+                matches!(act, Act::HardSigmoid(a, b) if (a - 1.0 / 6.0).abs() < 1e-6 && b == 0.5);
+            if (act == Act::Sigmoid || hard_swish)
                 && let Some(next) = nodes.get(i + 1)
                 && next.op_type == "Mul"
                 && self.readers(&node.output[0]) == 1
@@ -433,7 +443,11 @@ impl Lowering {
                 && next.input.contains(&node.output[0])
                 && self.readers(&act_in) == 2
             {
-                act = Act::Swish;
+                act = if hard_swish {
+                    Act::HardSwish
+                } else {
+                    Act::Swish
+                };
                 out = next.output[0].clone();
                 consumed = 2;
             }

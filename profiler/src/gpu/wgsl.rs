@@ -152,6 +152,19 @@ fn flat_groups(total: u32) -> ((u32, u32, u32), String) {
     ((gx, gy, 1), format!("let wg = wid.x + wid.y * {gx}u;"))
 }
 
+/// WGSL that reduces each invocation's `value` over the 64 invocations of a workgroup into
+/// `part[0]` (a `var<workgroup> part: array<_, 64>`), combining two halves with `combine`.
+fn tree_reduce(value: &str, combine: &str) -> String {
+    format!(
+        "part[li] = {value};
+    workgroupBarrier();
+    for (var half = 32u; half > 0u; half >>= 1u) {{
+        if (li < half) {{ part[li] = {combine}; }}
+        workgroupBarrier();
+    }}"
+    )
+}
+
 fn consts(pairs: &[(&str, u32)]) -> String {
     pairs
         .iter()
@@ -412,6 +425,7 @@ fn gemm_rows(
     };
     let bias = bias_expr(b.is_some(), "o");
     let store = epi.store();
+    let reduce = tree_reduce("acc", "part[li] + part[li + half]");
     let _ = write!(
         s,
         r#"
@@ -431,12 +445,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             acc[j] += xv * {weight};
         }}
     }}
-    part[li] = acc;
-    workgroupBarrier();
-    for (var half = 32u; half > 0u; half >>= 1u) {{
-        if (li < half) {{ part[li] += part[li + half]; }}
-        workgroupBarrier();
-    }}
+    {reduce}
     if (li == 0u) {{
         for (var j = 0u; j < 4u; j++) {{
             let o = n0 + j;
@@ -530,6 +539,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 fn gap(x: usize, y: usize, planes: u32, hw: u32) -> Kernel {
     let (groups, wg) = flat_groups(planes);
     let mut s = consts(&[("PLANES", planes), ("HW", hw)]);
+    let reduce_sum = tree_reduce("sum", "part[li] + part[li + half]");
     s += &bindings(&["x"]);
     let _ = write!(
         s,
@@ -544,12 +554,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var i = li; i < HW; i += 64u) {{
         sum += x[wg * HW + i];
     }}
-    part[li] = sum;
-    workgroupBarrier();
-    for (var half = 32u; half > 0u; half >>= 1u) {{
-        if (li < half) {{ part[li] += part[li + half]; }}
-        workgroupBarrier();
-    }}
+    {reduce_sum}
     if (li == 0u) {{ y[wg] = part[0] / f32(HW); }}
 }}
 "#
@@ -685,6 +690,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 fn softmax(x: usize, y: usize, rows: u32, cols: u32) -> Kernel {
     let (groups, wg) = flat_groups(rows);
     let mut s = consts(&[("ROWS", rows), ("COLS", cols)]);
+    let reduce_sum = tree_reduce("sum", "part[li] + part[li + half]");
+    let reduce_max = tree_reduce("m", "max(part[li], part[li + half])");
     s += &bindings(&["x"]);
     let _ = write!(
         s,
@@ -698,22 +705,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let row = wg * COLS;
     var m = -3.4028235e38;
     for (var i = li; i < COLS; i += 64u) {{ m = max(m, x[row + i]); }}
-    part[li] = m;
-    workgroupBarrier();
-    for (var half = 32u; half > 0u; half >>= 1u) {{
-        if (li < half) {{ part[li] = max(part[li], part[li + half]); }}
-        workgroupBarrier();
-    }}
+    {reduce_max}
     let top = part[0];
     workgroupBarrier();
     var sum = 0.0;
     for (var i = li; i < COLS; i += 64u) {{ sum += exp(x[row + i] - top); }}
-    part[li] = sum;
-    workgroupBarrier();
-    for (var half = 32u; half > 0u; half >>= 1u) {{
-        if (li < half) {{ part[li] += part[li + half]; }}
-        workgroupBarrier();
-    }}
+    {reduce_sum}
     let total = part[0];
     for (var i = li; i < COLS; i += 64u) {{ y[row + i] = exp(x[row + i] - top) / total; }}
 }}

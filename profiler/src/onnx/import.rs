@@ -428,13 +428,15 @@ impl<'g> Mapper<'g> {
         ];
         let passthrough = ELEMENTWISE.contains(&node.op_type.as_str())
             || matches!(node.op_type.as_str(), "Add" | "Mul");
-        let first = node
+        // The activation it reads (a constant operand may come first: `Mul(2, x)`).
+        let activation = node
             .input
-            .first()
-            .and_then(|n| self.vals.get(n.as_str()))
+            .iter()
+            .filter_map(|n| self.vals.get(n.as_str()))
+            .find(|v| matches!(v, Val::Act { .. } | Val::Flat { .. }))
             .cloned();
-        let out = match first {
-            Some(v @ (Val::Act { .. } | Val::Flat { .. })) if passthrough => v,
+        let out = match activation {
+            Some(v) if passthrough => v,
             _ => Val::Unknown,
         };
         for o in &node.output {
@@ -765,7 +767,8 @@ impl<'g> Mapper<'g> {
         };
         let (mut out, mut names, mut consumed) = (out, vec![name], 1);
         // Swish: x * Sigmoid(x), the Mul right after.
-        if act == Activation::Sigmoid
+        // x * Sigmoid(x) is swish; x * HardSigmoid(x) hard swish (opset 13 has no HardSwish).
+        if matches!(act, Activation::Sigmoid | Activation::HSigmoid)
             && let Some(next) = nodes.get(i + 1)
             && next.op_type == "Mul"
             && next.input.len() == 2
@@ -774,7 +777,11 @@ impl<'g> Mapper<'g> {
             && self.readers(out) == 1
             && let Some(o) = next.output.first()
         {
-            act = Activation::Swish;
+            act = if act == Activation::Sigmoid {
+                Activation::Swish
+            } else {
+                Activation::HSwish
+            };
             names.push(node_name(next, i + 1));
             out = o.as_str();
             consumed = 2;

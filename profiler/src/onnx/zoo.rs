@@ -4,7 +4,7 @@
 //! ReduceMean, Softmax. Seeded weights. For trying `predict --onnx` and for the importer's tests;
 //! the shapes follow the published architectures at reduced width where noted.
 
-use super::build::{IR_VERSION, OPSET};
+use super::build::OPSET;
 use super::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     ValueInfoProto, data_type,
@@ -20,9 +20,19 @@ pub const FAMILIES: [&str; 5] = [
     "squeezenet",
 ];
 
-/// A model of `family` for a `resolution` x `resolution` RGB input, batch 1, 1000 classes.
+/// A model of `family` for a `resolution` x `resolution` RGB input, batch 1, 1000 classes,
+/// at opset 17.
 pub fn build(family: &str, resolution: u32) -> Result<ModelProto, String> {
-    let mut b = Builder::new(family);
+    build_at_opset(family, resolution, OPSET)
+}
+
+/// The same at another opset (13 to 21): where ONNX moved an attribute to an input (ReduceMean's
+/// axes at 18), the model follows, as the exporter does.
+pub fn build_at_opset(family: &str, resolution: u32, opset: i64) -> Result<ModelProto, String> {
+    if !(13..=21).contains(&opset) {
+        return Err(format!("opset {opset}: the zoo writes opsets 13 to 21"));
+    }
+    let mut b = Builder::new(family, opset);
     let x = "input".to_string();
     let y = match family {
         "resnet18" => resnet18(&mut b, x),
@@ -41,6 +51,7 @@ pub fn build(family: &str, resolution: u32) -> Result<ModelProto, String> {
 }
 
 struct Builder {
+    opset: i64,
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
     rng: SplitMix64,
@@ -49,8 +60,9 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(family: &str) -> Builder {
+    fn new(family: &str, opset: i64) -> Builder {
         Builder {
+            opset,
             nodes: Vec::new(),
             inits: Vec::new(),
             rng: SplitMix64::from_str_seed(family, 17),
@@ -138,11 +150,42 @@ impl Builder {
     }
 
     fn hswish(&mut self, x: &str) -> String {
-        self.node("HardSwish", &[x], vec![])
+        if self.opset >= 14 {
+            return self.node("HardSwish", &[x], vec![]);
+        }
+        // Opset 13 has no HardSwish: x * HardSigmoid(x), as the exporter writes it.
+        let hs = self.hsigmoid(x);
+        self.node("Mul", &[x, &hs], vec![])
+    }
+
+    fn hsigmoid(&mut self, x: &str) -> String {
+        self.node(
+            "HardSigmoid",
+            &[x],
+            vec![
+                AttributeProto::float("alpha", 1.0 / 6.0),
+                AttributeProto::float("beta", 0.5),
+            ],
+        )
     }
 
     fn gap(&mut self, x: &str) -> String {
         self.node("GlobalAveragePool", &[x], vec![])
+    }
+
+    /// Mean over H and W: axes an attribute before opset 18, an input from 18 on.
+    fn mean_hw(&mut self, x: &str, keepdims: bool) -> String {
+        let keep = AttributeProto::int("keepdims", i64::from(keepdims));
+        if self.opset >= 18 {
+            let axes = self.ints(&[2, 3]);
+            self.node("ReduceMean", &[x, &axes], vec![keep])
+        } else {
+            self.node(
+                "ReduceMean",
+                &[x],
+                vec![AttributeProto::ints("axes", &[2, 3]), keep],
+            )
+        }
     }
 
     fn pool(&mut self, op: &str, x: &str, k: i64, s: i64, p: i64, ceil: bool) -> String {
@@ -186,10 +229,16 @@ impl Builder {
             }
         }
         ModelProto {
-            ir_version: IR_VERSION,
+            // The IR version each opset shipped with (onnx/helper.py's VERSION_TABLE).
+            ir_version: match self.opset {
+                ..=14 => 7,
+                15..=18 => 8,
+                19..=20 => 9,
+                _ => 10,
+            },
             opset_import: vec![OperatorSetIdProto {
                 domain: String::new(),
-                version: OPSET,
+                version: self.opset,
             }],
             producer_name: "hwnas zoo".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
@@ -323,14 +372,7 @@ fn mobilenetv3(b: &mut Builder, x: String) -> String {
         y = b.conv_bn(&y, mid, mid, k, s, mid);
         y = act(b, &y);
         if se {
-            let m = b.node(
-                "ReduceMean",
-                &[&y],
-                vec![
-                    AttributeProto::ints("axes", &[2, 3]),
-                    AttributeProto::int("keepdims", 1),
-                ],
-            );
+            let m = b.mean_hw(&y, true);
             let sq = (mid / 4 + 7) / 8 * 8;
             let w1 = b.floats(&[sq, mid, 1, 1], (3.0 / mid as f32).sqrt(), 0.0);
             let b1 = b.floats(&[sq], 0.1, 0.0);
@@ -347,14 +389,7 @@ fn mobilenetv3(b: &mut Builder, x: String) -> String {
                 &[&r, &w2, &b2],
                 vec![AttributeProto::ints("kernel_shape", &[1, 1])],
             );
-            let e = b.node(
-                "HardSigmoid",
-                &[&e],
-                vec![
-                    AttributeProto::float("alpha", 1.0 / 6.0),
-                    AttributeProto::float("beta", 0.5),
-                ],
-            );
+            let e = b.hsigmoid(&e);
             y = b.node("Mul", &[&e, &y], vec![]);
         }
         y = b.conv_bn(&y, mid, cout, 1, 1, 1);
@@ -429,14 +464,7 @@ fn shufflenetv2(b: &mut Builder, x: String, resolution: i64) -> String {
     }
     let h = b.conv_bn(&h, cin, 1024, 1, 1, 1);
     let h = b.relu(&h);
-    let m = b.node(
-        "ReduceMean",
-        &[&h],
-        vec![
-            AttributeProto::ints("axes", &[2, 3]),
-            AttributeProto::int("keepdims", 0),
-        ],
-    );
+    let m = b.mean_hw(&h, false);
     b.gemm(&m, 1024, 1000)
 }
 
