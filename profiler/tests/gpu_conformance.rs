@@ -304,7 +304,10 @@ fn zoo_models_match_onnx_runtime() {
     let (g, o) = (gpu(), ort());
     use hwnas_profiler::onnx::zoo;
     // Opset 13 writes hard swish as x * HardSigmoid(x).
-    let cases = zoo::FAMILIES.iter().map(|f| (*f, 17)).chain([("mobilenetv3", 13)]);
+    let cases = zoo::FAMILIES
+        .iter()
+        .map(|f| (*f, 17))
+        .chain([("mobilenetv3", 13)]);
     for (family, opset) in cases {
         let model = zoo::build_at_opset(family, 64, opset).unwrap();
         let input = hwnas_profiler::op::Tensor::new(1, 3, 64, 64);
