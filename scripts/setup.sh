@@ -3,11 +3,15 @@
 # test.sh do): it installs what is missing and exports the environment hwnas needs.
 #   - ONNX Runtime: the `onnxruntime` PyPI wheel in ./.venv; its libonnxruntime.so is what the
 #     `ort` crate loads at run time (load-dynamic), exported as ORT_DYLIB_PATH.
+#   - A second ONNX Runtime build with an NPU/accelerator execution provider: the
+#     `onnxruntime-openvino` wheel (ORT 1.24.1 + Intel OpenVINO) in ./.venv-openvino, which
+#     device_profiles/openvino-cpu.toml loads. Skip with HWNAS_SKIP_OPENVINO=1.
 #   - Mesa's Vulkan driver (lavapipe), for the wgpu GPU backend on machines without a GPU.
 # The installs run in a strict subshell, so sourcing this leaves the caller's shell options alone.
 
 HWNAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ORT_PYPI_VERSION="${ORT_PYPI_VERSION:-1.31.1}"
+ORT_OPENVINO_PYPI_VERSION="${ORT_OPENVINO_PYPI_VERSION:-1.24.1}"
 
 hwnas_find_ort() {
     ls "$HWNAS_ROOT"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1
@@ -37,6 +41,12 @@ hwnas_install() (
         "$HWNAS_ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "onnxruntime==$ORT_PYPI_VERSION"
     fi
     [ -n "$(hwnas_find_ort)" ] || { echo "setup: onnxruntime wheel installed but no libonnxruntime.so found" >&2; exit 1; }
+
+    if [ "${HWNAS_SKIP_OPENVINO:-0}" != 1 ] && ! ls "$HWNAS_ROOT"/.venv-openvino/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* >/dev/null 2>&1; then
+        echo "setup: installing onnxruntime-openvino==$ORT_OPENVINO_PYPI_VERSION into $HWNAS_ROOT/.venv-openvino" >&2
+        python3 -m venv "$HWNAS_ROOT/.venv-openvino"
+        "$HWNAS_ROOT/.venv-openvino/bin/pip" install --quiet --disable-pip-version-check "onnxruntime-openvino==$ORT_OPENVINO_PYPI_VERSION"
+    fi
 
     if ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1; then
         echo "setup: installing Mesa's Vulkan driver (lavapipe)" >&2

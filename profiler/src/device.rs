@@ -252,3 +252,22 @@ mod tests {
         assert!(e.contains("cycles"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    #[test]
+    fn every_shipped_profile_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../device_profiles");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                DeviceProfile::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 10, "{n} profiles");
+    }
+}

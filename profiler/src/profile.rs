@@ -19,52 +19,53 @@ pub enum OpOutcome {
 /// With `cfg.max_noise`, a row noisier than that is held back and its op measured once more
 /// after all the others (a passing disturbance is over by then); still noisy, it is reported
 /// failed and left out of the table, so `--resume` measures it again later.
+///
+/// With `require_provider`, an op any of whose nodes ran on another execution provider (an
+/// NPU's op that fell back to the CPU) is reported failed instead of written: its time is not
+/// the device's.
 pub fn profile_ops(
     backend: &mut dyn Backend,
     ops: &[Op],
     cfg: &MeasureConfig,
     default_provider: &str,
+    require_provider: Option<&str>,
     writer: &mut TableWriter,
     mut on_op: impl FnMut(&OpOutcome),
 ) -> Result<Vec<OpOutcome>, TableError> {
     let mut outcomes = Vec::with_capacity(ops.len());
-    let again = measure_pass(
-        backend,
-        ops,
+    let pass = Pass {
         cfg,
         default_provider,
-        writer,
-        true,
-        &mut |o| {
-            on_op(&o);
-            outcomes.push(o);
-        },
-    )?;
-    measure_pass(
-        backend,
-        &again,
-        cfg,
-        default_provider,
-        writer,
-        false,
-        &mut |o| {
-            on_op(&o);
-            outcomes.push(o);
-        },
-    )?;
+        require_provider,
+    };
+    let again = measure_pass(backend, ops, &pass, writer, true, &mut |o| {
+        on_op(&o);
+        outcomes.push(o);
+    })?;
+    measure_pass(backend, &again, &pass, writer, false, &mut |o| {
+        on_op(&o);
+        outcomes.push(o);
+    })?;
     Ok(outcomes)
+}
+
+/// What every pass measures with.
+struct Pass<'a> {
+    cfg: &'a MeasureConfig,
+    default_provider: &'a str,
+    require_provider: Option<&'a str>,
 }
 
 /// One pass over `ops`; returns the ops held back as too noisy (only when `may_retry`).
 fn measure_pass(
     backend: &mut dyn Backend,
     ops: &[Op],
-    cfg: &MeasureConfig,
-    default_provider: &str,
+    pass: &Pass<'_>,
     writer: &mut TableWriter,
     may_retry: bool,
     emit: &mut dyn FnMut(OpOutcome),
 ) -> Result<Vec<Op>, TableError> {
+    let cfg = pass.cfg;
     let mut retry = Vec::new();
     for group in ops.chunks(cfg.interleave.max(1)) {
         let mut prepared = Vec::new();
@@ -100,11 +101,23 @@ fn measure_pass(
                             100.0 * limit
                         ),
                     }),
-                    None => {
-                        let row = Row::new(op, &m, default_provider);
-                        writer.append(&row)?;
-                        Some(OpOutcome::Measured(Box::new(row)))
-                    }
+                    None => match pass
+                        .require_provider
+                        .filter(|p| m.providers.iter().any(|q| q != p))
+                    {
+                        Some(required) => Some(OpOutcome::Failed {
+                            key: op.key(),
+                            error: format!(
+                                "ran on {} instead of {required} alone (--require-ep); not recorded",
+                                m.providers.join(" + ")
+                            ),
+                        }),
+                        None => {
+                            let row = Row::new(op, &m, pass.default_provider);
+                            writer.append(&row)?;
+                            Some(OpOutcome::Measured(Box::new(row)))
+                        }
+                    },
                 },
                 Err(e) => Some(OpOutcome::Failed {
                     key: op.key(),
@@ -146,6 +159,7 @@ mod tests {
                 &ops,
                 &cfg,
                 "mock",
+                None,
                 &mut w,
                 |_| seen += 1,
             )

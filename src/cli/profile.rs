@@ -51,6 +51,10 @@ pub struct Args {
     /// The ONNX Runtime library, overriding the profile's `ort.library` and $ORT_DYLIB_PATH.
     #[arg(long)]
     ort_library: Option<PathBuf>,
+    /// An op whose nodes did not all run on the profile's execution provider (a fallback to
+    /// the CPU) is an error and is not written; without it, such rows are kept and flagged.
+    #[arg(long)]
+    require_ep: bool,
     /// Print one line per measured op.
     #[arg(long, short)]
     verbose: bool,
@@ -149,11 +153,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             bar.println(line);
         }
     };
+    // The provider every node must run on: the profile's EP (ORT devices only).
+    let expected = (profile.backend == BackendKind::Ort)
+        .then(|| hwnas_profiler::backend::ort::provider_name(&profile.ort.execution_provider));
     let outcomes = profile_ops(
         backend.as_mut(),
         &todo,
         &profile.measure,
         &default_provider,
+        expected.as_deref().filter(|_| args.require_ep),
         &mut writer,
         |o| {
             match o {
@@ -186,6 +194,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let failed = outcomes.len() - rows.len();
     if failed == 0 || !rows.is_empty() {
         print_summary(&rows, start.elapsed().as_secs_f64(), &args.out);
+    }
+    if let Some(ep) = &expected {
+        let fell_back: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.provider.split('+').any(|p| p != ep))
+            .map(|r| r.key.as_str())
+            .collect();
+        if !fell_back.is_empty() {
+            eprintln!(
+                "warning: {} ops did not run on {ep} alone (their `provider` column says where they ran; --require-ep refuses them): {}",
+                fell_back.len(),
+                fell_back.join(", ")
+            );
+        }
     }
     if failed > 0 {
         eprintln!(

@@ -47,20 +47,32 @@ pub struct OrtRuntime {
     run_overhead_us: f64,
 }
 
-/// Where an ONNX Runtime library was looked for, in order.
+/// Where an ONNX Runtime library was looked for, in order. An explicit path may be the library
+/// itself or a Python virtual environment holding an ONNX Runtime wheel (`.venv-openvino`).
 pub fn library_candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
-    let mut out = Vec::new();
     if let Some(p) = explicit {
-        out.push(p.to_path_buf());
-        return out;
+        return if p.is_dir() {
+            wheel_libraries(p)
+        } else {
+            vec![p.to_path_buf()]
+        };
     }
+    let mut out = Vec::new();
     if let Ok(p) = std::env::var("ORT_DYLIB_PATH")
         && !p.is_empty()
     {
         out.push(PathBuf::from(p));
     }
     // The set-up script installs the `onnxruntime` wheel into ./.venv.
-    if let Ok(entries) = std::fs::read_dir(".venv/lib") {
+    out.extend(wheel_libraries(Path::new(".venv")));
+    out
+}
+
+/// The ONNX Runtime libraries of the wheels (onnxruntime, onnxruntime-openvino, ...) installed in
+/// a virtual environment: `lib/python*/site-packages/onnxruntime/capi/libonnxruntime.so.*`.
+fn wheel_libraries(venv: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(venv.join("lib")) {
         for py in entries.flatten() {
             let capi = py.path().join("site-packages/onnxruntime/capi");
             if let Ok(files) = std::fs::read_dir(&capi) {
@@ -191,6 +203,9 @@ pub fn provider_name(short: &str) -> String {
         "xnnpack" => "XnnpackExecutionProvider".into(),
         "rocm" => "ROCMExecutionProvider".into(),
         "migraphx" => "MIGraphXExecutionProvider".into(),
+        "cann" => "CANNExecutionProvider".into(),
+        "vitis" | "vitisai" => "VitisAIExecutionProvider".into(),
+        "webgpu" => "WebGpuExecutionProvider".into(),
         _ => short.to_string(),
     }
 }
@@ -214,24 +229,8 @@ impl OrtRuntime {
                 available.join(", ")
             )));
         }
-        if wanted != "CPUExecutionProvider" {
-            return Err(BackendError::Unavailable(format!(
-                "execution provider `{}` is in the library, but this hwnas build registers only \
-                 the CPU execution provider so far; refusing to fall back to CPU",
-                settings.execution_provider
-            )));
-        }
-        if !settings.options.is_empty() {
-            return Err(BackendError::Unavailable(format!(
-                "the CPU execution provider takes no `ort.options` (got: {})",
-                settings
-                    .options
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+        // Fail now, naming the profile's keys, rather than on the first op.
+        Self::execution_provider(settings).map_err(BackendError::Unavailable)?;
         static RUNTIMES: AtomicUsize = AtomicUsize::new(0);
         let profile_dir = std::env::temp_dir().join(format!(
             "hwnas-ort-{}-{}",
@@ -292,6 +291,70 @@ impl OrtRuntime {
         &self.library
     }
 
+    /// The execution provider a profile names, with its `ort.options` passed through as key/values.
+    /// Registration failing is an error (`error_on_failure`): ORT would otherwise run every node
+    /// on the CPU under the EP's name. Nodes the EP does not take still fall back to the CPU EP;
+    /// the placement check in the profile finds them.
+    fn execution_provider(settings: &OrtSettings) -> Result<ep::ExecutionProviderDispatch, String> {
+        use ep::ArbitrarilyConfigurableExecutionProvider;
+        fn configured<E: ArbitrarilyConfigurableExecutionProvider>(
+            mut ep: E,
+            options: &std::collections::BTreeMap<String, String>,
+        ) -> E {
+            for (k, v) in options {
+                ep = ep.with_arbitrary_config(k, v);
+            }
+            ep
+        }
+        let options = &settings.options;
+        let no_options = |name: &str| {
+            if options.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the {name} execution provider takes no `ort.options` here (got: {})",
+                    options.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            }
+        };
+        let dispatch = match settings.execution_provider.to_ascii_lowercase().as_str() {
+            "cpu" => {
+                no_options("CPU")?;
+                // ORT's own default is the arena allocator; `ort`'s CPU EP turns it off unless
+                // asked, and without it every run page-faults fresh output buffers.
+                ep::CPU::default().with_arena_allocator(true).build()
+            }
+            "openvino" => configured(ep::OpenVINO::default(), options).build(),
+            "cuda" => configured(ep::CUDA::default(), options).build(),
+            "tensorrt" => configured(ep::TensorRT::default(), options).build(),
+            "qnn" => configured(ep::QNN::default(), options).build(),
+            "rocm" => configured(ep::ROCm::default(), options).build(),
+            "xnnpack" => configured(ep::XNNPACK::default(), options).build(),
+            "cann" => configured(ep::CANN::default(), options).build(),
+            "coreml" => configured(ep::CoreML::default(), options).build(),
+            "webgpu" => configured(ep::WebGPU::default(), options).build(),
+            "migraphx" => {
+                no_options("MIGraphX")?;
+                ep::MIGraphX::default().build()
+            }
+            "directml" | "dml" => {
+                no_options("DirectML")?;
+                ep::DirectML::default().build()
+            }
+            "nnapi" => {
+                no_options("NNAPI")?;
+                ep::NNAPI::default().build()
+            }
+            other => {
+                return Err(format!(
+                    "execution provider `{other}` is not one hwnas registers (cpu, openvino, cuda, \
+                 tensorrt, qnn, rocm, migraphx, xnnpack, cann, coreml, directml, nnapi, webgpu)"
+                ));
+            }
+        };
+        Ok(dispatch.error_on_failure())
+    }
+
     /// A session for `model` with this runtime's settings; profiling to `profile` if given.
     fn session(&self, model: ModelSource<'_>, profile: Option<&Path>) -> Result<Session, String> {
         let level = match self.settings.optimization {
@@ -305,10 +368,7 @@ impl OrtRuntime {
             .map_err(|e| e.to_string())?
             // ORT's own default is the arena allocator; `ort`'s CPU EP turns it off unless asked,
             // and without it every run page-faults fresh output buffers.
-            .with_execution_providers([ep::CPU::default()
-                .with_arena_allocator(true)
-                .build()
-                .error_on_failure()])
+            .with_execution_providers([Self::execution_provider(&self.settings)?])
             .map_err(e)?
             .with_optimization_level(level)
             .map_err(e)?
