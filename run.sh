@@ -27,6 +27,14 @@ for space in nb201 mbv3; do
     $hwnas table show "$out/cpu-$space.csv"
 done
 
+# A second execution provider: Intel's OpenVINO (its own ORT build, from ./.venv-openvino).
+if [[ "${HWNAS_SKIP_OPENVINO:-0}" != 1 ]]; then
+    echo
+    echo "== profiling nb201 through the OpenVINO execution provider, compared with ORT's CPU EP"
+    $hwnas profile --device device_profiles/openvino-cpu.toml --space nb201 --out "$out/openvino-nb201.csv" --resume
+    $hwnas table compare "$out/cpu-nb201.csv" "$out/openvino-nb201.csv"
+fi
+
 # The GPU that device_profiles/gpu.toml picks (without a GPU: lavapipe, Mesa's Vulkan on the CPU,
 # whose times only show that the kernels run; the table says so).
 echo
@@ -85,5 +93,5 @@ echo
 echo "== the mbv3 model as a per-choice latency table, for differentiable search"
 $hwnas lut export --model "$out/cpu-mbv3.model.json" --space mbv3 --resolution 224 --out "$out/cpu-mbv3.lut-224.json"
 echo
-echo "results in $out/: latency tables (cpu-*.csv, gpu-nb201.csv, cpu-onnx.csv), models (*.model.json), validation reports and plots"
+echo "results in $out/: latency tables (cpu-*.csv, openvino-nb201.csv, gpu-nb201.csv, cpu-onnx.csv), models (*.model.json), validation reports and plots"
 echo "(*.validate-*.json, *.svg), search fronts (search-*/front.csv, front.json, front.svg), a per-choice table (*.lut-224.json)"
