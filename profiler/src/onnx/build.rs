@@ -24,6 +24,14 @@ pub enum BuildError {
     FreeOp(String),
 }
 
+/// MobileNetV3's hard sigmoid, `relu6(x + 3) / 6`, as HardSigmoid's attributes.
+pub(crate) fn hard_sigmoid_attributes() -> Vec<AttributeProto> {
+    vec![
+        AttributeProto::float("alpha", 1.0 / 6.0),
+        AttributeProto::float("beta", 0.5),
+    ]
+}
+
 /// The ONNX model of one op, with weights drawn from a generator seeded by the op key.
 pub fn op_model(op: &Op) -> Result<ModelProto, BuildError> {
     if op.is_free() {
@@ -256,14 +264,7 @@ impl GraphBuilder {
     }
 
     fn hard_sigmoid(&mut self, x: &str) -> String {
-        self.node(
-            "HardSigmoid",
-            &[x],
-            vec![
-                AttributeProto::float("alpha", 1.0 / 6.0),
-                AttributeProto::float("beta", 0.5),
-            ],
-        )
+        self.node("HardSigmoid", &[x], hard_sigmoid_attributes())
     }
 
     fn batch_norm(&mut self, x: &str, c: u32) -> String {

@@ -159,14 +159,7 @@ impl Builder {
     }
 
     fn hsigmoid(&mut self, x: &str) -> String {
-        self.node(
-            "HardSigmoid",
-            &[x],
-            vec![
-                AttributeProto::float("alpha", 1.0 / 6.0),
-                AttributeProto::float("beta", 0.5),
-            ],
-        )
+        self.node("HardSigmoid", &[x], super::build::hard_sigmoid_attributes())
     }
 
     fn gap(&mut self, x: &str) -> String {
