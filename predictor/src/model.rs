@@ -259,8 +259,13 @@ impl LatencyModel {
             path: path.into(),
             source,
         })?;
+        Self::parse(&text, path)
+    }
+
+    /// A model from its JSON text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<LatencyModel, ModelError> {
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ModelError::Corrupt {
+            serde_json::from_str(text).map_err(|e| ModelError::Corrupt {
                 path: path.into(),
                 message: e.to_string(),
             })?;

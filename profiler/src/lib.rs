@@ -24,6 +24,7 @@
 
 pub mod backend;
 pub mod device;
+pub mod fuzzing;
 pub mod gpu;
 pub mod host;
 pub mod measure;

@@ -204,6 +204,11 @@ impl LatencyTable {
         Self::from_reader(BufReader::new(file), path)
     }
 
+    /// A table from bytes already read; `path` names it in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<LatencyTable, TableError> {
+        Self::from_reader(bytes, path)
+    }
+
     fn from_reader(mut reader: impl BufRead, path: &Path) -> Result<LatencyTable, TableError> {
         let malformed = |line: u64, message: String| TableError::Malformed {
             path: path.to_path_buf(),

@@ -1,0 +1,6 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = hwnas_predictor::LatencyModel::parse(text, std::path::Path::new("fuzz.model.json"));
+    }
+});
