@@ -150,11 +150,8 @@ fn predict_onnx(
             p.low_us / 1e3,
             p.high_us / 1e3,
             model.device,
-            if p.calibrated {
-                format!(
-                    "calibrated on {} networks",
-                    model.space.as_deref().unwrap_or("the model's")
-                )
+            if let Some(c) = &model.calibration {
+                format!("calibrated on {} networks measured end to end", c.networks)
             } else {
                 "lookup-table sum".into()
             },
