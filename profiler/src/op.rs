@@ -300,6 +300,24 @@ pub fn make_divisible(v: f64, divisor: u32) -> u32 {
     r as u32
 }
 
+/// Output size along one axis of a window op as ONNX defines it, for any model: floor mode, or
+/// with `ceil` the extra, partial last window when it would start inside the input or its
+/// leading padding. `None` when the window does not fit the padded input.
+pub fn window_output(
+    size: u32,
+    k: u32,
+    stride: u32,
+    pad_begin: u32,
+    pad_end: u32,
+    ceil: bool,
+) -> Option<u32> {
+    let (begin, stride) = (pad_begin as u64, stride.max(1) as u64);
+    let span = (size as u64 + begin + pad_end as u64).checked_sub(k as u64)?;
+    let floor = span / stride + 1;
+    let partial = ceil && span % stride != 0 && floor * stride < size as u64 + begin;
+    u32::try_from(floor + u64::from(partial)).ok()
+}
+
 /// Output size of a window op with symmetric padding.
 fn out_size(size: u32, k: u32, stride: u32, pad: u32) -> u32 {
     (size + 2 * pad).saturating_sub(k) / stride + 1
@@ -1031,6 +1049,20 @@ mod tests {
         assert_eq!((lin.flops(), lin.params()), (2 * 640, 650));
         assert_eq!(Op::Skip(t).flops() + Op::Skip(t).bytes(), 0);
         assert_eq!(Op::Add(t).bytes(), 3 * 16 * 32 * 32 * 4);
+    }
+
+    #[test]
+    fn window_output_follows_onnx_floor_and_ceil_modes() {
+        // 112 wide, 3x3 stride 2, no padding: 54.5 windows, floor 55, ceil 56.
+        assert_eq!(window_output(112, 3, 2, 0, 0, false), Some(55));
+        assert_eq!(window_output(112, 3, 2, 0, 0, true), Some(56));
+        // Windows that fit exactly: ceil mode adds nothing.
+        assert_eq!(window_output(111, 3, 2, 0, 0, true), Some(55));
+        // A partial window that would start in the trailing padding is dropped: 5 wide, k 2,
+        // stride 2, pad 1 both sides: windows at -1, 1, 3; one at 5 would start past the input.
+        assert_eq!(window_output(5, 2, 2, 1, 1, true), Some(3));
+        assert_eq!(window_output(2, 5, 1, 1, 1, false), None);
+        assert_eq!(window_output(7, 3, 1, 1, 1, false), Some(7));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 
 use crate::onnx::proto::{AttributeProto, ModelProto, NodeProto};
+use crate::op::window_output;
 
 /// An activation applied element-wise inside a kernel.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -837,22 +838,9 @@ impl Lowering {
                 if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
                     return Err(bad("dilations are not supported".into()));
                 }
-                let mut ho = out_size(h, k.0, stride.0, pad.0 + pad_end.0).map_err(bad)?;
-                let mut wo = out_size(w, k.1, stride.1, pad.1 + pad_end.1).map_err(bad)?;
-                if attr(node, "ceil_mode").is_some_and(|a| a.i != 0) {
-                    // One more window where the last one would start inside the input.
-                    let ceil = |size: usize, k: u32, s: u32, p0: u32, p1: u32, floor: u32| {
-                        let span = size as u32 + p0 + p1 - k;
-                        let n = span.div_ceil(s) + 1;
-                        if n > floor && (n - 1) * s < size as u32 + p0 {
-                            n
-                        } else {
-                            floor
-                        }
-                    };
-                    ho = ceil(h, k.0, stride.0, pad.0, pad_end.0, ho);
-                    wo = ceil(w, k.1, stride.1, pad.1, pad_end.1, wo);
-                }
+                let ceil = attr(node, "ceil_mode").is_some_and(|a| a.i != 0);
+                let ho = out_size(h, k.0, stride.0, (pad.0, pad_end.0), ceil).map_err(bad)?;
+                let wo = out_size(w, k.1, stride.1, (pad.1, pad_end.1), ceil).map_err(bad)?;
                 let y = self.define(&out, vec![n, c, ho as usize, wo as usize], None);
                 self.push(Step::Pool(PoolStep {
                     x,
@@ -985,8 +973,8 @@ impl Lowering {
             (pad.0 + extra[0], pad.1 + extra[1]),
             (pad_end.0 + extra[2], pad_end.1 + extra[3]),
         );
-        let ho = out_size(h, kh as u32, stride.0, pad.0 + pad_end.0)?;
-        let wo = out_size(wi, kw as u32, stride.1, pad.1 + pad_end.1)?;
+        let ho = out_size(h, kh as u32, stride.0, (pad.0, pad_end.0), false)?;
+        let wo = out_size(wi, kw as u32, stride.1, (pad.1, pad_end.1), false)?;
         let y = self.define(out, vec![n, cout, ho as usize, wo as usize], None);
         self.push(Step::Conv(ConvStep {
             x,
@@ -1209,14 +1197,16 @@ fn pads(node: &NodeProto) -> Result<Pads, String> {
     }
 }
 
-fn out_size(size: usize, k: u32, stride: u32, pad_total: u32) -> Result<u32, String> {
-    let padded = size as u64 + pad_total as u64;
-    if padded < k as u64 {
-        return Err(format!(
-            "window {k} is larger than the padded input {padded}"
-        ));
-    }
-    Ok(((padded - k as u64) / stride as u64 + 1) as u32)
+fn out_size(size: usize, k: u32, stride: u32, pad: (u32, u32), ceil: bool) -> Result<u32, String> {
+    u32::try_from(size)
+        .ok()
+        .and_then(|size| window_output(size, k, stride, pad.0, pad.1, ceil))
+        .ok_or_else(|| {
+            format!(
+                "window {k} is larger than the padded input {}",
+                size as u64 + pad.0 as u64 + pad.1 as u64
+            )
+        })
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use super::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProt
 use crate::network::{Network, Value};
 use crate::op::{
     Act as ActOp, Activation, Concat, Conv, Linear, Op, Pool, PoolKind, Shuffle, Slice, Tensor,
+    window_output,
 };
 
 /// Protobuf cannot encode more than 2 GiB in one message.
@@ -875,7 +876,7 @@ impl<'g> Mapper<'g> {
         if p.iter().any(|&v| v != p[0]) {
             return unmapped(format!("asymmetric padding {p:?}"));
         }
-        let op = Op::Pool(Pool {
+        let pool = Pool {
             input: shape,
             kind: if node.op_type == "MaxPool" {
                 PoolKind::Max
@@ -885,26 +886,21 @@ impl<'g> Mapper<'g> {
             k: u32::try_from(k[0]).unwrap_or(0),
             stride: u32::try_from(s[0]).unwrap_or(0),
             pad: u32::try_from(p[0]).unwrap_or(u32::MAX),
-        });
+        };
+        let op = Op::Pool(pool);
         let mut output = op.output();
-        if attr(node, "ceil_mode").is_some_and(|a| a.i != 0) {
-            // Ceil mode adds a last, partial window where floor mode stops short. The op is timed
-            // in floor mode (one row and column fewer); the tensor after it keeps its true size.
-            let ceil = |side: u32| {
-                let (side, kk, ss, pp) = (side as i64, k[0], s[0], p[0]);
-                let n = (side + 2 * pp - kk + ss - 1) / ss + 1;
-                // The last window must start inside the input or its left padding.
-                let n = if (n - 1) * ss >= side + pp { n - 1 } else { n };
-                n.max(1) as u32
-            };
-            let (h, w) = (ceil(shape.h), ceil(shape.w));
-            if (h, w) != (output.h, output.w) {
-                self.notes.push(format!(
-                    "`{name}`: ceil-mode pooling timed in floor mode ({}x{} outputs instead of {h}x{w})",
-                    output.h, output.w
-                ));
-                output = Tensor::new(output.n, output.c, h, w);
-            }
+        // Ceil mode adds a last, partial window where floor mode stops short. The op is timed
+        // in floor mode (one row and column fewer); the tensor after it keeps its true size.
+        let ceil = |side| window_output(side, pool.k, pool.stride, pool.pad, pool.pad, true);
+        if attr(node, "ceil_mode").is_some_and(|a| a.i != 0)
+            && let (Some(h), Some(w)) = (ceil(shape.h), ceil(shape.w))
+            && (h, w) != (output.h, output.w)
+        {
+            self.notes.push(format!(
+                "`{name}`: ceil-mode pooling timed in floor mode ({}x{} outputs instead of {h}x{w})",
+                output.h, output.w
+            ));
+            output = Tensor::new(output.n, output.c, h, w);
         }
         let v = self.push(op, &[value], vec![name])?;
         self.act_val(out, v, output);
