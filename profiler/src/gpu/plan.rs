@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use crate::onnx::proto::{AttributeProto, ModelProto, NodeProto};
+use crate::onnx::proto::{ModelProto, NodeProto};
 use crate::op::window_output;
 
 /// An activation applied element-wise inside a kernel.
@@ -353,12 +353,8 @@ struct Lowering {
     padded: HashMap<String, (usize, [u32; 4])>,
 }
 
-fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
-}
-
 fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
-    attr(node, name).map(|a| a.ints.clone())
+    node.attr(name).map(|a| a.ints.clone())
 }
 
 impl Lowering {
@@ -487,7 +483,7 @@ impl Lowering {
                     self.names.insert(out, x);
                     return Ok(1);
                 }
-                let axis = attr(node, "axis").map_or(1, |a| a.i);
+                let axis = node.attr("axis").map_or(1, |a| a.i);
                 let axis = if axis < 0 {
                     axis + dims.len() as i64
                 } else {
@@ -515,8 +511,9 @@ impl Lowering {
                         .and_then(|id| self.buffers[id].data.as_ref())
                         .is_some_and(|d| d.iter().all(|&v| v == 0.0))
                 });
-                let constant =
-                    attr(node, "mode").is_none_or(|a| a.s.is_empty() || a.s == b"constant");
+                let constant = node
+                    .attr("mode")
+                    .is_none_or(|a| a.s.is_empty() || a.s == b"constant");
                 let readers_fold = nodes[i + 1..]
                     .iter()
                     .filter(|n| n.input.contains(&out))
@@ -552,7 +549,7 @@ impl Lowering {
                 if axes != [2, 3] {
                     return Err(bad("only a mean over H and W runs on the GPU".into()));
                 }
-                let keep = attr(node, "keepdims").is_none_or(|a| a.i != 0);
+                let keep = node.attr("keepdims").is_none_or(|a| a.i != 0);
                 let ydims = if keep { vec![n, c, 1, 1] } else { vec![n, c] };
                 let y = self.define(&out, ydims, None);
                 self.push(Step::GlobalAvgPool {
@@ -566,7 +563,7 @@ impl Lowering {
             "Split" => {
                 let x = input(self, 0)?;
                 let dims = self.buffers[x].dims.clone();
-                if attr(node, "axis").map_or(0, |a| a.i) != 1 || dims.len() < 2 {
+                if node.attr("axis").map_or(0, |a| a.i) != 1 || dims.len() < 2 {
                     return Err(bad("only a Split along axis 1 runs on the GPU".into()));
                 }
                 let parts = node.output.len().max(1);
@@ -604,7 +601,7 @@ impl Lowering {
                     .map(|k| input(self, k))
                     .collect::<Result<_, _>>()?;
                 let dims0 = self.buffers[parts[0]].dims.clone();
-                let axis = attr(node, "axis").map_or(0, |a| a.i);
+                let axis = node.attr("axis").map_or(0, |a| a.i);
                 let same_but_channels = parts.iter().all(|&p| {
                     let d = &self.buffers[p].dims;
                     d.len() == dims0.len() && d[0] == dims0[0] && d[2..] == dims0[2..]
@@ -704,7 +701,7 @@ impl Lowering {
             "Softmax" => {
                 let x = input(self, 0)?;
                 let dims = self.buffers[x].dims.clone();
-                let axis = attr(node, "axis").map_or(-1, |a| a.i);
+                let axis = node.attr("axis").map_or(-1, |a| a.i);
                 let last = dims.len() as i64 - 1;
                 if axis != -1 && axis != last {
                     return Err(bad(
@@ -724,7 +721,7 @@ impl Lowering {
 
             "BatchNormalization" => {
                 let x = input(self, 0)?;
-                let eps = attr(node, "epsilon").map_or(1e-5, |a| a.f);
+                let eps = node.attr("epsilon").map_or(1e-5, |a| a.f);
                 let params: Vec<Vec<f32>> = (1..5)
                     .map(|k| {
                         let id = input(self, k)?;
@@ -838,7 +835,7 @@ impl Lowering {
                 if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
                     return Err(bad("dilations are not supported".into()));
                 }
-                let ceil = attr(node, "ceil_mode").is_some_and(|a| a.i != 0);
+                let ceil = node.attr("ceil_mode").is_some_and(|a| a.i != 0);
                 let ho = out_size(h, k.0, stride.0, (pad.0, pad_end.0), ceil).map_err(bad)?;
                 let wo = out_size(w, k.1, stride.1, (pad.1, pad_end.1), ceil).map_err(bad)?;
                 let y = self.define(&out, vec![n, c, ho as usize, wo as usize], None);
@@ -846,7 +843,7 @@ impl Lowering {
                     x,
                     y,
                     max: op == "MaxPool",
-                    count_include_pad: attr(node, "count_include_pad").is_some_and(|a| a.i != 0),
+                    count_include_pad: node.attr("count_include_pad").is_some_and(|a| a.i != 0),
                     planes: (n * c) as u32,
                     h: h as u32,
                     w: w as u32,
@@ -880,12 +877,12 @@ impl Lowering {
                 if dx.len() != 2 || dw.len() != 2 {
                     return Err(bad(format!("2-D operands expected, got {dx:?} and {dw:?}")));
                 }
-                let flag = |name: &str| attr(node, name).is_some_and(|a| a.i != 0);
+                let flag = |name: &str| node.attr(name).is_some_and(|a| a.i != 0);
                 if flag("transA") {
                     return Err(bad("transA is not supported".into()));
                 }
-                let alpha = attr(node, "alpha").map_or(1.0, |a| a.f);
-                let beta = attr(node, "beta").map_or(1.0, |a| a.f);
+                let alpha = node.attr("alpha").map_or(1.0, |a| a.f);
+                let beta = node.attr("beta").map_or(1.0, |a| a.f);
                 if alpha != 1.0 || beta != 1.0 {
                     return Err(bad("alpha and beta other than 1 are not supported".into()));
                 }
@@ -951,7 +948,7 @@ impl Lowering {
         };
         let [n, cin, h, wi] = dims4(&self.buffers[x].dims)?;
         let [cout, cin_g, kh, kw] = dims4(&self.buffers[w].dims)?;
-        let groups = attr(node, "group").map_or(1, |a| a.i).max(1) as usize;
+        let groups = node.attr("group").map_or(1, |a| a.i).max(1) as usize;
         if cin_g * groups != cin || cout % groups != 0 {
             return Err(format!(
                 "{cin} input channels and {cout} outputs do not split into {groups} groups of weight {:?}",
@@ -964,7 +961,10 @@ impl Lowering {
         if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
             return Err("dilated convolutions are not supported".into());
         }
-        if attr(node, "auto_pad").is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET") {
+        if node
+            .attr("auto_pad")
+            .is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET")
+        {
             return Err("auto_pad is not supported; write explicit pads".into());
         }
         let stride = pair(attr_ints(node, "strides"), Some(1))?;
@@ -1136,8 +1136,8 @@ fn activation(node: &NodeProto, l: &Lowering) -> Result<Option<Act>, PlanError> 
         "Sigmoid" => Act::Sigmoid,
         "HardSwish" => Act::HardSwish,
         "HardSigmoid" => Act::HardSigmoid(
-            attr(node, "alpha").map_or(0.2, |a| a.f),
-            attr(node, "beta").map_or(0.5, |a| a.f),
+            node.attr("alpha").map_or(0.2, |a| a.f),
+            node.attr("beta").map_or(0.5, |a| a.f),
         ),
         "Clip" => {
             let bound = |k: usize, default: f32| -> Result<f32, PlanError> {

@@ -27,7 +27,7 @@ use std::path::Path;
 
 use prost::Message;
 
-use super::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
+use super::proto::{GraphProto, ModelProto, NodeProto, TensorProto};
 use crate::network::{Network, Value};
 use crate::op::{
     Act as ActOp, Activation, Concat, Conv, Linear, Op, Pool, PoolKind, Shuffle, Slice, Tensor,
@@ -244,10 +244,6 @@ struct Mapper<'g> {
     notes: Vec<String>,
 }
 
-fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
-}
-
 fn dim_u32(d: i64, what: &str) -> Result<u32, String> {
     u32::try_from(d)
         .ok()
@@ -456,9 +452,9 @@ impl<'g> Mapper<'g> {
         // Shape arithmetic and constants first: they cost nothing.
         match node.op_type.as_str() {
             "Constant" => {
-                let v = match attr(node, "value").and_then(|a| a.t.as_ref()) {
+                let v = match node.attr("value").and_then(|a| a.t.as_ref()) {
                     Some(t) => const_val(t),
-                    None => match attr(node, "value_ints").or(attr(node, "value_int")) {
+                    None => match node.attr("value_ints").or(node.attr("value_int")) {
                         Some(a) => Val::Const {
                             dims: vec![a.ints.len().max(1) as i64],
                             ints: Some(if a.ints.is_empty() {
@@ -549,7 +545,7 @@ impl<'g> Mapper<'g> {
             }
             "ReduceMean" => {
                 let (value, shape) = self.act_in(node, 0)?;
-                let axes = attr(node, "axes").map(|a| a.ints.clone()).or_else(|| {
+                let axes = node.attr("axes").map(|a| a.ints.clone()).or_else(|| {
                     match node.input.get(1).and_then(|n| self.vals.get(n.as_str())) {
                         Some(Val::Const { ints, .. }) => ints.clone(),
                         _ => None,
@@ -566,7 +562,7 @@ impl<'g> Mapper<'g> {
                     return unmapped(format!("a mean over axes {axes:?}, not over H and W"));
                 }
                 let v = self.push(Op::GlobalAvgPool(shape), &[value], vec![name])?;
-                if attr(node, "keepdims").is_none_or(|a| a.i != 0) {
+                if node.attr("keepdims").is_none_or(|a| a.i != 0) {
                     self.act_val(out, v, Tensor::new(shape.n, shape.c, 1, 1));
                 } else {
                     self.set(
@@ -583,7 +579,7 @@ impl<'g> Mapper<'g> {
             "AveragePool" | "MaxPool" => self.pool(node, name, out),
             "Flatten" => {
                 let (value, shape) = self.act_in(node, 0)?;
-                if attr(node, "axis").map_or(1, |a| a.i) != 1 {
+                if node.attr("axis").map_or(1, |a| a.i) != 1 {
                     return unmapped("Flatten on an axis other than 1");
                 }
                 let f = (shape.c as u64 * shape.h as u64 * shape.w as u64) as u32;
@@ -600,7 +596,7 @@ impl<'g> Mapper<'g> {
             "Reshape" => self.reshape(nodes, i, name, out),
             "Gemm" | "MatMul" => self.linear(nodes, i, name, out),
             "Concat" => {
-                if attr(node, "axis").map(|a| a.i) != Some(1) {
+                if node.attr("axis").map(|a| a.i) != Some(1) {
                     return unmapped("a Concat that is not along channels (axis 1)");
                 }
                 let parts: Vec<(Value, Tensor)> = (0..node.input.len())
@@ -640,9 +636,10 @@ impl<'g> Mapper<'g> {
             }
             "Pad" => {
                 let (value, shape) = self.act_in(node, 0)?;
-                let mode_ok =
-                    attr(node, "mode").is_none_or(|a| a.s.is_empty() || a.s == b"constant");
-                let pads = attr(node, "pads").map(|a| a.ints.clone()).or_else(|| {
+                let mode_ok = node
+                    .attr("mode")
+                    .is_none_or(|a| a.s.is_empty() || a.s == b"constant");
+                let pads = node.attr("pads").map(|a| a.ints.clone()).or_else(|| {
                     match node.input.get(1).and_then(|n| self.vals.get(n.as_str())) {
                         Some(Val::Const { ints, .. }) => ints.clone(),
                         _ => None,
@@ -691,7 +688,7 @@ impl<'g> Mapper<'g> {
         let [cout, _, kh, kw] = wdims[..] else {
             return unmapped(format!("a {}-D weight (2-D convs only)", wdims.len()));
         };
-        let ints = |k: &str| attr(node, k).map(|a| a.ints.clone());
+        let ints = |k: &str| node.attr(k).map(|a| a.ints.clone());
         if ints("dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
             return unmapped("a dilated convolution");
         }
@@ -703,7 +700,8 @@ impl<'g> Mapper<'g> {
             return unmapped(format!("strides {stride:?}"));
         }
         let k = kh;
-        let auto = attr(node, "auto_pad")
+        let auto = node
+            .attr("auto_pad")
             .map(|a| a.s.clone())
             .unwrap_or_default();
         let mut pads = match auto.as_slice() {
@@ -727,7 +725,7 @@ impl<'g> Mapper<'g> {
                 "padding {pads:?} for a {k}x{k} kernel (only the same padding on every side, less than k)"
             ));
         }
-        let groups = attr(node, "group").map_or(1, |a| a.i);
+        let groups = node.attr("group").map_or(1, |a| a.i);
         let op = Op::Conv(
             Conv {
                 input: shape,
@@ -861,7 +859,7 @@ impl<'g> Mapper<'g> {
             Val::Unknown => return unmapped("reads the output of an unmapped node"),
             _ => return unmapped("input is not an N x C x H x W activation"),
         };
-        let ints = |k: &str| attr(node, k).map(|a| a.ints.clone());
+        let ints = |k: &str| node.attr(k).map(|a| a.ints.clone());
         let k = ints("kernel_shape").unwrap_or_default();
         let s = ints("strides").unwrap_or_else(|| vec![1, 1]);
         let mut p = ints("pads").unwrap_or_else(|| vec![0; 4]);
@@ -892,7 +890,7 @@ impl<'g> Mapper<'g> {
         // Ceil mode adds a last, partial window where floor mode stops short. The op is timed
         // in floor mode (one row and column fewer); the tensor after it keeps its true size.
         let ceil = |side| window_output(side, pool.k, pool.stride, pool.pad, pool.pad, true);
-        if attr(node, "ceil_mode").is_some_and(|a| a.i != 0)
+        if node.attr("ceil_mode").is_some_and(|a| a.i != 0)
             && let (Some(h), Some(w)) = (ceil(shape.h), ceil(shape.w))
             && (h, w) != (output.h, output.w)
         {
@@ -927,7 +925,7 @@ impl<'g> Mapper<'g> {
             && let (Some(t), Some(back)) = (nodes.get(i + 1), nodes.get(i + 2))
             && t.op_type == "Transpose"
             && t.input.first().map(String::as_str) == Some(out)
-            && attr(t, "perm").is_some_and(|a| a.ints == [0, 2, 1, 3, 4])
+            && t.attr("perm").is_some_and(|a| a.ints == [0, 2, 1, 3, 4])
             && back.op_type == "Reshape"
             && back.input.first() == t.output.first()
             && let Some(o) = back.output.first()
@@ -991,7 +989,7 @@ impl<'g> Mapper<'g> {
             Val::Const { dims, .. } => dims.clone(),
             _ => return unmapped("weights that are not constants"),
         };
-        let trans_b = node.op_type == "Gemm" && attr(node, "transB").is_some_and(|a| a.i != 0);
+        let trans_b = node.op_type == "Gemm" && node.attr("transB").is_some_and(|a| a.i != 0);
         let [a, b] = wdims[..] else {
             return unmapped(format!("a {}-D weight", wdims.len()));
         };
@@ -1061,10 +1059,11 @@ impl<'g> Mapper<'g> {
             start = clamp(*s);
             vec![clamp(*e) - start]
         } else {
-            if attr(node, "axis").map_or(0, |a| a.i) != 1 {
+            if node.attr("axis").map_or(0, |a| a.i) != 1 {
                 return unmapped("a Split that is not along channels");
             }
-            match attr(node, "split")
+            match node
+                .attr("split")
                 .map(|a| a.ints.clone())
                 .or_else(|| const_ints(self, 1))
             {

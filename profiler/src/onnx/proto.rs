@@ -238,6 +238,13 @@ impl ValueInfoProto {
     }
 }
 
+impl NodeProto {
+    /// The attribute called `name`, if the node has it.
+    pub fn attr(&self, name: &str) -> Option<&AttributeProto> {
+        self.attribute.iter().find(|a| a.name == name)
+    }
+}
+
 impl AttributeProto {
     pub fn int(name: &str, i: i64) -> Self {
         AttributeProto {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::proto::{AttributeProto, ModelProto, NodeProto};
+use super::proto::{ModelProto, NodeProto};
 
 /// A dense fp32 tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,12 +73,8 @@ pub fn evaluate(model: &ModelProto, inputs: &[(&str, Nd)]) -> Result<Vec<Nd>, Re
         .collect()
 }
 
-fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
-}
-
 fn attr_ints(node: &NodeProto, name: &str, default: &[i64]) -> Vec<usize> {
-    attr(node, name)
+    node.attr(name)
         .map(|a| a.ints.clone())
         .unwrap_or_else(|| default.to_vec())
         .into_iter()
@@ -105,8 +101,8 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
         "Sigmoid" => map(a[0], |v| 1.0 / (1.0 + (-v).exp())),
         "HardSwish" => map(a[0], |v| v * hard_sigmoid(1.0 / 6.0, 0.5)(v)),
         "HardSigmoid" => {
-            let alpha = attr(node, "alpha").map_or(0.2, |a| a.f);
-            let beta = attr(node, "beta").map_or(0.5, |a| a.f);
+            let alpha = node.attr("alpha").map_or(0.2, |a| a.f);
+            let beta = node.attr("beta").map_or(0.5, |a| a.f);
             map(a[0], hard_sigmoid(alpha, beta))
         }
         "Clip" => {
@@ -139,7 +135,7 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
         }
         "Gemm" => gemm(node, a).map_err(bad)?,
         "Concat" => {
-            if attr(node, "axis").map_or(0, |a| a.i) != 1 {
+            if node.attr("axis").map_or(0, |a| a.i) != 1 {
                 return Err(bad("only Concat on axis 1 is supported".into()));
             }
             let (n, rest) = (a[0].dims[0], a[0].dims[2..].iter().product::<usize>());
@@ -197,7 +193,7 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
             out
         }
         "BatchNormalization" => {
-            let eps = attr(node, "epsilon").map_or(1e-5, |a| a.f);
+            let eps = node.attr("epsilon").map_or(1e-5, |a| a.f);
             let (c, hw) = (a[0].dims[1], a[0].dims[2..].iter().product::<usize>());
             let mut out = a[0].clone();
             for (i, v) in out.data.iter_mut().enumerate() {
@@ -270,7 +266,7 @@ fn conv(node: &NodeProto, a: &[&Nd]) -> Result<Nd, String> {
         return Err(format!("Conv input must be 4-D, got {:?}", x.dims));
     };
     let (cout, cin_g, kh, kw) = (w.dims[0], w.dims[1], w.dims[2], w.dims[3]);
-    let groups = attr(node, "group").map_or(1, |a| a.i as usize);
+    let groups = node.attr("group").map_or(1, |a| a.i as usize);
     let s = attr_ints(node, "strides", &[1, 1]);
     let p = attr_ints(node, "pads", &[0, 0, 0, 0]);
     if cin != cin_g * groups {
@@ -330,7 +326,7 @@ fn pool(node: &NodeProto, x: &Nd) -> Result<Nd, String> {
     let s = attr_ints(node, "strides", &[1, 1]);
     let p = attr_ints(node, "pads", &[0, 0, 0, 0]);
     let is_max = node.op_type == "MaxPool";
-    let include_pad = attr(node, "count_include_pad").is_some_and(|a| a.i != 0);
+    let include_pad = node.attr("count_include_pad").is_some_and(|a| a.i != 0);
     let ho = (h + p[0] + p[2] - k[0]) / s[0] + 1;
     let wo = (w + p[1] + p[3] - k[1]) / s[1] + 1;
     let mut out = Vec::with_capacity(n * c * ho * wo);
@@ -394,7 +390,7 @@ fn transpose(node: &NodeProto, x: &Nd) -> Result<Nd, String> {
 }
 
 fn gemm(node: &NodeProto, a: &[&Nd]) -> Result<Nd, String> {
-    let trans_b = attr(node, "transB").is_some_and(|t| t.i != 0);
+    let trans_b = node.attr("transB").is_some_and(|t| t.i != 0);
     let (x, w) = (a[0], a[1]);
     let (m, k) = (x.dims[0], x.dims[1]);
     let (nout, wk) = if trans_b {
