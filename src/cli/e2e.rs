@@ -37,8 +37,7 @@ impl Runtime {
             Runtime::Ort(rt) => rt.prepare_file(path, input)?,
             Runtime::Gpu(rt) => {
                 let model = hwnas_profiler::onnx::import::read_model(path)?;
-                let mut rng = hwnas_profiler::rng::SplitMix64::new(1);
-                let data = (0..input.numel()).map(|_| rng.uniform(1.0)).collect();
+                let data = hwnas_profiler::onnx::build::model_input(input);
                 rt.prepare_model(&model, &path.display().to_string(), data)?
             }
         })

@@ -403,10 +403,11 @@ impl OrtRuntime {
             .first()
             .map(|i| i.name().to_string())
             .ok_or_else(|| err("the model has no input".into()))?;
-        let mut rng = crate::rng::SplitMix64::new(1);
-        let data: Vec<f32> = (0..input.numel()).map(|_| rng.uniform(1.0)).collect();
-        let x = Tensor::from_array((input.dims().map(|d| d as usize), data))
-            .map_err(|e| err(e.to_string()))?;
+        let x = Tensor::from_array((
+            input.dims().map(|d| d as usize),
+            onnx::build::model_input(input),
+        ))
+        .map_err(|e| err(e.to_string()))?;
         Ok(Box::new(NetworkKernel {
             session,
             input_name: name,

@@ -72,6 +72,13 @@ pub fn op_inputs(op: &Op, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// The input a user's model is run on end to end (`validate --onnx`): seeded, in `[-1, 1)`, the
+/// same on every backend.
+pub fn model_input(shape: Tensor) -> Vec<f32> {
+    let mut rng = SplitMix64::new(1);
+    (0..shape.numel()).map(|_| rng.uniform(1.0)).collect()
+}
+
 /// Builds a graph node by node, naming intermediate values and initializers.
 pub(crate) struct GraphBuilder {
     nodes: Vec<NodeProto>,
