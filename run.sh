@@ -90,8 +90,9 @@ $hwnas search --space mbv3 --model "$out/cpu-mbv3.model.json" --max-latency-ms 1
     --max-evaluations 3000 --seed 1 --verify --verify-max 20 --device device_profiles/cpu.toml \
     --out "$out/search-mbv3"
 echo
-echo "== the mbv3 model as a per-choice latency table, for differentiable search"
+echo "== both models as latency tables for differentiable (one-shot) search"
 $hwnas lut export --model "$out/cpu-mbv3.model.json" --space mbv3 --resolution 224 --out "$out/cpu-mbv3.lut-224.json"
+$hwnas lut export --model "$out/cpu-nb201.model.json" --space nb201 --out "$out/cpu-nb201.lut.json"
 echo
 echo "results in $out/: latency tables (cpu-*.csv, openvino-nb201.csv, gpu-nb201.csv, cpu-onnx.csv), models (*.model.json), validation reports and plots"
-echo "(*.validate-*.json, *.svg), search fronts (search-*/front.csv, front.json, front.svg), a per-choice table (*.lut-224.json)"
+echo "(*.validate-*.json, *.svg), search fronts (search-*/front.csv, front.json, front.svg), one-shot latency tables (*.lut*.json)"

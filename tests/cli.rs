@@ -533,8 +533,8 @@ fn search_nb201_with_the_model(dir: &Path, model: &Path, device: &Path) {
         }
     }
 
-    // Per-choice tables: mbv3's (ops the nb201 table lacks come from its regressor); nb201's
-    // latency is not a sum over its edges, and the refusal says so.
+    // One-shot tables: mbv3's, a term per block (ops the nb201 table lacks come from its
+    // regressor); nb201's, one term over its six edges, only at its own resolution.
     let lut = dir.join("lat.json");
     let out = ok(&[
         "lut",
@@ -554,9 +554,10 @@ fn search_nb201_with_the_model(dir: &Path, model: &Path, device: &Path) {
     );
     let table: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lut).unwrap()).unwrap();
-    assert_eq!(table["schema"], "hwnas-lut/1");
+    assert_eq!(table["schema"], "hwnas-lut/2");
     assert_eq!(table["decisions"].as_array().unwrap().len(), 20);
-    let err = fails(&[
+    assert_eq!(table["terms"].as_array().unwrap().len(), 20);
+    let out = ok(&[
         "lut",
         "export",
         "--model",
@@ -566,7 +567,26 @@ fn search_nb201_with_the_model(dir: &Path, model: &Path, device: &Path) {
         "--out",
         s(&lut),
     ]);
-    assert!(err.contains("not a sum"), "{err}");
+    assert!(
+        out.contains("6 decisions of nb201 at resolution 32") && out.contains("15625 entries"),
+        "{out}"
+    );
+    let err = fails(&[
+        "lut",
+        "export",
+        "--model",
+        s(model),
+        "--space",
+        "nb201",
+        "--resolution",
+        "224",
+        "--out",
+        s(&lut),
+    ]);
+    assert!(
+        err.contains("resolution 224 is not one of nb201's [32]"),
+        "{err}"
+    );
 
     // Two devices (the same model twice: numbered apart), a bound for each.
     let two = dir.join("two");

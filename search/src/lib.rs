@@ -18,7 +18,7 @@
 //!   [`objective::LatencySource`], MFLOPs, parameters, peak activation memory), some of them
 //!   objectives, some bounded by [`objective::Constraint`]s. [`arch_table::ArchTable`] reads
 //!   tables keyed by architecture (accuracies, measured latencies); [`plot`] draws the front.
-//! - [`lut::Lut`] cuts a latency model into per-choice tables for differentiable search.
+//! - [`lut::Lut`] cuts a latency model into tables of terms for differentiable search.
 
 pub mod accuracy;
 pub mod arch_table;

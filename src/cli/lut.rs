@@ -19,12 +19,13 @@ pub struct ExportArgs {
     /// Latency model of the device (from `hwnas fit`).
     #[arg(long)]
     model: PathBuf,
-    /// Search space: mbv3 (nb201's latency is not a sum over its edges' choices).
+    /// Search space: mbv3 (a term per block) or nb201 (one term over its six edges).
     #[arg(long)]
     space: String,
-    /// Input resolution the table is for (mbv3: 160, 176, 192, 208 or 224).
-    #[arg(long, default_value_t = 224)]
-    resolution: u32,
+    /// Input resolution the table is for (mbv3: 160, 176, 192, 208 or 224, default 224;
+    /// nb201: 32).
+    #[arg(long)]
+    resolution: Option<u32>,
     /// Output JSON file.
     #[arg(long)]
     out: PathBuf,
@@ -33,21 +34,30 @@ pub struct ExportArgs {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     let Command::Export(args) = cmd;
     let model = LatencyModel::load(&args.model)?;
-    let lut = Lut::export(&model, &args.space, args.resolution)
+    let resolution = args
+        .resolution
+        .unwrap_or_else(|| Lut::default_resolution(&args.space));
+    let lut = Lut::export(&model, &args.space, resolution)
         .with_context(|| format!("cutting {} into a per-choice table", args.model.display()))?;
     let json = serde_json::to_string_pretty(&lut)?;
     std::fs::write(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;
-    let (lo, hi): (f64, f64) = lut.decisions.iter().fold((0.0, 0.0), |(lo, hi), d| {
-        let min = d.latency_ms.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = d.latency_ms.iter().copied().fold(0.0, f64::max);
+    // Terms are independent tables, so the extremes add (for mbv3 they include a `skip`
+    // before a running block, which the space never builds).
+    let (lo, hi) = lut.terms.iter().fold((0.0, 0.0), |(lo, hi), t| {
+        let min = t.latency_ms.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = t.latency_ms.iter().copied().fold(0.0, f64::max);
         (lo + min, hi + max)
     });
+    let entries: usize = lut.terms.iter().map(|t| t.latency_ms.len()).sum();
     println!(
-        "{} decisions of {} at resolution {} on `{}`: fixed {:.3} ms, choices add {:.3}-{:.3} ms; wrote {}",
+        "{} decisions of {} at resolution {} on `{}`: {} term{}, {} entries; fixed {:.3} ms, terms add {:.3}-{:.3} ms; wrote {}",
         lut.decisions.len(),
         lut.space,
         lut.resolution,
         lut.device,
+        lut.terms.len(),
+        if lut.terms.len() == 1 { "" } else { "s" },
+        entries,
         lut.fixed_ms,
         lo,
         hi,

@@ -81,11 +81,13 @@ pub struct Nb201Arch {
 }
 
 /// (target node, source node) of each edge, in string order.
-const EDGES: [(usize, usize); 6] = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)];
+pub const EDGES: [(usize, usize); 6] = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)];
 /// Stem channels, cells per stage and the CIFAR input.
 const C: u32 = 16;
 const CELLS_PER_STAGE: usize = 5;
-const INPUT: Tensor = Tensor::new(1, 3, 32, 32);
+/// The input's height and width.
+pub const RESOLUTION: u32 = 32;
+const INPUT: Tensor = Tensor::new(1, 3, RESOLUTION, RESOLUTION);
 const CLASSES: u32 = 10;
 
 impl Nb201Arch {
