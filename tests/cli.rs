@@ -913,6 +913,46 @@ fn profiling_killed_at_random_resumes_without_losing_or_repeating_a_row() {
     assert_eq!(keys.len(), 22, "no row is repeated");
 }
 
+/// A kernel that does not come back within the profile's timeout is stopped (its measuring
+/// process killed) and recorded failed; the ops around it, measured in the same interleaved
+/// group, are measured and kept.
+#[test]
+fn a_hung_kernel_is_stopped_and_the_run_goes_on() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("cpu-hang.toml");
+    std::fs::write(
+        &device,
+        "name = \"cpu-hang\"\nbackend = \"ort\"\n[ort]\ntimeout_ms = 1000\n[measure]\nmin_runs = 10\n",
+    )
+    .unwrap();
+    let table = dir.path().join("t.csv");
+    // ~470 GFLOP a run: seconds on any single core, far past the 1 s timeout.
+    let hung = "conv-in:8x512x112x112-out:512-k:3-s:1-g:1-pre:none-act:none";
+    let err = fails(&[
+        "profile",
+        "--device",
+        s(&device),
+        "--op",
+        "add-in:1x16x32x32",
+        "--op",
+        hung,
+        "--op",
+        "add-in:1x32x16x16",
+        "--out",
+        s(&table),
+    ]);
+    assert!(
+        err.contains(&format!(
+            "FAILED {hung}: no preparation or run finished within 1.0 s"
+        )) && err.contains("1 ops failed"),
+        "{err}"
+    );
+    let rows = LatencyTable::read(&table).unwrap().rows;
+    let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["add-in:1x16x32x32", "add-in:1x32x16x16"]);
+}
+
 #[test]
 fn rows_too_noisy_twice_are_left_for_a_later_resume() {
     let _serial = one_at_a_time();

@@ -11,6 +11,8 @@
 //! inter_threads = 1
 //! optimization = "all"        # disable | basic | extended | all (what deployments use)
 //! # library = "/path/to/libonnxruntime.so.1.31.1"   # else $ORT_DYLIB_PATH, else ./.venv
+//! timeout_ms = 60000          # preparing an op or one run of it may take this long; longer,
+//!                             # and the measuring process is killed and the op recorded failed
 //!
 //! [ort.options]               # passed to the execution provider as key = "value"
 //!
@@ -120,6 +122,10 @@ pub struct OrtSettings {
     pub inter_threads: usize,
     pub optimization: OptLevel,
     pub options: BTreeMap<String, String>,
+    /// The longest one step (building an op's session, or one run) may take before the
+    /// measuring process is stopped and the op recorded failed. Raise it for EPs that compile
+    /// at session creation (TensorRT engines).
+    pub timeout_ms: f64,
 }
 
 impl Default for OrtSettings {
@@ -131,6 +137,7 @@ impl Default for OrtSettings {
             inter_threads: 1,
             optimization: OptLevel::All,
             options: BTreeMap::new(),
+            timeout_ms: 60_000.0,
         }
     }
 }
@@ -199,11 +206,15 @@ impl DeviceProfile {
                 GPU_BACKENDS.join(", ")
             ));
         }
-        if !(profile.wgpu.timeout_ms.is_finite() && profile.wgpu.timeout_ms > 0.0) {
-            return Err(format!(
-                "wgpu.timeout_ms must be a positive number of milliseconds, got {}",
-                profile.wgpu.timeout_ms
-            ));
+        for (key, ms) in [
+            ("wgpu.timeout_ms", profile.wgpu.timeout_ms),
+            ("ort.timeout_ms", profile.ort.timeout_ms),
+        ] {
+            if !(ms.is_finite() && ms > 0.0) {
+                return Err(format!(
+                    "{key} must be a positive number of milliseconds, got {ms}"
+                ));
+            }
         }
         if profile.ort.intra_threads == 0 || profile.ort.inter_threads == 0 {
             return Err("ort.intra_threads and ort.inter_threads must be at least 1".into());

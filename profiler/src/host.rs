@@ -36,6 +36,30 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// The CPUs' mean current clock in MHz, where readable: cpufreq's `scaling_cur_freq` (what
+/// the governor set now), else `/proc/cpuinfo` (on VMs often the nominal clock). A clock that
+/// moves between rows is frequency scaling or thermal throttling, and their times disagree.
+pub fn cpu_mhz() -> Option<f64> {
+    let mut khz = Vec::new();
+    for cpu in 0.. {
+        let path = format!("/sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_cur_freq");
+        match std::fs::read_to_string(path) {
+            Ok(text) => khz.extend(text.trim().parse::<f64>().ok()),
+            Err(_) => break,
+        }
+    }
+    if !khz.is_empty() {
+        return Some(khz.iter().sum::<f64>() / khz.len() as f64 / 1e3);
+    }
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("cpu MHz"))
+        .filter_map(|l| l.split_once(':')?.1.trim().parse().ok())
+        .collect();
+    (!mhz.is_empty()).then(|| mhz.iter().sum::<f64>() / mhz.len() as f64)
+}
+
 /// The current UTC time as RFC 3339 (`2026-11-28T06:43:42Z`).
 pub fn utc_now() -> String {
     let secs = std::time::SystemTime::now()

@@ -15,7 +15,8 @@
 //!   adaptive repetition until the median's confidence interval is tight, [`stats::Stats`].
 //! - [`network::Network`] wires ops into a whole network and builds it as one ONNX model, for
 //!   measuring networks end to end.
-//! - [`profile::profile_ops`] runs it over a list of ops and appends [`table::Row`]s to a
+//! - [`profile::profile_ops`] runs it over a list of ops (in this process, or in a
+//!   [`worker::Worker`] process that is killed when a kernel hangs) and appends [`table::Row`]s to a
 //!   [`table::LatencyTable`] CSV, whose header records where the numbers came from
 //!   ([`device::DeviceProfile`], [`host`]).
 //!
@@ -35,5 +36,6 @@ pub mod profile;
 pub mod rng;
 pub mod stats;
 pub mod table;
+pub mod worker;
 
 pub use op::{Activation, Op, Tensor};

@@ -122,7 +122,7 @@ impl MeasureConfig {
 }
 
 /// The result of measuring one op.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
     /// The latency the table records: in-network times when the backend reports them,
     /// otherwise wall-clock times of the call.

@@ -1,9 +1,60 @@
 //! Profiling a list of ops: prepare a group, measure it in interleaved rounds, append its rows.
 
 use crate::backend::Backend;
-use crate::measure::{MeasureConfig, measure_group};
+use crate::measure::{Kernel, MeasureConfig, Measurement, measure_group};
 use crate::op::Op;
 use crate::table::{Row, TableError, TableWriter};
+
+/// Something that measures a group of ops together: one result per op, in order, an error in
+/// one op not stopping the others.
+pub trait GroupMeasurer {
+    fn measure(&mut self, ops: &[Op], cfg: &MeasureConfig) -> Vec<Result<Measurement, String>>;
+
+    /// True for a simulated device, whose rows this machine's load and clock do not touch.
+    fn simulated(&self) -> bool {
+        false
+    }
+}
+
+/// Measuring in this process: prepare each op on the backend, then the one loop.
+pub struct InProcess(pub Box<dyn Backend>);
+
+impl GroupMeasurer for InProcess {
+    fn measure(&mut self, ops: &[Op], cfg: &MeasureConfig) -> Vec<Result<Measurement, String>> {
+        prepare_and_measure(self.0.as_mut(), ops, cfg, |k| k)
+    }
+
+    fn simulated(&self) -> bool {
+        self.0.simulated()
+    }
+}
+
+/// Prepare each op on `backend` (`wrap` sees every kernel prepared), then measure those that
+/// prepared together; an op that did not prepare gets its error.
+pub(crate) fn prepare_and_measure(
+    backend: &mut dyn Backend,
+    ops: &[Op],
+    cfg: &MeasureConfig,
+    mut wrap: impl FnMut(Box<dyn Kernel>) -> Box<dyn Kernel>,
+) -> Vec<Result<Measurement, String>> {
+    let mut results: Vec<Option<Result<Measurement, String>>> = Vec::new();
+    let mut kernels: Vec<Box<dyn Kernel>> = Vec::new();
+    let mut slots = Vec::new();
+    for op in ops {
+        match backend.prepare(op) {
+            Ok(kernel) => {
+                slots.push(results.len());
+                results.push(None);
+                kernels.push(wrap(kernel));
+            }
+            Err(e) => results.push(Some(Err(e.to_string()))),
+        }
+    }
+    for (slot, m) in slots.into_iter().zip(measure_group(&mut kernels, cfg)) {
+        results[slot] = Some(m.map_err(|e| e.to_string()));
+    }
+    results.into_iter().flatten().collect()
+}
 
 /// What happened to one op.
 #[derive(Debug)]
@@ -12,7 +63,7 @@ pub enum OpOutcome {
     Failed { key: String, error: String },
 }
 
-/// Measure `ops` on `backend`, `cfg.interleave` at a time, appending each group's rows to
+/// Measure `ops` with `measurer`, `cfg.interleave` at a time, appending each group's rows to
 /// `writer` as soon as the group is done. `on_op` sees every outcome (progress bars, logs).
 /// A failed op is reported and skipped; the others go on. Only a table write error stops.
 ///
@@ -24,7 +75,7 @@ pub enum OpOutcome {
 /// NPU's op that fell back to the CPU) is reported failed instead of written: its time is not
 /// the device's.
 pub fn profile_ops(
-    backend: &mut dyn Backend,
+    measurer: &mut dyn GroupMeasurer,
     ops: &[Op],
     cfg: &MeasureConfig,
     default_provider: &str,
@@ -38,11 +89,11 @@ pub fn profile_ops(
         default_provider,
         require_provider,
     };
-    let again = measure_pass(backend, ops, &pass, writer, true, &mut |o| {
+    let again = measure_pass(measurer, ops, &pass, writer, true, &mut |o| {
         on_op(&o);
         outcomes.push(o);
     })?;
-    measure_pass(backend, &again, &pass, writer, false, &mut |o| {
+    measure_pass(measurer, &again, &pass, writer, false, &mut |o| {
         on_op(&o);
         outcomes.push(o);
     })?;
@@ -58,7 +109,7 @@ struct Pass<'a> {
 
 /// One pass over `ops`; returns the ops held back as too noisy (only when `may_retry`).
 fn measure_pass(
-    backend: &mut dyn Backend,
+    measurer: &mut dyn GroupMeasurer,
     ops: &[Op],
     pass: &Pass<'_>,
     writer: &mut TableWriter,
@@ -68,26 +119,10 @@ fn measure_pass(
     let cfg = pass.cfg;
     let mut retry = Vec::new();
     for group in ops.chunks(cfg.interleave.max(1)) {
-        let mut prepared = Vec::new();
-        let mut kernels = Vec::new();
-        let mut group_outcomes: Vec<Option<OpOutcome>> = Vec::new();
-        for op in group {
-            match backend.prepare(op) {
-                Ok(k) => {
-                    prepared.push((group_outcomes.len(), op));
-                    kernels.push(k);
-                    group_outcomes.push(None);
-                }
-                Err(e) => group_outcomes.push(Some(OpOutcome::Failed {
-                    key: op.key(),
-                    error: e.to_string(),
-                })),
-            }
-        }
-        let results = measure_group(&mut kernels, cfg);
-        drop(kernels);
-        for ((slot, op), result) in prepared.into_iter().zip(results) {
-            group_outcomes[slot] = match result {
+        let results = measurer.measure(group, cfg);
+        let mut group_outcomes = Vec::with_capacity(group.len());
+        for (op, result) in group.iter().zip(results) {
+            group_outcomes.push(match result {
                 Ok(m) => match cfg.max_noise.filter(|limit| m.stats.ci_rel > *limit) {
                     Some(_) if may_retry => {
                         retry.push(*op);
@@ -113,17 +148,20 @@ fn measure_pass(
                             ),
                         }),
                         None => {
-                            let row = Row::new(op, &m, pass.default_provider);
+                            let mut row = Row::new(op, &m, pass.default_provider);
+                            if !measurer.simulated() {
+                                row = row.on_this_machine();
+                            }
                             writer.append(&row)?;
                             Some(OpOutcome::Measured(Box::new(row)))
                         }
                     },
                 },
-                Err(e) => Some(OpOutcome::Failed {
+                Err(error) => Some(OpOutcome::Failed {
                     key: op.key(),
-                    error: e.to_string(),
+                    error,
                 }),
-            };
+            });
         }
         for outcome in group_outcomes.into_iter().flatten() {
             emit(outcome);
@@ -155,7 +193,7 @@ mod tests {
             };
             let mut seen = 0;
             let out = profile_ops(
-                &mut MockDevice::default(),
+                &mut InProcess(Box::new(MockDevice::default())),
                 &ops,
                 &cfg,
                 "mock",

@@ -13,10 +13,29 @@ pub struct Stats {
     pub mad: f64,
     pub min: f64,
     pub n: usize,
-    /// Half-width of the 95% confidence interval of the median, relative to the median.
+    /// Half-width of the 95% confidence interval of the median, relative to the median;
+    /// infinite when there is no interval (too few samples, a zero median).
+    #[serde(with = "infinite_as_null")]
     pub ci_rel: f64,
     /// Samples further than 5 scaled MADs above the median (reported, never dropped).
     pub outliers: usize,
+}
+
+/// JSON has no infinity: a missing interval is written `null` and read back as infinite.
+mod infinite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
 }
 
 /// Linear-interpolated quantile of sorted data (Hyndman & Fan type 7, as numpy's default).
@@ -126,5 +145,19 @@ mod tests {
         let s = Stats::from_samples(&data).unwrap();
         assert_eq!((s.outliers, s.n), (2, 102));
         assert!(s.median < 10.5);
+    }
+
+    #[test]
+    fn stats_without_an_interval_survive_json() {
+        let few = Stats::from_samples(&[1.0, 2.0]).unwrap();
+        assert!(few.ci_rel.is_infinite());
+        let json = serde_json::to_string(&few).unwrap();
+        assert!(json.contains("\"ci_rel\":null"), "{json}");
+        assert_eq!(serde_json::from_str::<Stats>(&json).unwrap(), few);
+        let many =
+            Stats::from_samples(&(0..50).map(|i| 100.0 + (i % 10) as f64).collect::<Vec<_>>())
+                .unwrap();
+        let back: Stats = serde_json::from_str(&serde_json::to_string(&many).unwrap()).unwrap();
+        assert_eq!(back, many);
     }
 }

@@ -71,6 +71,11 @@ pub struct Row {
     pub reorder_us: Option<f64>,
     /// The execution providers that ran the op's nodes, `+`-separated.
     pub provider: String,
+    /// The machine's 1-minute load average when the row was measured (absent on simulated
+    /// devices and in tables from before it was recorded).
+    pub load1: Option<f64>,
+    /// The CPUs' mean clock in MHz when the row was measured, where readable.
+    pub cpu_mhz: Option<f64>,
 }
 
 impl Row {
@@ -139,6 +144,17 @@ impl Row {
             } else {
                 m.providers.join("+")
             },
+            load1: None,
+            cpu_mhz: None,
+        }
+    }
+
+    /// The row with the state of this machine now: its load and CPU clock.
+    pub fn on_this_machine(self) -> Row {
+        Row {
+            load1: crate::host::load_average(),
+            cpu_mhz: crate::host::cpu_mhz().map(|mhz| mhz.round()),
+            ..self
         }
     }
 
@@ -368,6 +384,72 @@ impl LatencyTable {
     }
 }
 
+/// How far a row's CPU clock may stray from the table's median before the row is suspect.
+pub const CLOCK_TOLERANCE: f64 = 0.10;
+
+/// What a table's rows say of the machine they were measured on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineReport {
+    /// One line: the range of load and clock seen (absent when no row recorded them).
+    pub summary: Option<String>,
+    /// Rows measured while the machine was busy, or at a clock far from the others'.
+    pub problems: Vec<String>,
+}
+
+/// Rows measured with a 1-minute load above the machine's `cpus` (other work was competing
+/// for the cores), and rows whose CPU clock is more than [`CLOCK_TOLERANCE`] from the median
+/// row's (frequency scaling, turbo or thermal throttling between rows).
+pub fn machine_report(rows: &[&Row], cpus: Option<usize>) -> MachineReport {
+    let loads: Vec<(f64, &Row)> = rows.iter().filter_map(|r| Some((r.load1?, *r))).collect();
+    let clocks: Vec<(f64, &Row)> = rows.iter().filter_map(|r| Some((r.cpu_mhz?, *r))).collect();
+    let range = |v: &[(f64, &Row)]| {
+        v.iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (x, _)| {
+                (lo.min(*x), hi.max(*x))
+            })
+    };
+    let mut parts = Vec::new();
+    let mut problems = Vec::new();
+    if !loads.is_empty() {
+        let (lo, hi) = range(&loads);
+        let on = cpus.map_or(String::new(), |c| format!(" on {c} CPUs"));
+        parts.push(format!("1-min load {lo:.2}-{hi:.2}{on}"));
+        if let Some(cpus) = cpus {
+            let busy: Vec<&(f64, &Row)> = loads.iter().filter(|(l, _)| *l > cpus as f64).collect();
+            if let Some((load, row)) = busy.first() {
+                problems.push(format!(
+                    "{} rows measured while the machine was busy (1-min load above its {cpus} CPUs), e.g. `{}` at load {load:.2}; measure them again when it is quiet",
+                    busy.len(),
+                    row.key
+                ));
+            }
+        }
+    }
+    if !clocks.is_empty() {
+        let (lo, hi) = range(&clocks);
+        let mut sorted: Vec<f64> = clocks.iter().map(|(c, _)| *c).collect();
+        sorted.sort_by(f64::total_cmp);
+        let median = crate::stats::quantile_sorted(&sorted, 0.5);
+        parts.push(format!("CPU clock {lo:.0}-{hi:.0} MHz"));
+        let off: Vec<&(f64, &Row)> = clocks
+            .iter()
+            .filter(|(c, _)| (c - median).abs() > CLOCK_TOLERANCE * median)
+            .collect();
+        if let Some((mhz, row)) = off.first() {
+            problems.push(format!(
+                "{} rows measured at a CPU clock more than {:.0}% from the median row's {median:.0} MHz (frequency scaling or throttling), e.g. `{}` at {mhz:.0} MHz; fix the clock (performance governor) and measure them again",
+                off.len(),
+                100.0 * CLOCK_TOLERANCE,
+                row.key
+            ));
+        }
+    }
+    MachineReport {
+        summary: (!parts.is_empty()).then(|| parts.join(", ")),
+        problems,
+    }
+}
+
 /// Appends rows to a table file, flushing each one.
 pub struct TableWriter {
     csv: csv::Writer<File>,
@@ -433,6 +515,26 @@ impl TableWriter {
                 });
             }
         }
+        let columns = bytes[..keep]
+            .split(|&b| b == b'\n')
+            .find(|line| !line.starts_with(b"#"))
+            .unwrap_or_default();
+        if columns != Self::columns().join(",").as_bytes() {
+            // A table from an hwnas with other columns: rewritten (atomically) in today's
+            // columns, the columns it lacks left empty, before anything is appended.
+            drop(file);
+            LatencyTable {
+                meta: table
+                    .meta
+                    .iter()
+                    .filter(|(k, _)| k != SCHEMA_KEY)
+                    .cloned()
+                    .collect(),
+                rows: table.rows.clone(),
+            }
+            .write(path)?;
+            file = OpenOptions::new().append(true).open(path).map_err(io)?;
+        }
         file.seek(SeekFrom::End(0)).map_err(io)?;
         let csv = csv::WriterBuilder::new()
             .has_headers(false)
@@ -492,6 +594,8 @@ impl TableWriter {
             "wall_us",
             "reorder_us",
             "provider",
+            "load1",
+            "cpu_mhz",
         ]
     }
 }
@@ -604,6 +708,88 @@ mod tests {
         assert_eq!(t.rows, rows);
         assert_eq!(t.meta("device"), Some("cpu"));
         assert_eq!(t.get(KEYS[2]).unwrap().cout, 10);
+    }
+
+    /// A table written before rows carried the machine's state (no `load1`, `cpu_mhz`)
+    /// still reads, and a resume rewrites it in today's columns before appending.
+    #[test]
+    fn tables_from_before_machine_state_read_and_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.csv");
+        let rows = measured_rows(&KEYS);
+        let mut w = TableWriter::create(&path, &meta("cpu")).unwrap();
+        w.append(&rows[0]).unwrap();
+        w.append(&rows[1]).unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let old: String = text
+            .lines()
+            .map(|l| {
+                let l = if l.starts_with('#') {
+                    l
+                } else {
+                    l.strip_suffix(",,").unwrap_or(l)
+                };
+                let l = l.strip_suffix(",load1,cpu_mhz").unwrap_or(l);
+                format!("{l}\n")
+            })
+            .collect();
+        assert!(!old.contains("load1"));
+        std::fs::write(&path, &old).unwrap();
+        assert_eq!(LatencyTable::read(&path).unwrap().rows, rows[..2].to_vec());
+
+        let (mut w, done) = TableWriter::resume(&path, &meta("cpu")).unwrap();
+        assert_eq!(done, rows[..2].to_vec());
+        let now = rows[2].clone().on_this_machine();
+        w.append(&now).unwrap();
+        drop(w);
+        let t = LatencyTable::read(&path).unwrap();
+        assert_eq!(t.rows, [&rows[..2], std::slice::from_ref(&now)].concat());
+        assert_eq!(t.meta("device"), Some("cpu"));
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains(",load1,cpu_mhz\n")
+        );
+        // This machine (Linux) has a load average.
+        assert!(now.load1.is_some());
+    }
+
+    #[test]
+    fn busy_rows_and_a_moving_clock_are_reported() {
+        let rows = measured_rows(&KEYS);
+        let with = |r: &Row, load: f64, mhz: f64| Row {
+            load1: Some(load),
+            cpu_mhz: Some(mhz),
+            ..r.clone()
+        };
+        let steady = [
+            with(&rows[0], 0.9, 3000.0),
+            with(&rows[1], 1.1, 3010.0),
+            with(&rows[2], 1.0, 2990.0),
+        ];
+        let refs: Vec<&Row> = steady.iter().collect();
+        let report = machine_report(&refs, Some(2));
+        assert!(report.problems.is_empty(), "{report:?}");
+        assert_eq!(
+            report.summary.as_deref(),
+            Some("1-min load 0.90-1.10 on 2 CPUs, CPU clock 2990-3010 MHz")
+        );
+        let disturbed = [
+            with(&rows[0], 0.9, 3000.0),
+            with(&rows[1], 3.5, 3010.0),
+            with(&rows[2], 1.0, 2200.0),
+        ];
+        let refs: Vec<&Row> = disturbed.iter().collect();
+        let report = machine_report(&refs, Some(2));
+        assert_eq!(report.problems.len(), 2, "{report:?}");
+        assert!(report.problems[0].contains(&format!("`{}` at load 3.50", KEYS[1])));
+        assert!(report.problems[1].contains(&format!("`{}` at 2200 MHz", KEYS[2])));
+        // Tables from before the machine state was recorded say nothing of it.
+        let refs: Vec<&Row> = rows.iter().collect();
+        let report = machine_report(&refs, Some(2));
+        assert_eq!(report.summary, None);
+        assert!(report.problems.is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod search_report;
 mod space;
 mod table;
 mod validate;
+mod worker;
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +57,9 @@ enum Command {
     ExportOp(export_op::Args),
     /// Write a whole architecture's ONNX model, as `validate` measures it, to a file.
     Export(export_op::NetArgs),
+    /// The measuring process `profile` starts for ONNX Runtime devices.
+    #[command(hide = true)]
+    Worker(worker::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -72,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Lut(cmd) => lut::run(cmd),
         Command::ExportOp(args) => export_op::run(args),
         Command::Export(args) => export_op::run_network(args),
+        Command::Worker(args) => worker::run(args),
     };
     match result {
         Ok(code) => code,

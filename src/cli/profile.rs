@@ -1,9 +1,10 @@
 //! `hwnas profile`
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hwnas_profiler::backend::Backend;
@@ -12,8 +13,9 @@ use hwnas_profiler::backend::ort::OrtRuntime;
 use hwnas_profiler::device::{BackendKind, DeviceProfile};
 use hwnas_profiler::gpu::runtime::GpuRuntime;
 use hwnas_profiler::measure::MeasureConfig;
-use hwnas_profiler::profile::{OpOutcome, profile_ops};
+use hwnas_profiler::profile::{GroupMeasurer, InProcess, OpOutcome, profile_ops};
 use hwnas_profiler::table::{Metadata, Row, TableWriter};
+use hwnas_profiler::worker::Worker;
 use hwnas_profiler::{Op, host};
 use hwnas_search::space::builtin;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -95,26 +97,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect();
     }
 
-    let (mut backend, default_provider): (Box<dyn Backend>, String) = match profile.backend {
-        BackendKind::Ort => {
-            let rt = OrtRuntime::new(&profile.ort, args.ort_library.as_deref())
-                .with_context(|| format!("device profile {}", args.device.display()))?;
-            (Box::new(rt), String::new())
-        }
-        BackendKind::Wgpu => {
-            let rt = GpuRuntime::new(&profile.wgpu)
-                .with_context(|| format!("device profile {}", args.device.display()))?;
-            if rt.is_software() {
-                eprintln!(
-                    "note: `{}` is a software rasteriser on the CPU: its times check the kernels, they are not GPU predictor data",
-                    rt.adapter().name
-                );
+    // ORT measures in a worker process, so a kernel that hangs can be killed (ORT cannot
+    // stop a lone op from inside); wgpu has deadlines of its own.
+    let (mut measurer, provenance, default_provider): (Box<dyn GroupMeasurer>, _, _) =
+        match profile.backend {
+            BackendKind::Ort => {
+                let mut worker_args: Vec<OsString> = vec![
+                    "worker".into(),
+                    "--device".into(),
+                    args.device.clone().into(),
+                ];
+                if let Some(lib) = &args.ort_library {
+                    worker_args.extend(["--ort-library".into(), lib.clone().into()]);
+                }
+                let exe = std::env::current_exe()
+                    .context("locating the hwnas executable to measure in a worker process")?;
+                let timeout = Duration::from_secs_f64(profile.ort.timeout_ms / 1e3);
+                let worker = Worker::start(exe, worker_args, timeout)?;
+                let provenance = worker.provenance().to_vec();
+                (Box::new(worker), provenance, String::new())
             }
-            (Box::new(rt), String::new())
-        }
-        BackendKind::Mock => (Box::new(MockDevice::default()), "mock".into()),
-    };
-    let meta = metadata(&profile, &args, backend.as_ref());
+            _ => {
+                let (backend, default_provider) =
+                    open_backend(&profile, args.ort_library.as_deref(), &args.device)?;
+                let provenance = backend.provenance();
+                (Box::new(InProcess(backend)), provenance, default_provider)
+            }
+        };
+    let meta = metadata(&profile, &args, provenance);
 
     let (mut writer, done) = if args.resume {
         TableWriter::resume(&args.out, &meta)?
@@ -157,7 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let expected = (profile.backend == BackendKind::Ort)
         .then(|| hwnas_profiler::backend::ort::provider_name(&profile.ort.execution_provider));
     let outcomes = profile_ops(
-        backend.as_mut(),
+        measurer.as_mut(),
         &todo,
         &profile.measure,
         &default_provider,
@@ -220,7 +230,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn metadata(profile: &DeviceProfile, args: &Args, backend: &dyn Backend) -> Metadata {
+/// The backend a device profile names, opened in this process, and the provider to record
+/// when the backend cannot tell.
+pub(super) fn open_backend(
+    profile: &DeviceProfile,
+    ort_library: Option<&Path>,
+    device: &Path,
+) -> anyhow::Result<(Box<dyn Backend>, String)> {
+    let context = || format!("device profile {}", device.display());
+    Ok(match profile.backend {
+        BackendKind::Ort => {
+            let rt = OrtRuntime::new(&profile.ort, ort_library).with_context(context)?;
+            (Box::new(rt), String::new())
+        }
+        BackendKind::Wgpu => {
+            let rt = GpuRuntime::new(&profile.wgpu).with_context(context)?;
+            if rt.is_software() {
+                eprintln!(
+                    "note: `{}` is a software rasteriser on the CPU: its times check the kernels, they are not GPU predictor data",
+                    rt.adapter().name
+                );
+            }
+            (Box::new(rt), String::new())
+        }
+        BackendKind::Mock => (Box::new(MockDevice::default()), "mock".into()),
+    })
+}
+
+fn metadata(profile: &DeviceProfile, args: &Args, provenance: Vec<(String, String)>) -> Metadata {
     let mut meta: Metadata = vec![
         ("device".into(), profile.name.clone()),
         ("device_description".into(), profile.description.clone()),
@@ -264,7 +301,7 @@ fn metadata(profile: &DeviceProfile, args: &Args, backend: &dyn Backend) -> Meta
     if let Some((i, n)) = args.shard {
         meta.push(("shard".into(), format!("{i}/{n}")));
     }
-    meta.extend(backend.provenance());
+    meta.extend(provenance);
     meta.push(("created".into(), host::utc_now()));
     if let Some(load) = host::load_average() {
         meta.push(("load_average".into(), format!("{load:.2}")));
@@ -297,4 +334,5 @@ fn print_summary(rows: &[&Row], seconds: f64, out: &std::path::Path) {
         out.display()
     );
     super::table::print_summary(rows, 5);
+    super::table::print_machine(rows, Some(host::cpu_count()));
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use hwnas_profiler::stats::quantile_sorted;
-use hwnas_profiler::table::{LatencyTable, Row};
+use hwnas_profiler::table::{LatencyTable, Row, machine_report};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -126,6 +126,9 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             100.0 * noisy[0].ci_rel
         ));
     }
+    let rows: Vec<&Row> = t.rows.iter().collect();
+    let machine = machine_report(&rows, logical_cpus(&t));
+    problems.extend(machine.problems);
     if let Some(shard) = t.meta("shard") {
         problems.push(format!(
             "this is shard {shard} of a table: merge it with the others (`hwnas table merge`)"
@@ -138,6 +141,9 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         t.meta("device").unwrap_or("?"),
         capped
     );
+    if let Some(summary) = machine.summary {
+        println!("  machine: {summary}");
+    }
     if problems.is_empty() {
         println!("ok");
         return Ok(ExitCode::SUCCESS);
@@ -220,6 +226,7 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     }
     let rows: Vec<&Row> = table.rows.iter().collect();
     print_summary(&rows, args.top);
+    print_machine(&rows, logical_cpus(&table));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -262,6 +269,22 @@ fn print_throughput(rows: &[&Row]) {
 }
 
 /// Noise, totals and the slowest ops of some rows (shared with `hwnas profile`).
+/// The CPUs of the machine a table was measured on, from its provenance.
+pub(super) fn logical_cpus(t: &LatencyTable) -> Option<usize> {
+    t.meta("logical_cpus")?.parse().ok()
+}
+
+/// The machine's load and clock while the rows were measured, and rows to distrust.
+pub(super) fn print_machine(rows: &[&Row], cpus: Option<usize>) {
+    let report = machine_report(rows, cpus);
+    if let Some(summary) = report.summary {
+        println!("  machine: {summary}");
+    }
+    for p in report.problems {
+        println!("  warning: {p}");
+    }
+}
+
 pub fn print_summary(rows: &[&Row], top: usize) {
     if rows.is_empty() {
         return;

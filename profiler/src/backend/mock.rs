@@ -45,6 +45,10 @@ impl MockDevice {
 }
 
 impl Backend for MockDevice {
+    fn simulated(&self) -> bool {
+        true
+    }
+
     fn provenance(&self) -> Vec<(String, String)> {
         vec![
             ("backend".into(), "mock".into()),

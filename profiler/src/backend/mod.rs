@@ -25,4 +25,9 @@ pub trait Backend {
 
     /// Build everything needed to run `op` (session, weights, buffers) once.
     fn prepare(&mut self, op: &Op) -> Result<Box<dyn Kernel>, BackendError>;
+
+    /// True for a simulated device (no hardware behind its times).
+    fn simulated(&self) -> bool {
+        false
+    }
 }
