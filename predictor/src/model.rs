@@ -306,9 +306,7 @@ impl LatencyModel {
             source,
         };
         let json = serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, json).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        hwnas_profiler::files::write_atomic(path, json).map_err(io)
     }
 
     /// Latency of one op: the table's median, or the regressor's prediction.

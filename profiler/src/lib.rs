@@ -25,6 +25,7 @@
 
 pub mod backend;
 pub mod device;
+pub mod files;
 pub mod fuzzing;
 pub mod gpu;
 pub mod host;

@@ -371,7 +371,7 @@ impl LatencyTable {
 
     /// Writes the table atomically: a temporary file beside `path`, then a rename.
     pub fn write(&self, path: &Path) -> Result<(), TableError> {
-        let tmp = path.with_extension("csv.tmp");
+        let tmp = crate::files::temporary(path);
         let mut w = TableWriter::create(&tmp, &self.meta)?;
         for row in &self.rows {
             w.append(row)?;

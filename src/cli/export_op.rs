@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use hwnas_profiler::files::write_atomic;
 use hwnas_profiler::{Op, onnx};
 
 #[derive(clap::Args)]
@@ -18,7 +19,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let op = Op::from_key(&args.key).with_context(|| format!("cannot export `{}`", args.key))?;
     let model = onnx::op_model(&op)?;
-    std::fs::write(&args.out, model.to_bytes())
+    write_atomic(&args.out, model.to_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     let names = &onnx::INPUT_NAMES[..op.num_inputs()];
     println!(
@@ -66,7 +67,7 @@ pub fn run_network(args: NetArgs) -> anyhow::Result<ExitCode> {
         }
         let model = onnx::zoo::build_at_opset(family, args.resolution, args.opset)
             .map_err(anyhow::Error::msg)?;
-        std::fs::write(&args.out, model.to_bytes())
+        write_atomic(&args.out, model.to_bytes())
             .with_context(|| format!("cannot write {}", args.out.display()))?;
         println!(
             "wrote {} ({family}, {} ONNX nodes, input `input` of shape [1, 3, {r}, {r}], opset {})",
@@ -83,7 +84,7 @@ pub fn run_network(args: NetArgs) -> anyhow::Result<ExitCode> {
     let space = hwnas_search::space::builtin(space)?;
     let net = space.network(arch)?;
     let model = net.to_onnx()?;
-    std::fs::write(&args.out, model.to_bytes())
+    write_atomic(&args.out, model.to_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!(
         "wrote {} ({} ops, input x of shape {:?}, output `{}`)",

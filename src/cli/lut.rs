@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hwnas_predictor::LatencyModel;
+use hwnas_profiler::files::write_atomic;
 use hwnas_search::lut::Lut;
 
 #[derive(clap::Subcommand)]
@@ -40,7 +41,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     let lut = Lut::export(&model, &args.space, resolution)
         .with_context(|| format!("cutting {} into a per-choice table", args.model.display()))?;
     let json = serde_json::to_string_pretty(&lut)?;
-    std::fs::write(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;
+    write_atomic(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;
     // Terms are independent tables, so the extremes add (for mbv3 they include a `skip`
     // before a running block, which the space never builds).
     let (lo, hi) = lut.terms.iter().fold((0.0, 0.0), |(lo, hi), t| {

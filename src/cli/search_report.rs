@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use hwnas_predictor::metrics::Accuracy;
 use hwnas_profiler::device::DeviceProfile;
+use hwnas_profiler::files::write_atomic;
 use hwnas_profiler::stats::quantile_sorted;
 use hwnas_search::hypervolume::Normalizer;
 use hwnas_search::objective::{ArchProblem, LatencySource, Metric, Metrics};
@@ -251,7 +252,7 @@ impl Report<'_, '_> {
         });
         let write = |name: &str, text: String| -> anyhow::Result<()> {
             let path = dir.join(name);
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+            write_atomic(&path, text).with_context(|| format!("writing {}", path.display()))
         };
         write("front.json", serde_json::to_string_pretty(&report)?)?;
         write("front.csv", self.csv(&ordered))?;
@@ -380,6 +381,14 @@ impl Report<'_, '_> {
             bail!(
                 "--compare {}: not a front.json of `hwnas search` (schema {SCHEMA})",
                 other.display()
+            );
+        }
+        let space = self.problem.space.name();
+        if theirs["space"] != space {
+            bail!(
+                "--compare {}: a front of space {} (this search is over {space})",
+                other.display(),
+                theirs["space"]
             );
         }
         let their_names: Vec<String> = serde_json::from_value(theirs["objectives"].clone())

@@ -8,6 +8,7 @@ use anyhow::Context;
 use hwnas_predictor::metrics::Accuracy;
 use hwnas_predictor::svg;
 use hwnas_predictor::{LatencyModel, Term};
+use hwnas_profiler::files::write_atomic;
 use hwnas_profiler::rng::SplitMix64;
 use hwnas_profiler::stats::quantile_sorted;
 use hwnas_search::space::builtin;
@@ -151,7 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     let json_path = with_suffix(".json");
     let svg_path = with_suffix(".svg");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
+    write_atomic(&json_path, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
     let points: Vec<(f64, f64)> = meas
         .iter()
@@ -165,7 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         100.0 * acc.within_10,
         nets.len()
     );
-    std::fs::write(&svg_path, svg::scatter(&title, &points))
+    write_atomic(&svg_path, svg::scatter(&title, &points))
         .with_context(|| format!("writing {}", svg_path.display()))?;
 
     if args.json {
