@@ -1052,7 +1052,11 @@ fn truncated_corrupted_and_mismatched_files_are_named() {
         }
         // Bytes changed inside an ONNX file's weights still make a valid model (ONNX has no
         // checksum): its corruption goes into the structure at the start.
-        let at = if name.ends_with(".onnx") { 2 } else { good.len() / 2 };
+        let at = if name.ends_with(".onnx") {
+            2
+        } else {
+            good.len() / 2
+        };
         let mut corrupted = good.clone();
         corrupted.splice(at..(at + 8).min(good.len()), *b"\x00\xff}{,\"#~");
         for (what, bytes) in [("truncated", torn), ("corrupted", corrupted)] {
@@ -1126,6 +1130,108 @@ fn truncated_corrupted_and_mismatched_files_are_named() {
         arch,
     ]);
     assert!(err.contains("net.onnx"), "{err}");
+}
+
+/// Precision is part of what is measured: an int8 (QDQ) table says so, its model refuses to
+/// predict for another precision, and devices without ONNX Runtime refuse anything but fp32.
+#[test]
+fn precisions_are_profiled_recorded_and_checked() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let device = quick_cpu_profile(dir.path());
+    let table = dir.path().join("int8.csv");
+    let out = ok(&[
+        "profile",
+        "--device",
+        s(&device),
+        "--space",
+        "nb201",
+        "--precision",
+        "int8",
+        "--out",
+        s(&table),
+    ]);
+    assert!(out.contains("measured 22 ops"), "{out}");
+    let t = LatencyTable::read(&table).unwrap();
+    assert_eq!(t.meta("precision"), Some("int8"));
+    assert!(
+        t.meta("latency_basis")
+            .is_some_and(|b| b.contains("QuantizeLinear"))
+    );
+    // A resume at another precision is another table.
+    let err = fails(&[
+        "profile",
+        "--device",
+        s(&device),
+        "--space",
+        "nb201",
+        "--out",
+        s(&table),
+        "--resume",
+    ]);
+    assert!(err.contains("precision") && err.contains("int8"), "{err}");
+
+    let model = dir.path().join("int8.json");
+    ok(&[
+        "fit",
+        "--table",
+        s(&table),
+        "--calibrate",
+        "0",
+        "--out",
+        s(&model),
+    ]);
+    let arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|";
+    let predict = |precision: &str| {
+        hwnas(&[
+            "predict",
+            "--model",
+            s(&model),
+            "--space",
+            "nb201",
+            "--arch",
+            arch,
+            "--precision",
+            precision,
+        ])
+    };
+    let good = predict("int8");
+    assert!(good.status.success() && String::from_utf8_lossy(&good.stdout).contains("at int8"));
+    let bad = predict("fp32");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("holds int8 latencies, not fp32"),
+        "{err}"
+    );
+    let err = fails(&[
+        "search",
+        "--space",
+        "nb201",
+        "--model",
+        s(&model),
+        "--precision",
+        "fp16",
+        "--max-evaluations",
+        "30",
+        "--out",
+        s(&dir.path().join("s")),
+    ]);
+    assert!(err.contains("holds int8 latencies, not fp16"), "{err}");
+    let err = fails(&[
+        "profile",
+        "--device",
+        "device_profiles/lavapipe.toml",
+        "--space",
+        "nb201",
+        "--precision",
+        "fp16",
+        "--out",
+        s(&dir.path().join("gpu.csv")),
+    ]);
+    assert!(
+        err.contains("--precision") && err.contains("needs an ONNX Runtime device"),
+        "{err}"
+    );
 }
 
 /// A kernel that does not come back within the profile's timeout is stopped (its measuring
@@ -1575,6 +1681,36 @@ fn openvino_profiles_nb201_and_fallbacks_are_flagged() {
     for row in &table.rows {
         assert_eq!(row.provider, "OpenVINOExecutionProvider", "{}", row.key);
     }
+
+    // int8 as QDQ graphs, as NPUs take them: OpenVINO runs every op of nb201 itself.
+    let int8_path = dir.path().join("ov-int8.csv");
+    let out = ok(&[
+        "profile",
+        "--device",
+        s(&device),
+        "--space",
+        "nb201",
+        "--precision",
+        "int8",
+        "--out",
+        s(&int8_path),
+    ]);
+    assert!(out.contains("measured 22 ops"), "{out}");
+    let int8 = LatencyTable::read(&int8_path).unwrap();
+    assert_eq!(int8.meta("precision"), Some("int8"));
+    for row in &int8.rows {
+        assert_eq!(row.provider, "OpenVINOExecutionProvider", "{}", row.key);
+    }
+    // Tables of two precisions are two devices to `table merge`.
+    let err = fails(&[
+        "table",
+        "merge",
+        s(&table_path),
+        s(&int8_path),
+        "--out",
+        s(&dir.path().join("mixed.csv")),
+    ]);
+    assert!(err.contains("precision") && err.contains("int8"), "{err}");
 
     // A lone channel slice is one op OpenVINO hands back to ORT's CPU EP: flagged in the
     // table and on stderr, refused with --require-ep.

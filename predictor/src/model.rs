@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 
-use hwnas_profiler::Op;
 use hwnas_profiler::network::Network;
 use hwnas_profiler::table::LatencyTable;
+use hwnas_profiler::{Op, Precision};
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate::{Calibration, Form, OP_COUNT, WEIGHT_OP_COUNT};
@@ -307,6 +307,15 @@ impl LatencyModel {
         };
         let json = serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
         hwnas_profiler::files::write_atomic(path, json).map_err(io)
+    }
+
+    /// The precision the table's ops were built in (fp32 for tables from before precisions).
+    pub fn precision(&self) -> Precision {
+        self.provenance
+            .iter()
+            .find(|(k, _)| k == "precision")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_default()
     }
 
     /// Latency of one op: the table's median, or the regressor's prediction.

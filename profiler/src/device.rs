@@ -3,7 +3,7 @@
 //! ```toml
 //! name = "cpu"
 //! backend = "ort"
-//! precision = "fp32"
+//! precision = "fp32"          # fp32 | fp16 | int8 (QuantizeLinear/DequantizeLinear graphs)
 //!
 //! [ort]
 //! execution_provider = "cpu"  # the ORT execution provider
@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::measure::MeasureConfig;
+use crate::op::Precision;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,18 +49,15 @@ pub struct DeviceProfile {
     #[serde(default)]
     pub description: String,
     pub backend: BackendKind,
-    #[serde(default = "fp32")]
-    pub precision: String,
+    /// fp32, fp16 or int8 (QDQ): what every op and network is built in.
+    #[serde(default)]
+    pub precision: Precision,
     #[serde(default)]
     pub ort: OrtSettings,
     #[serde(default)]
     pub wgpu: GpuSettings,
     #[serde(default)]
     pub measure: MeasureConfig,
-}
-
-fn fp32() -> String {
-    "fp32".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,16 +184,29 @@ impl DeviceProfile {
         })
     }
 
+    /// The profile at another precision, checked as if the file had said so.
+    pub fn with_precision(self, precision: Precision) -> Result<DeviceProfile, String> {
+        let profile = DeviceProfile { precision, ..self };
+        profile.check()?;
+        Ok(profile)
+    }
+
     /// Parse and check a profile's text; the message names the key to fix.
     pub fn parse(text: &str) -> Result<DeviceProfile, String> {
         let profile: DeviceProfile = toml::from_str(text).map_err(|e| e.to_string())?;
+        profile.check()?;
+        Ok(profile)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let profile = self;
         profile.measure.validate()?;
         if profile.name.trim().is_empty() {
             return Err("`name` must not be empty".into());
         }
-        if profile.precision != "fp32" {
+        if profile.precision != Precision::Fp32 && profile.backend != BackendKind::Ort {
             return Err(format!(
-                "precision `{}` is not supported yet; use precision = \"fp32\"",
+                "precision `{}` needs an ONNX Runtime device (backend = \"ort\"): the wgpu kernels and the simulated device are fp32",
                 profile.precision
             ));
         }
@@ -219,7 +230,7 @@ impl DeviceProfile {
         if profile.ort.intra_threads == 0 || profile.ort.inter_threads == 0 {
             return Err("ort.intra_threads and ort.inter_threads must be at least 1".into());
         }
-        Ok(profile)
+        Ok(())
     }
 }
 
@@ -246,9 +257,17 @@ mod tests {
         let e = DeviceProfile::parse("name = \"x\"\nbackend = \"ort\"\n[measure]\nmin_runs = 0\n")
             .unwrap_err();
         assert!(e.contains("measure.min_runs"), "{e}");
-        let e = DeviceProfile::parse("name = \"x\"\nbackend = \"ort\"\nprecision = \"int8\"\n")
+        let int8 = DeviceProfile::parse("name = \"x\"\nbackend = \"ort\"\nprecision = \"int8\"\n");
+        assert_eq!(int8.unwrap().precision, Precision::Int8);
+        let e = DeviceProfile::parse("name = \"x\"\nbackend = \"wgpu\"\nprecision = \"fp16\"\n")
             .unwrap_err();
-        assert!(e.contains("precision"), "{e}");
+        assert!(
+            e.contains("precision `fp16` needs an ONNX Runtime device"),
+            "{e}"
+        );
+        let e = DeviceProfile::parse("name = \"x\"\nbackend = \"ort\"\nprecision = \"bf16\"\n")
+            .unwrap_err();
+        assert!(e.contains("bf16") && e.contains("fp32"), "{e}");
         assert!(DeviceProfile::parse("name = \"x\"\nbackend = [").is_err());
         let e =
             DeviceProfile::parse("name = \"x\"\nbackend = \"wgpu\"\n[wgpu]\nbackend = \"cuda\"\n")

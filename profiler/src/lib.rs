@@ -39,4 +39,4 @@ pub mod stats;
 pub mod table;
 pub mod worker;
 
-pub use op::{Activation, Op, Tensor};
+pub use op::{Activation, Op, Precision, Tensor};

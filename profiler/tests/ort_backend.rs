@@ -8,7 +8,7 @@ use hwnas_profiler::backend::ort::OrtRuntime;
 use hwnas_profiler::device::OrtSettings;
 use hwnas_profiler::measure::{MeasureConfig, measure_group};
 use hwnas_profiler::onnx::{self, reference};
-use hwnas_profiler::op::Op;
+use hwnas_profiler::op::{Op, Precision};
 use proptest::prelude::*;
 
 fn runtime() -> OrtRuntime {
@@ -48,9 +48,21 @@ const CASES: &[&str] = &[
 ];
 
 fn assert_matches_reference(rt: &OrtRuntime, op: &Op) {
+    let (got, want) = output_and_reference(rt, op, Precision::Fp32);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-4 + 1e-3 * w.abs(),
+            "{op}: element {i}: ORT {g} vs reference {w}"
+        );
+    }
+}
+
+/// ORT's output for an op at `precision` (`rt` builds at it), and the reference's for the same
+/// converted graph.
+fn output_and_reference(rt: &OrtRuntime, op: &Op, precision: Precision) -> (Vec<f32>, Vec<f32>) {
     let inputs = onnx::op_inputs(op, 7);
     let (shape, got) = rt.infer(op, &inputs).unwrap();
-    let model = onnx::op_model(op).unwrap();
+    let model = onnx::precision::convert(&onnx::op_model(op).unwrap(), precision);
     let named: Vec<(&str, reference::Nd)> = onnx::INPUT_NAMES
         .iter()
         .copied()
@@ -72,11 +84,53 @@ fn assert_matches_reference(rt: &OrtRuntime, op: &Op) {
         op.output().numel(),
         "{op}: output size vs Op::output"
     );
-    for (i, (g, w)) in got.iter().zip(&want.data).enumerate() {
-        assert!(
-            (g - w).abs() <= 1e-4 + 1e-3 * w.abs(),
-            "{op}: element {i}: ORT {g} vs reference {w}"
-        );
+    (got, want.data)
+}
+
+/// Every op kind at fp16 and int8 (QDQ) on ORT equals the reference's evaluation of the same
+/// converted graph: fp16 within a few fp16 roundings, int8 within a few quantisation steps.
+#[test]
+fn every_op_kind_matches_the_reference_at_fp16_and_int8() {
+    for precision in [Precision::Fp16, Precision::Int8] {
+        let rt = runtime().with_precision(precision);
+        for key in CASES {
+            let op = Op::from_key(key).unwrap();
+            let (got, want) = output_and_reference(&rt, &op, precision);
+            match precision {
+                // The reference rounds where the graph casts; ORT may also round intermediate
+                // results to fp16: a few fp16 ulps (2^-10).
+                Precision::Fp16 => {
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g - w).abs() <= 4e-3 * w.abs().max(1.0),
+                            "{precision} {op}: element {i}: ORT {g} vs reference {w}"
+                        );
+                    }
+                }
+                // Integer kernels round once where the reference rounds its float sum: a tie
+                // may fall the other way, by one quantisation step, rarely.
+                _ => {
+                    let step = onnx::precision::ACTIVATION_SCALE;
+                    let mut off = 0;
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g - w).abs() <= step * 1.01,
+                            "{precision} {op}: element {i}: ORT {g} vs reference {w}"
+                        );
+                        off += usize::from((g - w).abs() > step / 2.0);
+                    }
+                    assert!(
+                        off * 100 <= got.len(),
+                        "{precision} {op}: {off} of {} elements a step off",
+                        got.len()
+                    );
+                }
+            }
+            // Quantised outputs keep their spread: not everything saturated to one value.
+            let distinct: std::collections::BTreeSet<i64> =
+                got.iter().map(|v| (v * 1024.0).round() as i64).collect();
+            assert!(distinct.len() >= 5, "{precision} {op}: {distinct:?}");
+        }
     }
 }
 

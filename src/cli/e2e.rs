@@ -8,7 +8,7 @@ use hwnas_profiler::device::{BackendKind, DeviceProfile};
 use hwnas_profiler::gpu::runtime::GpuRuntime;
 use hwnas_profiler::measure::{Kernel, MeasureConfig, measure_group};
 use hwnas_profiler::network::Network;
-use hwnas_profiler::op::Tensor;
+use hwnas_profiler::op::{Precision, Tensor};
 use hwnas_profiler::stats::Stats;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -62,7 +62,9 @@ pub fn runtime(
     let context = || format!("device profile {}", path.display());
     match profile.backend {
         BackendKind::Ort => Ok(Runtime::Ort(
-            OrtRuntime::new(&profile.ort, library).with_context(context)?,
+            OrtRuntime::new(&profile.ort, library)
+                .with_context(context)?
+                .with_precision(profile.precision),
         )),
         BackendKind::Wgpu => Ok(Runtime::Gpu(Box::new(
             GpuRuntime::new(&profile.wgpu).with_context(context)?,
@@ -75,11 +77,16 @@ pub fn runtime(
 }
 
 /// A device profile and its runtime, for the commands that measure on it.
+/// Networks hwnas builds are built at `precision` (the model's: what its table measured);
+/// users' ONNX files run as they are.
 pub fn open_device(
     path: &std::path::Path,
     library: Option<&std::path::Path>,
+    precision: Precision,
 ) -> anyhow::Result<(DeviceProfile, Runtime)> {
-    let profile = DeviceProfile::load(path)?;
+    let profile = DeviceProfile::load(path)?
+        .with_precision(precision)
+        .map_err(|e| anyhow::anyhow!("device profile {}: {e}", path.display()))?;
     let rt = runtime(&profile, path, library)?;
     Ok((profile, rt))
 }

@@ -102,7 +102,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .device
             .as_ref()
             .context("--calibrate-onnx measures the models end to end: give --device")?;
-        let (profile, rt) = e2e::open_device(device, args.ort_library.as_deref())?;
+        let (profile, rt) =
+            e2e::open_device(device, args.ort_library.as_deref(), model.precision())?;
         let mut files = Vec::new();
         let mut samples = Vec::new();
         for path in &args.calibrate_onnx {
@@ -143,7 +144,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .or_else(|| model.space.clone())
             .context("which space are the calibration networks from? give --space")?;
         let space = builtin(&space_name)?;
-        let (profile, rt) = e2e::open_device(device, args.ort_library.as_deref())?;
+        let (profile, rt) =
+            e2e::open_device(device, args.ort_library.as_deref(), model.precision())?;
         let mut rng = SplitMix64::new(args.seed ^ 0xca11_b4a7e);
         let archs: Vec<String> = (0..args.calibrate)
             .map(|_| space.sample(&mut rng))

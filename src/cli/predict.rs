@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hwnas_predictor::{LatencyModel, Term};
+use hwnas_profiler::Precision;
 use hwnas_profiler::table::LatencyTable;
 use hwnas_search::space::builtin;
 
@@ -27,6 +28,10 @@ pub struct Args {
     arch: Vec<String>,
     #[command(flatten)]
     onnx: OnnxArgs,
+    /// The precision the latencies must be of (fp32, fp16, int8): a model or table measured
+    /// at another is refused.
+    #[arg(long)]
+    precision: Option<Precision>,
     /// Also list every op with its latency and where it came from (always, with --onnx).
     #[arg(long)]
     per_op: bool,
@@ -45,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
         (None, None) => unreachable!("clap requires --model or --table"),
     };
+    check_precision(&model, path, args.precision)?;
     if !args.onnx.onnx.is_empty() {
         return predict_onnx(&args, &model, path);
     }
@@ -86,7 +92,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("device `{}` ({}); {basis}", model.device, path.display());
+    println!(
+        "device `{}` at {} ({}); {basis}",
+        model.device,
+        model.precision(),
+        path.display()
+    );
     for (arch, p) in results {
         println!(
             "{:>9.3} ms  [{:.3}, {:.3}]  (ops sum {:.3} ms)  {arch}",
@@ -173,4 +184,20 @@ fn predict_onnx(
         println!("{}", serde_json::to_string_pretty(&json)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--precision`: a model (or table) measured at another precision is refused.
+pub(super) fn check_precision(
+    model: &LatencyModel,
+    path: &std::path::Path,
+    wanted: Option<Precision>,
+) -> anyhow::Result<()> {
+    match wanted {
+        Some(p) if model.precision() != p => anyhow::bail!(
+            "{} holds {} latencies, not {p}: profile at {p} (`hwnas profile --precision {p}`) and fit that table",
+            path.display(),
+            model.precision()
+        ),
+        _ => Ok(()),
+    }
 }

@@ -16,7 +16,7 @@ use hwnas_profiler::measure::MeasureConfig;
 use hwnas_profiler::profile::{GroupMeasurer, InProcess, OpOutcome, profile_ops};
 use hwnas_profiler::table::{Metadata, Row, TableWriter};
 use hwnas_profiler::worker::Worker;
-use hwnas_profiler::{Op, host};
+use hwnas_profiler::{Op, Precision, host};
 use hwnas_search::space::builtin;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -47,6 +47,10 @@ pub struct Args {
     /// at the end, and left out if still noisy (overrides `[measure] max_noise`).
     #[arg(long)]
     max_noise: Option<f64>,
+    /// Build every op at this precision: fp32, fp16, or int8 as QuantizeLinear/DequantizeLinear
+    /// graphs (overrides the profile's `precision`; ONNX Runtime devices only).
+    #[arg(long)]
+    precision: Option<Precision>,
     /// Continue an interrupted table: keep its rows, measure only the missing ops.
     #[arg(long)]
     resume: bool,
@@ -64,6 +68,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut profile = DeviceProfile::load(&args.device)?;
+    if let Some(p) = args.precision {
+        profile = profile
+            .with_precision(p)
+            .map_err(|e| anyhow::anyhow!("--precision: {e}"))?;
+    }
     if let Some(limit) = args.max_noise {
         profile.measure.max_noise = Some(limit);
         profile
@@ -110,6 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if let Some(lib) = &args.ort_library {
                     worker_args.extend(["--ort-library".into(), lib.clone().into()]);
                 }
+                worker_args.extend(["--precision".into(), profile.precision.name().into()]);
                 let exe = std::env::current_exe()
                     .context("locating the hwnas executable to measure in a worker process")?;
                 let timeout = Duration::from_secs_f64(profile.ort.timeout_ms / 1e3);
@@ -241,7 +251,10 @@ pub(super) fn open_backend(
     Ok(match profile.backend {
         BackendKind::Ort => {
             let rt = OrtRuntime::new(&profile.ort, ort_library).with_context(context)?;
-            (Box::new(rt), String::new())
+            (
+                Box::new(rt.with_precision(profile.precision)),
+                String::new(),
+            )
         }
         BackendKind::Wgpu => {
             let rt = GpuRuntime::new(&profile.wgpu).with_context(context)?;
@@ -264,7 +277,7 @@ fn metadata(profile: &DeviceProfile, args: &Args, provenance: Vec<(String, Strin
         ("cpu".into(), host::cpu_model()),
         ("logical_cpus".into(), host::cpu_count().to_string()),
         ("os".into(), host::os()),
-        ("precision".into(), profile.precision.clone()),
+        ("precision".into(), profile.precision.to_string()),
         (
             "space".into(),
             match (&args.space, args.onnx.onnx.is_empty()) {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use hwnas_predictor::LatencyModel;
+use hwnas_profiler::Precision;
 use hwnas_search::accuracy::AccuracySource;
 use hwnas_search::objective::{ArchProblem, Constraint, LatencySource, Metric, Metrics};
 use hwnas_search::problem::Evaluation;
@@ -26,6 +27,10 @@ pub struct Args {
     /// Latency model of a device (from `hwnas fit`); repeat for several devices.
     #[arg(long)]
     model: Vec<PathBuf>,
+    /// The precision the networks will run in (fp32, fp16, int8): every `--model` must have
+    /// been measured at it.
+    #[arg(long)]
+    precision: Option<Precision>,
     /// Whole-architecture latencies measured on a device, `table:FILE.csv[#COLUMN]` (ms; a
     /// column ending in `_us` is µs); repeatable. The device is named after the file.
     #[arg(long)]
@@ -210,6 +215,7 @@ fn latency_sources(args: &Args, space: &dyn SearchSpace) -> anyhow::Result<Vec<L
     let mut sources = Vec::new();
     for path in &args.model {
         let model = LatencyModel::load(path)?;
+        super::predict::check_precision(&model, path, args.precision)?;
         if let Some(s) = model.space.as_deref()
             && s != space.name()
         {

@@ -72,6 +72,14 @@ pub fn verify(
                 .join(", ")
         ),
     };
+    // The networks are built at the precision the source's model was measured in.
+    let precision = match &problem.latency[source] {
+        LatencySource::Model { model, .. } => model.precision(),
+        LatencySource::Table { .. } => profile.precision,
+    };
+    let profile = profile
+        .with_precision(precision)
+        .map_err(|e| anyhow::anyhow!("device profile {}: {e}", profile_path.display()))?;
     let rt = e2e::runtime(&profile, profile_path, library)?;
     let mut by_latency: Vec<usize> = (0..outcome.front.len()).collect();
     by_latency.sort_by(|a, b| {

@@ -64,7 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .or_else(|| model.space.clone())
         .context("which space? give --space")?;
     let space = builtin(&space_name)?;
-    let (profile, rt) = e2e::open_device(&args.device, args.ort_library.as_deref())?;
+    let (profile, rt) =
+        e2e::open_device(&args.device, args.ort_library.as_deref(), model.precision())?;
 
     // Held out: never a network the calibration saw.
     let seen: HashSet<&str> = model.calibration_archs.iter().map(String::as_str).collect();
@@ -219,7 +220,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// `validate --onnx`: each model predicted from its mapped layers and measured end to end.
 fn validate_onnx(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode> {
-    let (profile, rt) = e2e::open_device(&args.device, args.ort_library.as_deref())?;
+    let (profile, rt) =
+        e2e::open_device(&args.device, args.ort_library.as_deref(), model.precision())?;
     let mut rows = Vec::new();
     for file in &args.onnx.onnx {
         let m = onnx_model::load(file, args.onnx.options())?;

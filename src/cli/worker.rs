@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use hwnas_profiler::Precision;
 use hwnas_profiler::device::DeviceProfile;
 use hwnas_profiler::worker;
 
@@ -13,11 +14,17 @@ pub struct Args {
     device: PathBuf,
     #[arg(long)]
     ort_library: Option<PathBuf>,
+    #[arg(long)]
+    precision: Option<Precision>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opened = DeviceProfile::load(&args.device)
         .map_err(anyhow::Error::from)
+        .and_then(|p| match args.precision {
+            Some(precision) => p.with_precision(precision).map_err(anyhow::Error::msg),
+            None => Ok(p),
+        })
         .and_then(|p| super::profile::open_backend(&p, args.ort_library.as_deref(), &args.device));
     match opened {
         Ok((mut backend, _)) => {

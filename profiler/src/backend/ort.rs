@@ -35,7 +35,7 @@ use crate::device::{OptLevel, OrtSettings};
 use crate::measure::{Kernel, KernelError, KernelReport};
 use crate::network::Network;
 use crate::onnx;
-use crate::op::Op;
+use crate::op::{Op, Precision};
 
 /// A loaded ONNX Runtime library and the settings sessions are created with.
 pub struct OrtRuntime {
@@ -45,6 +45,7 @@ pub struct OrtRuntime {
     version: String,
     profile_dir: PathBuf,
     run_overhead_us: f64,
+    precision: Precision,
 }
 
 /// Where an ONNX Runtime library was looked for, in order. An explicit path may be the library
@@ -247,9 +248,28 @@ impl OrtRuntime {
             version,
             profile_dir,
             run_overhead_us: 0.0,
+            precision: Precision::Fp32,
         };
         rt.run_overhead_us = rt.measure_run_overhead()?;
         Ok(rt)
+    }
+
+    /// Build ops and networks at `precision` (fp32 unless told).
+    pub fn with_precision(mut self, precision: Precision) -> OrtRuntime {
+        self.precision = precision;
+        self
+    }
+
+    /// An op's model at this runtime's precision.
+    fn op_model(&self, op: &Op) -> Result<crate::onnx::ModelProto, String> {
+        let model = onnx::op_model(op).map_err(|e| e.to_string())?;
+        Ok(onnx::precision::convert(&model, self.precision))
+    }
+
+    /// A network's model at this runtime's precision.
+    fn network_model(&self, net: &Network) -> Result<crate::onnx::ModelProto, String> {
+        let model = net.to_onnx().map_err(|e| e.to_string())?;
+        Ok(onnx::precision::convert(&model, self.precision))
     }
 
     /// The wall time of a `Run` whose kernel does (almost) nothing: a one-element `Add`.
@@ -421,7 +441,7 @@ impl OrtRuntime {
             key: net.name.clone(),
             message,
         };
-        let model = net.to_onnx().map_err(|e| err(e.to_string()))?;
+        let model = self.network_model(net).map_err(err)?;
         let session = self
             .session(ModelSource::Bytes(&model.to_bytes()), None)
             .map_err(err)?;
@@ -448,7 +468,7 @@ impl OrtRuntime {
             key: net.name.clone(),
             message,
         };
-        let model = net.to_onnx().map_err(|e| err(e.to_string()))?;
+        let model = self.network_model(net).map_err(err)?;
         let mut session = self
             .session(ModelSource::Bytes(&model.to_bytes()), None)
             .map_err(err)?;
@@ -503,7 +523,7 @@ impl OrtRuntime {
             key: op.key(),
             message,
         };
-        let model = onnx::op_model(op).map_err(|e| err(e.to_string()))?;
+        let model = self.op_model(op).map_err(err)?;
         let mut session = self
             .session(ModelSource::Bytes(&model.to_bytes()), None)
             .map_err(err)?;
@@ -558,7 +578,13 @@ impl Backend for OrtRuntime {
             ("optimization".into(), s.optimization.name().into()),
             (
                 "latency_basis".into(),
-                "in-network: (wall - run overhead) x (1 - share of edge NCHWc reorders in ORT's profile)".into(),
+                match self.precision {
+                    Precision::Fp32 => "in-network: (wall - run overhead) x (1 - share of edge NCHWc reorders in ORT's profile)".into(),
+                    p => format!(
+                        "in-network: (wall - run overhead) x (1 - share of edge conversions in ORT's profile: {})",
+                        edge_conversions(p).0.iter().chain(edge_conversions(p).1).copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", ")
+                    ),
+                },
             ),
             ("run_overhead_us".into(), format!("{:.2}", self.run_overhead_us)),
         ]
@@ -569,7 +595,7 @@ impl Backend for OrtRuntime {
             key: op.key(),
             message,
         };
-        let model = onnx::op_model(op).map_err(|e| err(e.to_string()))?;
+        let model = self.op_model(op).map_err(err)?;
         static SESSIONS: AtomicUsize = AtomicUsize::new(0);
         let prefix = self
             .profile_dir
@@ -588,6 +614,7 @@ impl Backend for OrtRuntime {
             inputs,
             walls_us: Vec::new(),
             run_overhead_us: self.run_overhead_us,
+            precision: self.precision,
         }))
     }
 }
@@ -600,6 +627,7 @@ struct OrtKernel {
     inputs: Vec<Tensor<f32>>,
     walls_us: Vec<f64>,
     run_overhead_us: f64,
+    precision: Precision,
 }
 
 impl Kernel for OrtKernel {
@@ -631,8 +659,8 @@ impl Kernel for OrtKernel {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| KernelError(format!("cannot read ORT profile {file}: {e}")));
         let _ = std::fs::remove_file(&file);
-        let runs =
-            parse_profile(&text?).map_err(|e| KernelError(format!("ORT profile {file}: {e}")))?;
+        let runs = parse_profile(&text?, self.precision)
+            .map_err(|e| KernelError(format!("ORT profile {file}: {e}")))?;
         if runs.len() != self.walls_us.len() {
             return Err(KernelError(format!(
                 "ORT profile {file} has {} runs, {} were made",
@@ -705,9 +733,26 @@ pub struct ProfiledRun {
     pub providers: Vec<String>,
 }
 
+/// The node types that convert a lone op's input into the form a network keeps between ops
+/// (leading) and back (trailing): layout reorders, and at fp16 the edge casts, at int8 the
+/// edge (de)quantisation and the NHWC transposes ORT puts around its int8 kernels.
+pub fn edge_conversions(
+    precision: Precision,
+) -> (&'static [&'static str], &'static [&'static str]) {
+    match precision {
+        Precision::Fp32 => (&["ReorderInput"], &["ReorderOutput"]),
+        Precision::Fp16 => (&["ReorderInput", "Cast"], &["ReorderOutput", "Cast"]),
+        Precision::Int8 => (
+            &["ReorderInput", "QuantizeLinear", "Transpose"],
+            &["ReorderOutput", "DequantizeLinear", "Transpose"],
+        ),
+    }
+}
+
 /// Split an ORT profile (Chrome trace JSON) into runs: node kernel events are assigned to the
 /// `model_run` event whose time span contains them.
-pub fn parse_profile(text: &str) -> Result<Vec<ProfiledRun>, String> {
+pub fn parse_profile(text: &str, precision: Precision) -> Result<Vec<ProfiledRun>, String> {
+    let (leading_kinds, trailing_kinds) = edge_conversions(precision);
     let events: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let num = |e: &serde_json::Value, k: &str| e.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
     let mut runs: Vec<(f64, f64)> = events
@@ -744,11 +789,14 @@ pub fn parse_profile(text: &str) -> Result<Vec<ProfiledRun>, String> {
         .into_iter()
         .map(|mut run| {
             run.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let leading = run.iter().take_while(|n| n.2 == "ReorderInput").count();
+            let leading = run
+                .iter()
+                .take_while(|n| leading_kinds.contains(&n.2.as_str()))
+                .count();
             let trailing = run[leading..]
                 .iter()
                 .rev()
-                .take_while(|n| n.2 == "ReorderOutput")
+                .take_while(|n| trailing_kinds.contains(&n.2.as_str()))
                 .count();
             // ORT truncates each duration to whole microseconds: add half a microsecond per node
             // so that sums are unbiased.
@@ -794,11 +842,11 @@ mod tests {
             r#"{"cat":"Session","name":"model_run","ts":300,"dur":30}"#,
             ev("add", "Add", 301, 9),
         );
-        let runs = parse_profile(&text).unwrap();
+        let runs = parse_profile(&text, Precision::Fp32).unwrap();
         assert_eq!(runs.len(), 2);
         assert_eq!((runs[0].inner_us, runs[0].edge_reorder_us), (58.5, 13.0));
         assert_eq!((runs[1].inner_us, runs[1].edge_reorder_us), (9.5, 0.0));
         assert_eq!(runs[0].providers, vec!["CPUExecutionProvider".to_string()]);
-        assert!(parse_profile("[{").is_err());
+        assert!(parse_profile("[{", Precision::Fp32).is_err());
     }
 }

@@ -92,7 +92,11 @@ pub struct AttributeProto {
 /// `TensorProto.DataType` values hwnas uses.
 pub mod data_type {
     pub const FLOAT: i32 = 1;
+    pub const UINT8: i32 = 2;
+    pub const INT8: i32 = 3;
+    pub const INT32: i32 = 6;
     pub const INT64: i32 = 7;
+    pub const FLOAT16: i32 = 10;
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -171,6 +175,66 @@ impl TensorProto {
             name: name.into(),
             raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             ..Default::default()
+        }
+    }
+
+    fn from_raw(name: &str, dims: &[i64], data_type: i32, raw_data: Vec<u8>) -> Self {
+        TensorProto {
+            dims: dims.to_vec(),
+            data_type,
+            name: name.into(),
+            raw_data,
+            ..Default::default()
+        }
+    }
+
+    /// An fp16 tensor (the values rounded to the nearest fp16).
+    pub fn from_f16(name: &str, dims: &[i64], values: &[f32]) -> Self {
+        let raw = values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect();
+        Self::from_raw(name, dims, data_type::FLOAT16, raw)
+    }
+
+    pub fn from_u8(name: &str, dims: &[i64], values: &[u8]) -> Self {
+        Self::from_raw(name, dims, data_type::UINT8, values.to_vec())
+    }
+
+    pub fn from_i8(name: &str, dims: &[i64], values: &[i8]) -> Self {
+        let raw = values.iter().map(|v| v.to_le_bytes()[0]).collect();
+        Self::from_raw(name, dims, data_type::INT8, raw)
+    }
+
+    pub fn from_i32(name: &str, dims: &[i64], values: &[i32]) -> Self {
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Self::from_raw(name, dims, data_type::INT32, raw)
+    }
+
+    /// The values of a numeric tensor as f32 (exact for fp16, 8-bit and small integers), from
+    /// `raw_data` or the typed field; `None` for a type hwnas does not read.
+    pub fn numeric_values(&self) -> Option<Vec<f32>> {
+        let raw = &self.raw_data;
+        match self.data_type {
+            data_type::FLOAT => self.f32_values(),
+            data_type::INT64 => Some(self.i64_values()?.into_iter().map(|v| v as f32).collect()),
+            data_type::FLOAT16 if !raw.is_empty() => Some(
+                raw.chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+            ),
+            data_type::UINT8 if !raw.is_empty() => {
+                Some(raw.iter().map(|&b| f32::from(b)).collect())
+            }
+            data_type::INT8 if !raw.is_empty() => {
+                Some(raw.iter().map(|&b| f32::from(b as i8)).collect())
+            }
+            data_type::INT32 if !raw.is_empty() => Some(
+                raw.chunks_exact(4)
+                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
+                    .collect(),
+            ),
+            _ => None,
         }
     }
 

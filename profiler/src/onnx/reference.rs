@@ -4,11 +4,12 @@
 //! It covers the node types [`super::build`] emits (Conv, BatchNormalization, Relu, Clip,
 //! HardSwish, HardSigmoid, Sigmoid, Mul, Add, AveragePool, MaxPool, GlobalAveragePool, Flatten,
 //! Gemm, Identity, Concat and Slice on channels, Reshape, Transpose, Softmax), with numpy
-//! broadcasting for Add and Mul.
+//! broadcasting for Add and Mul, and the nodes of other precisions ([`super::precision`]):
+//! Cast to fp16 (rounding) and back, QuantizeLinear and DequantizeLinear, per tensor or per axis.
 
 use std::collections::HashMap;
 
-use super::proto::{ModelProto, NodeProto};
+use super::proto::{ModelProto, NodeProto, data_type};
 
 /// A dense fp32 tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,11 +34,14 @@ pub enum RefError {
 pub fn evaluate(model: &ModelProto, inputs: &[(&str, Nd)]) -> Result<Vec<Nd>, RefError> {
     let graph = model.graph.as_ref().ok_or(RefError::NoGraph)?;
     let mut values: HashMap<String, Nd> = HashMap::new();
+    // Quantisation's output range follows its zero point's type.
+    let types: HashMap<&str, i32> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t.data_type))
+        .collect();
     for t in &graph.initializer {
-        if let Some(data) = t.f32_values().or_else(|| {
-            t.i64_values()
-                .map(|v| v.into_iter().map(|x| x as f32).collect())
-        }) {
+        if let Some(data) = t.numeric_values() {
             let dims = t.dims.iter().map(|&d| d as usize).collect();
             values.insert(t.name.clone(), Nd { dims, data });
         }
@@ -56,7 +60,13 @@ pub fn evaluate(model: &ModelProto, inputs: &[(&str, Nd)]) -> Result<Vec<Nd>, Re
                 })
             })
             .collect::<Result<_, _>>()?;
-        let out = eval_node(node, &args)?;
+        let out = match node.op_type.as_str() {
+            "QuantizeLinear" => {
+                let zp_type = node.input.get(2).and_then(|z| types.get(z.as_str()));
+                quantize(node, &args, zp_type.copied())?
+            }
+            _ => eval_node(node, &args)?,
+        };
         values.insert(node.output[0].clone(), out);
     }
     graph
@@ -89,6 +99,60 @@ fn map(x: &Nd, f: impl Fn(f32) -> f32) -> Nd {
     }
 }
 
+/// QuantizeLinear: `saturate(round_half_even(x / scale) + zero_point)` into the zero point's
+/// type (uint8 when it has none).
+fn quantize(node: &NodeProto, a: &[&Nd], zp_type: Option<i32>) -> Result<Nd, RefError> {
+    let (lo, hi) = match zp_type {
+        None | Some(data_type::UINT8) => (0.0, 255.0),
+        Some(data_type::INT8) => (-128.0, 127.0),
+        Some(t) => {
+            return Err(RefError::Bad {
+                node: node.name.clone(),
+                why: format!("quantising to data type {t}"),
+            });
+        }
+    };
+    let (scale, zp) = per_axis(node, a)?;
+    Ok(along_axis(node, a[0], scale.len() > 1, |v, c| {
+        ((v / scale[c]).round_ties_even() + zp[c]).clamp(lo, hi)
+    }))
+}
+
+/// The scale and zero point of a (de)quantisation, per tensor (one value) or per axis.
+fn per_axis(node: &NodeProto, a: &[&Nd]) -> Result<(Vec<f32>, Vec<f32>), RefError> {
+    let scale = a
+        .get(1)
+        .ok_or_else(|| RefError::Bad {
+            node: node.name.clone(),
+            why: "no scale".into(),
+        })?
+        .data
+        .clone();
+    let zp = a.get(2).map_or(vec![0.0; scale.len()], |z| z.data.clone());
+    Ok((scale, zp))
+}
+
+/// `f(value, index along the node's axis)` over `x`; the index is 0 for a per-tensor node.
+fn along_axis(node: &NodeProto, x: &Nd, per_axis: bool, f: impl Fn(f32, usize) -> f32) -> Nd {
+    let axis = node.attr("axis").map_or(1, |a| a.i) as usize;
+    let (extent, inner) = (
+        x.dims.get(axis).copied().unwrap_or(1),
+        x.dims.iter().skip(axis + 1).product::<usize>(),
+    );
+    Nd {
+        dims: x.dims.clone(),
+        data: x
+            .data
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let c = (i / inner.max(1)) % extent.max(1);
+                f(v, if per_axis { c } else { 0 })
+            })
+            .collect(),
+    }
+}
+
 fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
     let bad = |why: String| RefError::Bad {
         node: node.name.clone(),
@@ -97,6 +161,15 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
     let hard_sigmoid = |alpha: f32, beta: f32| move |v: f32| (alpha * v + beta).clamp(0.0, 1.0);
     Ok(match node.op_type.as_str() {
         "Identity" => a[0].clone(),
+        "DequantizeLinear" => {
+            let (scale, zp) = per_axis(node, a)?;
+            along_axis(node, a[0], scale.len() > 1, |v, c| (v - zp[c]) * scale[c])
+        }
+        "Cast" => match node.attr("to").map(|t| t.i as i32) {
+            Some(data_type::FLOAT) => a[0].clone(),
+            Some(data_type::FLOAT16) => map(a[0], |v| half::f16::from_f32(v).to_f32()),
+            to => return Err(bad(format!("cast to data type {to:?}"))),
+        },
         "Relu" => map(a[0], |v| v.max(0.0)),
         "Sigmoid" => map(a[0], |v| 1.0 / (1.0 + (-v).exp())),
         "HardSwish" => map(a[0], |v| v * hard_sigmoid(1.0 / 6.0, 0.5)(v)),
