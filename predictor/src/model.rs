@@ -52,6 +52,9 @@ pub struct LatencyModel {
     /// The calibration's cost per op with weights (ONNX-model calibrations), in µs.
     #[serde(skip)]
     per_weight_op_us: f64,
+    /// Whether the runtime computes a repeated weightless op once (not at int8); rebuilt.
+    #[serde(skip)]
+    merges_repeats: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,13 +187,19 @@ impl Term {
     }
 
     /// A network's ops with their fusion context; ops the runtime computes once though the
-    /// network repeats them ([`Network::duplicates`]) appear once.
+    /// network repeats them ([`Network::duplicates`]) appear once. (A model knows whether its
+    /// runtime does that: [`LatencyModel::terms`].)
     pub fn of_network(net: &Network) -> Vec<Term> {
+        Self::of_network_merging(net, true)
+    }
+
+    /// A network's ops with their fusion context, repeats merged or each counted.
+    pub fn of_network_merging(net: &Network, merge_repeats: bool) -> Vec<Term> {
         net.nodes
             .iter()
             .zip(net.fused_adds())
             .zip(net.duplicates())
-            .filter(|(_, duplicate)| !duplicate)
+            .filter(|(_, duplicate)| !(merge_repeats && *duplicate))
             .map(|((n, fused), _)| Term { op: n.op, fused })
             .collect()
     }
@@ -221,6 +230,7 @@ impl LatencyModel {
             slot_coefficients: Vec::new(),
             per_op_us: 0.0,
             per_weight_op_us: 0.0,
+            merges_repeats: true,
         };
         m.rebuild();
         m
@@ -236,6 +246,7 @@ impl LatencyModel {
         };
         self.per_op_us = count(OP_COUNT);
         self.per_weight_op_us = count(WEIGHT_OP_COUNT);
+        self.merges_repeats = self.precision() != Precision::Int8;
         self.index = self
             .ops
             .iter()
@@ -307,6 +318,14 @@ impl LatencyModel {
         };
         let json = serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
         hwnas_profiler::files::write_atomic(path, json).map_err(io)
+    }
+
+    /// A network's terms as this model's runtime executes them. Repeated weightless ops (pools
+    /// on one input) run once — except in int8 QDQ graphs, where each repeat has quantisation
+    /// nodes of its own and ONNX Runtime keeps them all: an all-pool nb201 network runs 47
+    /// AveragePool nodes at fp32 (and fp16) and 92 QLinearAveragePool at int8.
+    pub fn terms(&self, net: &Network) -> Vec<Term> {
+        Term::of_network_merging(net, self.merges_repeats)
     }
 
     /// The precision the table's ops were built in (fp32 for tables from before precisions).
@@ -461,6 +480,26 @@ mod tests {
             ],
         };
         LatencyModel::from_table(&table, Path::new("t.csv"))
+    }
+
+    /// Two identical pools on one input: ORT runs one at fp32, both at int8 (QDQ).
+    #[test]
+    fn int8_models_count_repeated_pools_each_time() {
+        use hwnas_profiler::Tensor;
+        use hwnas_profiler::network::Value;
+        let t = Tensor::new(1, 8, 8, 8);
+        let pool = Op::from_key("avgpool-in:1x8x8x8-k:3-s:1-p:1").unwrap();
+        let mut net = Network::new("two pools", t);
+        let a = net.push(pool, &[Value::Input]);
+        let b = net.push(pool, &[Value::Input]);
+        net.push(Op::Add(t), &[a, b]);
+        let mut m = model();
+        assert_eq!(m.precision(), Precision::Fp32);
+        assert_eq!(m.terms(&net).len(), 2);
+        m.provenance.push(("precision".into(), "int8".into()));
+        m.rebuild();
+        assert_eq!(m.precision(), Precision::Int8);
+        assert_eq!(m.terms(&net).len(), 3);
     }
 
     fn ops() -> Vec<Term> {

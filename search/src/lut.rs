@@ -257,7 +257,7 @@ fn nb201_terms(model: &LatencyModel, resolution: u32) -> Result<Parts, LutError>
         let net = space
             .network(&space.decode(&genome))
             .expect("a decoded genome is an nb201 cell");
-        latency_ms.push(model.predict(&Term::of_network(&net))?.latency_us / 1e3);
+        latency_ms.push(model.predict(&model.terms(&net))?.latency_us / 1e3);
     }
     let terms = vec![LutTerm {
         decisions: (0..decisions.len()).collect(),
@@ -383,7 +383,7 @@ mod tests {
             let net = crate::space::nb201::Nb201
                 .network(&cell.to_string())
                 .unwrap();
-            m.predict(&Term::of_network(&net)).unwrap().latency_us / 1e3
+            m.predict(&m.terms(&net)).unwrap().latency_us / 1e3
         };
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b;
         let mut sums = [0.0; 5];

@@ -2,7 +2,7 @@
 //! objectives, which are bounded by constraints, and [`ArchProblem`], the NSGA-II problem over
 //! a search space's genomes.
 
-use hwnas_predictor::{LatencyModel, Term};
+use hwnas_predictor::LatencyModel;
 use hwnas_profiler::network::Network;
 
 use crate::accuracy::AccuracySource;
@@ -42,7 +42,7 @@ impl LatencySource {
     pub fn latency_ms(&self, arch: &str, net: &Network) -> Result<f64, String> {
         match self {
             LatencySource::Model { model, .. } => {
-                let terms = Term::of_network(net);
+                let terms = model.terms(net);
                 let us = match model.predict_fast(&terms) {
                     Some(us) => us,
                     None => model.predict(&terms).map_err(|e| e.to_string())?.latency_us,
@@ -57,7 +57,7 @@ impl LatencySource {
     pub fn interval_ms(&self, net: &Network) -> Option<(f64, f64)> {
         match self {
             LatencySource::Model { model, .. } => {
-                let p = model.predict(&Term::of_network(net)).ok()?;
+                let p = model.predict(&model.terms(net)).ok()?;
                 Some((p.low_us / 1e3, p.high_us / 1e3))
             }
             LatencySource::Table { .. } => None,

@@ -5,12 +5,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hwnas_profiler::files::write_atomic;
-use hwnas_profiler::{Op, onnx};
+use hwnas_profiler::{Op, Precision, onnx};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// The op's key, as in a latency table or `hwnas space ops`.
     key: String,
+    /// Build it at this precision: fp32, fp16, or int8 (QuantizeLinear/DequantizeLinear).
+    #[arg(long, default_value_t = Precision::Fp32)]
+    precision: Precision,
     /// Where to write the ONNX model.
     #[arg(long)]
     out: PathBuf,
@@ -18,7 +21,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let op = Op::from_key(&args.key).with_context(|| format!("cannot export `{}`", args.key))?;
-    let model = onnx::op_model(&op)?;
+    let model = onnx::precision::convert(&onnx::op_model(&op)?, args.precision);
     write_atomic(&args.out, model.to_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     let names = &onnx::INPUT_NAMES[..op.num_inputs()];
@@ -52,6 +55,10 @@ pub struct NetArgs {
     /// ONNX opset of a --family model (13 to 21).
     #[arg(long, default_value_t = onnx::build::OPSET)]
     opset: i64,
+    /// Build it at this precision: fp32, fp16, or int8 (QuantizeLinear/DequantizeLinear), as
+    /// `validate` and `fit --calibrate` measure a model of that precision.
+    #[arg(long, default_value_t = Precision::Fp32)]
+    precision: Precision,
     /// Where to write the ONNX model.
     #[arg(long)]
     out: PathBuf,
@@ -67,6 +74,7 @@ pub fn run_network(args: NetArgs) -> anyhow::Result<ExitCode> {
         }
         let model = onnx::zoo::build_at_opset(family, args.resolution, args.opset)
             .map_err(anyhow::Error::msg)?;
+        let model = onnx::precision::convert(&model, args.precision);
         write_atomic(&args.out, model.to_bytes())
             .with_context(|| format!("cannot write {}", args.out.display()))?;
         println!(
@@ -83,7 +91,7 @@ pub fn run_network(args: NetArgs) -> anyhow::Result<ExitCode> {
     };
     let space = hwnas_search::space::builtin(space)?;
     let net = space.network(arch)?;
-    let model = net.to_onnx()?;
+    let model = onnx::precision::convert(&net.to_onnx()?, args.precision);
     write_atomic(&args.out, model.to_bytes())
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!(

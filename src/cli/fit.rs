@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use hwnas_predictor::LatencyModel;
 use hwnas_predictor::calibrate::Calibration;
 use hwnas_predictor::regress::{Family, OpRegressor, compare};
-use hwnas_predictor::{LatencyModel, Term};
 use hwnas_profiler::rng::SplitMix64;
 use hwnas_profiler::table::LatencyTable;
 use hwnas_search::space::builtin;
@@ -108,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut samples = Vec::new();
         for path in &args.calibrate_onnx {
             let m = super::onnx_model::load(path, Default::default())?;
-            samples.push(model.kind_sums(&Term::of_network(&m.network))?);
+            samples.push(model.kind_sums(&model.terms(&m.network))?);
             files.push((path.clone(), m.network.input));
         }
         let measured = e2e::measure_files(&rt, &files, &profile.measure)?;
@@ -158,7 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let samples = nets
             .iter()
             .zip(&measured)
-            .map(|(n, m)| Ok((model.kind_sums(&Term::of_network(n))?, m.median)))
+            .map(|(n, m)| Ok((model.kind_sums(&model.terms(n))?, m.median)))
             .collect::<Result<Vec<_>, hwnas_predictor::ModelError>>()?;
         let cal = Calibration::fit(&samples)?;
         report_calibration(&cal, &format!("{} networks", space.name()));

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use hwnas_predictor::model::Source;
-use hwnas_predictor::{LatencyModel, Prediction, Term};
+use hwnas_predictor::{LatencyModel, Prediction};
 use hwnas_profiler::onnx::import::{ImportOptions, Imported, import, read_model};
 use serde_json::json;
 
@@ -70,7 +70,7 @@ pub fn predict<'a>(
     path: &Path,
 ) -> anyhow::Result<(Prediction, Vec<LayerPrediction<'a>>)> {
     let total = model
-        .predict(&Term::of_network(&m.network))
+        .predict(&model.terms(&m.network))
         .with_context(|| format!("predicting {}", path.display()))?;
     let layers = m
         .network

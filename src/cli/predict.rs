@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hwnas_predictor::{LatencyModel, Term};
+use hwnas_predictor::LatencyModel;
 use hwnas_profiler::Precision;
 use hwnas_profiler::table::LatencyTable;
 use hwnas_search::space::builtin;
@@ -68,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for arch in &args.arch {
         let net = space.network(arch)?;
         let p = model
-            .predict(&Term::of_network(&net))
+            .predict(&model.terms(&net))
             .with_context(|| format!("predicting `{arch}` with {}", path.display()))?;
         results.push((arch, p));
     }

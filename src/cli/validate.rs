@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use hwnas_predictor::LatencyModel;
 use hwnas_predictor::metrics::Accuracy;
 use hwnas_predictor::svg;
-use hwnas_predictor::{LatencyModel, Term};
 use hwnas_profiler::files::write_atomic;
 use hwnas_profiler::rng::SplitMix64;
 use hwnas_profiler::stats::quantile_sorted;
@@ -85,7 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()?;
     let predictions = nets
         .iter()
-        .map(|n| model.predict(&Term::of_network(n)))
+        .map(|n| model.predict(&model.terms(n)))
         .collect::<Result<Vec<_>, _>>()?;
     let measured = e2e::measure(&rt, &nets, &profile.measure, "validation")?;
     let repeat = args.repeat.min(nets.len());
