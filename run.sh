@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job: set up what is missing; then, for both built-in search spaces, profile this
 # machine's CPU through ONNX Runtime, fit a latency model calibrated on networks measured end to
-# end, and validate it on other networks measured end to end; profile, fit and validate nb201 on
-# the GPU through wgpu; map two ONNX CNNs to ops, profile, predict and measure them; predict a
+# end, and validate it on other networks measured end to end; the same for nb201 in int8 (QDQ);
+# profile, fit and validate nb201 on the GPU through wgpu; map two ONNX CNNs to ops, profile, predict and measure them; predict a
 # few networks; search
 # both spaces for the Pareto front of accuracy vs latency on this CPU and re-measure the front.
 # Results go to runs/latest/ (override with HWNAS_OUT=dir); an interrupted run continues where
@@ -52,6 +52,13 @@ for space in nb201 mbv3; do
     echo "== validating it on 100 other $space networks measured end to end"
     $hwnas validate --model "$out/cpu-$space.model.json" --device device_profiles/cpu.toml --samples 100
 done
+
+echo
+echo "== nb201 in int8 (QuantizeLinear/DequantizeLinear graphs, as NPUs take them) on this CPU: profiled, compared with fp32, fitted and validated"
+$hwnas profile --device device_profiles/cpu.toml --space nb201 --precision int8 --out "$out/cpu-nb201-int8.csv" --resume
+$hwnas table compare "$out/cpu-nb201.csv" "$out/cpu-nb201-int8.csv"
+$hwnas fit --table "$out/cpu-nb201-int8.csv" --device device_profiles/cpu.toml --calibrate 30 --out "$out/cpu-nb201-int8.model.json"
+$hwnas validate --model "$out/cpu-nb201-int8.model.json" --device device_profiles/cpu.toml --samples 40 --repeat 10
 
 echo
 echo "== predicted latency of a few networks on this CPU"
