@@ -4,8 +4,9 @@
 //!
 //! - [`op::Op`] names every operator a search space can produce, with its full shape, a canonical
 //!   key, FLOPs, parameters and bytes moved.
-//! - [`onnx::op_model`] turns an op into a small ONNX model; [`onnx::reference`] evaluates such
-//!   models in plain Rust, the reference every backend is checked against. [`onnx::import`]
+//! - [`onnx::op_model`] turns an op into a small ONNX model, [`onnx::precision`] converts it
+//!   to fp16 or int8 QDQ ([`op::Precision`]); [`onnx::reference`] evaluates such models in
+//!   plain Rust, the reference every backend is checked against. [`onnx::import`]
 //!   reads any ONNX CNN and maps it to ops ([`onnx::zoo`] writes five common ones).
 //! - A [`backend::Backend`] (ONNX Runtime in [`backend::ort`], behind the `ort` feature; GPUs
 //!   through wgpu in [`gpu::runtime`], behind the `gpu` feature; a simulated device in
