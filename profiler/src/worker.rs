@@ -295,7 +295,10 @@ impl Worker {
                         "said {other:?} before it was ready"
                     )));
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    running.stop();
+                    return Err(e);
+                }
             }
             self.running = Some(running);
         }
@@ -317,7 +320,8 @@ impl Worker {
         let running = self.ensure_running()?;
         let json = serde_json::to_string(&request).expect("a request serialises");
         let outcome = match writeln!(running.stdin, "{json}").and_then(|()| running.stdin.flush()) {
-            Err(e) => Err(WorkerError::Died(format!("cannot send it a request: {e}"))),
+            // Its stdin is closed: it has exited, or is exiting.
+            Err(_) => Err(WorkerError::Died(running.exit_status())),
             Ok(()) => loop {
                 match running.next(timeout) {
                     Ok(Message::Beat) => continue,
@@ -344,14 +348,24 @@ impl Running {
             Ok(Event::Message(m)) => Ok(m),
             Ok(Event::Garbled(line)) => Err(WorkerError::Died(format!("garbled answer: {line}"))),
             Ok(Event::Closed) | Err(RecvTimeoutError::Disconnected) => {
-                let status = self
-                    .child
-                    .wait()
-                    .map_or_else(|e| e.to_string(), |s| s.to_string());
-                Err(WorkerError::Died(status))
+                Err(WorkerError::Died(self.exit_status()))
             }
             Err(RecvTimeoutError::Timeout) => Err(WorkerError::Hung(timeout.as_secs_f64())),
         }
+    }
+
+    /// How a child that closed its pipes ended (waiting up to 2 s for it, then killing it).
+    fn exit_status(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.to_string(),
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return e.to_string(),
+            }
+        }
+        self.stop();
+        "closed its pipes without exiting; killed".into()
     }
 
     fn stop(&mut self) {

@@ -194,20 +194,19 @@ fn to_qdq(graph: &mut GraphProto) {
         .filter(|t| t.data_type == data_type::FLOAT)
         .map(|t| (t.name.clone(), t.clone()))
         .collect();
-    let mut initializers: Vec<TensorProto> = Vec::new();
-    let mut scalar = |name: String, t: TensorProto| {
-        initializers.push(TensorProto {
-            name: name.clone(),
-            ..t
-        });
-        name
+    let named = |name: &str, t: TensorProto| TensorProto {
+        name: name.into(),
+        ..t
     };
-    let act_scale = scalar(
-        "act_scale".into(),
-        TensorProto::from_f32("", &[], &[ACTIVATION_SCALE]),
-    );
-    let zp_signed = scalar("act_zero_128".into(), TensorProto::from_u8("", &[], &[128]));
-    let zp_positive = scalar("act_zero_0".into(), TensorProto::from_u8("", &[], &[0]));
+    let (act_scale, zp_signed, zp_positive) = ("act_scale", "act_zero_128", "act_zero_0");
+    let mut initializers = vec![
+        named(
+            act_scale,
+            TensorProto::from_f32("", &[], &[ACTIVATION_SCALE]),
+        ),
+        named(zp_signed, TensorProto::from_u8("", &[], &[128])),
+        named(zp_positive, TensorProto::from_u8("", &[], &[0])),
+    ];
 
     let (inputs, outputs) = float_io(graph);
     let old = std::mem::take(&mut graph.node);
@@ -216,21 +215,21 @@ fn to_qdq(graph: &mut GraphProto) {
     // name in the fp32 graph, whose sign decides the zero point.
     let qdq = |nodes: &mut Vec<NodeProto>, value: &str, out: &str, original: &str| {
         let zp = if positive.contains(original) {
-            &zp_positive
+            zp_positive
         } else {
-            &zp_signed
+            zp_signed
         };
         let q = format!("{value}_q");
         nodes.push(node(
             "QuantizeLinear",
             format!("quantize_{value}"),
-            &[value, &act_scale, zp],
+            &[value, act_scale, zp],
             &q,
         ));
         nodes.push(node(
             "DequantizeLinear",
             format!("dequantize_{value}"),
-            &[&q, &act_scale, zp],
+            &[&q, act_scale, zp],
             out,
         ));
     };
@@ -256,64 +255,10 @@ fn to_qdq(graph: &mut GraphProto) {
             let Some(w) = n.input.get(slot).and_then(|name| weights.get(name)) else {
                 continue;
             };
-            let values = w.f32_values().expect("a float initializer");
-            let (q, scale, zp, axis) = if slot == 1 {
-                let per_channel = n.op_type == "Conv";
-                let (q, scale) = quantize_weights(&values, &w.dims, per_channel);
-                weight_scale.clone_from(&scale);
-                let zp = TensorProto::from_i8("", &[scale.len() as i64], &vec![0; scale.len()]);
-                (q, scale, zp, per_channel)
-            } else {
-                // A bias: int32 at the product of the input's and the weights' scales.
-                let scale: Vec<f32> = if weight_scale.len() == values.len() {
-                    weight_scale.iter().map(|s| s * ACTIVATION_SCALE).collect()
-                } else {
-                    vec![weight_scale.first().copied().unwrap_or(1.0) * ACTIVATION_SCALE]
-                };
-                let q: Vec<i32> = values
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (v / scale[i.min(scale.len() - 1)]).round_ties_even() as i32)
-                    .collect();
-                let zp = TensorProto::from_i32("", &[scale.len() as i64], &vec![0; scale.len()]);
-                let per_channel = scale.len() > 1;
-                (
-                    TensorProto::from_i32("", &w.dims, &q),
-                    scale,
-                    zp,
-                    per_channel,
-                )
-            };
-            let base = &w.name;
-            let q_name = scalar(format!("{base}_q{slot}_{}", n.name), q);
-            let dims = if scale.len() == 1 {
-                vec![]
-            } else {
-                vec![scale.len() as i64]
-            };
-            let s_name = scalar(
-                format!("{base}_scale{slot}_{}", n.name),
-                TensorProto::from_f32("", &dims, &scale),
-            );
-            let zp_name = scalar(
-                format!("{base}_zero{slot}_{}", n.name),
-                TensorProto {
-                    dims: dims.clone(),
-                    ..zp
-                },
-            );
-            let dq_name = format!("{base}_dq{slot}_{}", n.name);
-            let mut dq = node(
-                "DequantizeLinear",
-                format!("dequantize_{dq_name}"),
-                &[&q_name, &s_name, &zp_name],
-                &dq_name,
-            );
-            if axis {
-                dq.attribute.push(AttributeProto::int("axis", 0));
-            }
+            let (stored, dq) = dequantized_weight(&n, slot, w, &mut weight_scale);
+            initializers.extend(stored);
+            n.input[slot] = dq.output[0].clone();
             nodes.push(dq);
-            n.input[slot] = dq_name;
         }
         let produced = if NOT_ACTIVATIONS.contains(&n.op_type.as_str()) {
             vec![]
@@ -347,6 +292,67 @@ fn to_qdq(graph: &mut GraphProto) {
     graph.initializer.extend(initializers);
     graph.node = nodes;
     graph.value_info.clear();
+}
+
+/// Input `slot` of `n` — its weights (1) or bias (2), the fp32 initializer `w` — stored as
+/// int8 weights (per output channel for a Conv, else per tensor) or an int32 bias at the input's
+/// × weights' scale, behind a DequantizeLinear: the initializers it needs, and the node, whose
+/// output `n` reads instead. `weight_scale` carries the weights' scales to the bias.
+fn dequantized_weight(
+    n: &NodeProto,
+    slot: usize,
+    w: &TensorProto,
+    weight_scale: &mut Vec<f32>,
+) -> (Vec<TensorProto>, NodeProto) {
+    let values = w.f32_values().expect("a float initializer");
+    let (q, scale, zp) = if slot == 1 {
+        let (q, scale) = quantize_weights(&values, &w.dims, n.op_type == "Conv");
+        weight_scale.clone_from(&scale);
+        let zp = TensorProto::from_i8("", &[], &vec![0; scale.len()]);
+        (q, scale, zp)
+    } else {
+        let scale: Vec<f32> = if weight_scale.len() == values.len() {
+            weight_scale.iter().map(|s| s * ACTIVATION_SCALE).collect()
+        } else {
+            vec![weight_scale.first().copied().unwrap_or(1.0) * ACTIVATION_SCALE]
+        };
+        let q: Vec<i32> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v / scale[i.min(scale.len() - 1)]).round_ties_even() as i32)
+            .collect();
+        let zp = TensorProto::from_i32("", &[], &vec![0; scale.len()]);
+        (TensorProto::from_i32("", &w.dims, &q), scale, zp)
+    };
+    let per_channel = scale.len() > 1;
+    let dims = if per_channel {
+        vec![scale.len() as i64]
+    } else {
+        vec![]
+    };
+    let name = |what: &str| format!("{}_{what}{slot}_{}", w.name, n.name);
+    let stored = vec![
+        TensorProto {
+            name: name("q"),
+            ..q
+        },
+        TensorProto::from_f32(&name("scale"), &dims, &scale),
+        TensorProto {
+            name: name("zero"),
+            dims: dims.clone(),
+            ..zp
+        },
+    ];
+    let mut dq = node(
+        "DequantizeLinear",
+        format!("dequantize_{}", name("dq")),
+        &[&name("q"), &name("scale"), &name("zero")],
+        &name("dq"),
+    );
+    if per_channel {
+        dq.attribute.push(AttributeProto::int("axis", 0));
+    }
+    (stored, dq)
 }
 
 /// Symmetric int8 weights, per output channel (the first axis) or per tensor: the scale maps
