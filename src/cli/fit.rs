@@ -7,6 +7,7 @@ use anyhow::Context;
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::calibrate::Calibration;
 use hwnas_predictor::regress::{Family, OpRegressor, compare};
+use hwnas_profiler::Precision;
 use hwnas_profiler::rng::SplitMix64;
 use hwnas_profiler::table::LatencyTable;
 use hwnas_search::space::builtin;
@@ -163,10 +164,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let cal = Calibration::fit(&samples)?;
         report_calibration(&cal, &format!("{} networks", space.name()));
         if cal.loo_rmspe > NOISY_CALIBRATION {
+            let why = match model.precision() {
+                // At fp32 a large error has been the machine; at int8 it is also the model.
+                Precision::Fp32 => "on a steady machine it is 2-6% here (fp32)",
+                _ => {
+                    "at int8 it was 9-10% here even on a steady machine (integer kernels and \
+                      the float ops between them compose less additively than fp32), at fp32 2-6%"
+                }
+            };
             eprintln!(
-                "warning: the calibration's leave-one-out error is {:.1}%; on a steady machine it \
-                 is 2-6% here. Networks measured while something else ran skew every prediction: \
-                 fit again when the machine is quiet (`hwnas devices` shows the load).",
+                "warning: the calibration's leave-one-out error is {:.1}%; {why}. Networks measured \
+                 while something else ran skew every prediction: if the machine was busy, fit \
+                 again when it is quiet (`hwnas devices` shows the load).",
                 100.0 * cal.loo_rmspe
             );
         }
