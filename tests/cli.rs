@@ -1158,6 +1158,25 @@ fn precisions_are_profiled_recorded_and_checked() {
         t.meta("latency_basis")
             .is_some_and(|b| b.contains("QuantizeLinear"))
     );
+    let fp16 = dir.path().join("fp16.csv");
+    ok(&[
+        "profile",
+        "--device",
+        s(&device),
+        "--op",
+        "conv-in:1x16x16x16-out:16-k:3-s:1-g:1-pre:relu-act:none",
+        "--precision",
+        "fp16",
+        "--out",
+        s(&fp16),
+    ]);
+    let t16 = LatencyTable::read(&fp16).unwrap();
+    assert_eq!(t16.meta("precision"), Some("fp16"));
+    assert!(
+        t16.meta("latency_basis")
+            .is_some_and(|b| b.contains("Cast"))
+    );
+    assert!(t16.rows[0].median_us > 0.0);
     // A resume at another precision is another table.
     let err = fails(&[
         "profile",
