@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 
+use crate::onnx::patterns;
 use crate::onnx::proto::{ModelProto, NodeProto};
 use crate::op::window_output;
 
@@ -432,12 +433,8 @@ impl Lowering {
             let hard_swish =
                 matches!(act, Act::HardSigmoid(a, b) if (a - 1.0 / 6.0).abs() < 1e-6 && b == 0.5);
             if (act == Act::Sigmoid || hard_swish)
-                && let Some(next) = nodes.get(i + 1)
-                && next.op_type == "Mul"
+                && let Some(next) = patterns::gated_mul(nodes, i)
                 && self.readers(&node.output[0]) == 1
-                && next.input.len() == 2
-                && next.input.contains(&act_in)
-                && next.input.contains(&node.output[0])
                 && self.readers(&act_in) == 2
             {
                 act = if hard_swish {
@@ -1056,20 +1053,14 @@ impl Lowering {
         let ([n, c, h, w], [sn, g, cg, sh, sw]) = (dims, shape) else {
             return None;
         };
-        let (t, back) = (nodes.get(i + 1)?, nodes.get(i + 2)?);
-        let out = nodes[i].output.first()?;
+        let (_, back) = patterns::shuffle_tail(nodes, i)?;
         let back_shape = self.ints.get(back.input.get(1)?)?;
         let matches = (*sn, *sh, *sw) == (*n as i64, *h as i64, *w as i64)
             && *g > 0
             && g * cg == *c as i64
-            && t.op_type == "Transpose"
-            && t.input.first() == Some(out)
-            && attr_ints(t, "perm").as_deref() == Some(&[0, 2, 1, 3, 4][..])
-            && back.op_type == "Reshape"
-            && back.input.first() == t.output.first()
             && reshaped(&[*n, *g as usize, *cg as usize, *h, *w], back_shape).ok()?
                 == [*n, *c, *h, *w];
-        matches.then(|| (back.output.first().cloned().unwrap_or_default(), *g as u32))
+        matches.then(|| (back.output[0].clone(), *g as u32))
     }
 }
 

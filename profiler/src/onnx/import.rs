@@ -27,6 +27,7 @@ use std::path::Path;
 
 use prost::Message;
 
+use super::patterns;
 use super::proto::{GraphProto, ModelProto, NodeProto, TensorProto};
 use crate::network::{Network, Value};
 use crate::op::{
@@ -768,13 +769,8 @@ impl<'g> Mapper<'g> {
         // Swish: x * Sigmoid(x), the Mul right after.
         // x * Sigmoid(x) is swish; x * HardSigmoid(x) hard swish (opset 13 has no HardSwish).
         if matches!(act, Activation::Sigmoid | Activation::HSigmoid)
-            && let Some(next) = nodes.get(i + 1)
-            && next.op_type == "Mul"
-            && next.input.len() == 2
-            && next.input.iter().any(|n| n == input)
-            && next.input.iter().any(|n| n == out)
+            && let Some(next) = patterns::gated_mul(nodes, i)
             && self.readers(out) == 1
-            && let Some(o) = next.output.first()
         {
             act = if act == Activation::Sigmoid {
                 Activation::Swish
@@ -782,7 +778,7 @@ impl<'g> Mapper<'g> {
                 Activation::HSwish
             };
             names.push(node_name(next, i + 1));
-            out = o.as_str();
+            out = next.output[0].as_str();
             consumed = 2;
         }
         // Into the conv or act op that made its input, when nothing else reads that.
@@ -922,13 +918,7 @@ impl<'g> Mapper<'g> {
         // Channel shuffle: N x g x C/g x H x W, Transpose(0, 2, 1, 3, 4), back to N x C x H x W.
         if let Some([_, g, cg, _, _]) = target.as_deref()
             && g * cg == shape.c as i64
-            && let (Some(t), Some(back)) = (nodes.get(i + 1), nodes.get(i + 2))
-            && t.op_type == "Transpose"
-            && t.input.first().map(String::as_str) == Some(out)
-            && t.attr("perm").is_some_and(|a| a.ints == [0, 2, 1, 3, 4])
-            && back.op_type == "Reshape"
-            && back.input.first() == t.output.first()
-            && let Some(o) = back.output.first()
+            && let Some((t, back)) = patterns::shuffle_tail(nodes, i)
         {
             let op = Op::Shuffle(Shuffle {
                 input: shape,
@@ -936,7 +926,7 @@ impl<'g> Mapper<'g> {
             });
             let names = vec![name, node_name(t, i + 1), node_name(back, i + 2)];
             let v = self.push(op, &[value], names)?;
-            self.act_val(o.as_str(), v, shape);
+            self.act_val(back.output[0].as_str(), v, shape);
             return Ok(3);
         }
         // Flattening to N x F (a constant shape, or a computed one feeding a linear layer).

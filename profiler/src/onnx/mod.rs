@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod import;
+pub mod patterns;
 pub mod precision;
 pub mod proto;
 pub mod reference;
