@@ -564,7 +564,10 @@ impl Backend for OrtRuntime {
             ("backend".into(), "ort".into()),
             ("ort_version".into(), self.version.clone()),
             ("ort_library".into(), self.library.display().to_string()),
-            ("execution_provider".into(), provider_name(&s.execution_provider)),
+            (
+                "execution_provider".into(),
+                provider_name(&s.execution_provider),
+            ),
             (
                 "ep_options".into(),
                 s.options
@@ -576,17 +579,11 @@ impl Backend for OrtRuntime {
             ("intra_threads".into(), s.intra_threads.to_string()),
             ("inter_threads".into(), s.inter_threads.to_string()),
             ("optimization".into(), s.optimization.name().into()),
+            ("latency_basis".into(), latency_basis(self.precision)),
             (
-                "latency_basis".into(),
-                match self.precision {
-                    Precision::Fp32 => "in-network: (wall - run overhead) x (1 - share of edge NCHWc reorders in ORT's profile)".into(),
-                    p => format!(
-                        "in-network: (wall - run overhead) x (1 - share of edge conversions in ORT's profile: {})",
-                        edge_conversions(p).0.iter().chain(edge_conversions(p).1).copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", ")
-                    ),
-                },
+                "run_overhead_us".into(),
+                format!("{:.2}", self.run_overhead_us),
             ),
-            ("run_overhead_us".into(), format!("{:.2}", self.run_overhead_us)),
         ]
     }
 
@@ -747,6 +744,19 @@ pub fn edge_conversions(
             &["ReorderOutput", "DequantizeLinear", "Transpose"],
         ),
     }
+}
+
+/// What a table's `median_us` means at `precision`: which edge nodes are taken out.
+fn latency_basis(precision: Precision) -> String {
+    if precision == Precision::Fp32 {
+        return "in-network: (wall - run overhead) x (1 - share of edge NCHWc reorders in ORT's profile)".into();
+    }
+    let (leading, trailing) = edge_conversions(precision);
+    let kinds: std::collections::BTreeSet<&str> = leading.iter().chain(trailing).copied().collect();
+    format!(
+        "in-network: (wall - run overhead) x (1 - share of edge conversions in ORT's profile: {})",
+        kinds.into_iter().collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// Split an ORT profile (Chrome trace JSON) into runs: node kernel events are assigned to the

@@ -158,10 +158,6 @@ fn non_negative(graph: &GraphProto) -> HashSet<String> {
         .collect();
     let mut set: HashSet<String> = HashSet::new();
     for n in &graph.node {
-        let activation_inputs = n
-            .input
-            .iter()
-            .filter(|i| !constants.contains_key(i.as_str()));
         let yes = match n.op_type.as_str() {
             t if NON_NEGATIVE.contains(&t) => true,
             "Softmax" => true,
@@ -173,8 +169,13 @@ fn non_negative(graph: &GraphProto) -> HashSet<String> {
                 .and_then(|m| constants.get(m.as_str()))
                 .and_then(|t| t.f32_values())
                 .is_some_and(|v| v.first().is_some_and(|m| *m >= 0.0)),
+            // Their constant inputs (shapes, slice bounds) carry no sign.
             t if SIGN_KEEPING.contains(&t) => {
-                let mut inputs = activation_inputs.peekable();
+                let mut inputs = n
+                    .input
+                    .iter()
+                    .filter(|i| !constants.contains_key(i.as_str()))
+                    .peekable();
                 inputs.peek().is_some() && inputs.all(|i| set.contains(i))
             }
             _ => false,
