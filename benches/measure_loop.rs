@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hwnas_profiler::measure::{Kernel, KernelError, MeasureConfig, measure_group};
+use hwnas_core::backend::{Kernel, KernelError};
+use hwnas_profiler::measure::{MeasureConfig, measure_group};
 
 /// Reports a fixed 10 us per run without doing any work.
 struct NoopKernel;

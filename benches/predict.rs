@@ -2,8 +2,8 @@
 //! mbv3 networks (all ops in the table), and the whole path from an encoding string.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hwnas_core::rng::SplitMix64;
 use hwnas_predictor::Term;
-use hwnas_profiler::rng::SplitMix64;
 use hwnas_search::space::{SearchSpace, mbv3::Mbv3};
 
 mod common;

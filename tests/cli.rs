@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use hwnas_profiler::onnx::{self, ModelProto, reference};
-use hwnas_profiler::table::LatencyTable;
-use hwnas_profiler::{Op, Tensor};
+use hwnas_core::table::LatencyTable;
+use hwnas_core::{Op, Tensor};
+use hwnas_onnx::{self as onnx, ModelProto, reference};
 use prost::Message;
 
 /// The tests here measure on the real CPU; one at a time, so that none measures while another
@@ -1599,7 +1599,7 @@ fn onnx_models_profile_predict_validate_and_calibrate() {
         err.contains("cut.onnx") && err.contains("not a valid ONNX model"),
         "{err}"
     );
-    let mut m = hwnas_profiler::onnx::import::read_model(&models[0]).unwrap();
+    let mut m = hwnas_onnx::import::read_model(&models[0]).unwrap();
     let node = m
         .graph
         .as_mut()

@@ -1,9 +1,10 @@
 //! Whole networks of the built-in spaces on ONNX Runtime, against the plain-Rust reference.
 
+use hwnas_core::rng::SplitMix64;
+use hwnas_onnx::NetworkModel;
+use hwnas_onnx::reference::{self, Nd};
 use hwnas_profiler::backend::ort::OrtRuntime;
 use hwnas_profiler::device::OrtSettings;
-use hwnas_profiler::onnx::reference::{self, Nd};
-use hwnas_profiler::rng::SplitMix64;
 use hwnas_search::space::builtin;
 
 fn runtime() -> OrtRuntime {
@@ -65,8 +66,8 @@ fn mbv3_networks_run_with_the_published_output() {
 /// Runtime, with the GPU conformance suite's tolerance. Needs a wgpu adapter (lavapipe in CI).
 #[test]
 fn networks_on_wgpu_match_onnx_runtime() {
-    use hwnas_profiler::device::GpuSettings;
-    use hwnas_profiler::gpu::runtime::GpuRuntime;
+    use hwnas_gpu::GpuSettings;
+    use hwnas_gpu::runtime::GpuRuntime;
     let gpu = GpuRuntime::new(&GpuSettings::default()).unwrap_or_else(|e| {
         panic!("a wgpu adapter is required ({e}); run ./test.sh, which installs lavapipe")
     });

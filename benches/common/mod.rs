@@ -1,10 +1,10 @@
 //! What the benches share: a latency model of every mbv3 op on the deterministic mock device.
 
+use hwnas_core::table::{LatencyTable, Row};
 use hwnas_predictor::LatencyModel;
 use hwnas_profiler::backend::Backend;
 use hwnas_profiler::backend::mock::MockDevice;
 use hwnas_profiler::measure::{MeasureConfig, measure_group};
-use hwnas_profiler::table::{LatencyTable, Row};
 use hwnas_search::space::{SearchSpace, mbv3::Mbv3};
 
 pub fn mock_mbv3_model() -> LatencyModel {

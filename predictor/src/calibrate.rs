@@ -325,8 +325,8 @@ impl Calibration {
         let loo_rmspe = (rel.iter().map(|e| e * e).sum::<f64>() / rel.len() as f64).sqrt();
         let mut abs: Vec<f64> = rel.iter().map(|e| e.abs()).collect();
         abs.sort_by(f64::total_cmp);
-        let interval_rel = hwnas_profiler::stats::quantile_sorted(&abs, 0.95);
-        let loo_median = hwnas_profiler::stats::quantile_sorted(&abs, 0.5);
+        let interval_rel = hwnas_core::stats::quantile_sorted(&abs, 0.95);
+        let loo_median = hwnas_core::stats::quantile_sorted(&abs, 0.5);
         Ok(Calibration {
             form,
             kinds: columns,

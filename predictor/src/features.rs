@@ -1,6 +1,6 @@
 //! Features: what a regression sees of an op.
 
-use hwnas_profiler::op::{Activation, Op};
+use hwnas_core::op::{Activation, Op};
 
 /// Names of the op features, in [`op_features`] order.
 pub const OP_FEATURES: [&str; 17] = [

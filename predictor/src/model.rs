@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 
-use hwnas_profiler::network::Network;
-use hwnas_profiler::table::LatencyTable;
-use hwnas_profiler::{Op, Precision};
+use hwnas_core::network::Network;
+use hwnas_core::table::LatencyTable;
+use hwnas_core::{Op, Precision};
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate::{Calibration, Form, OP_COUNT, WEIGHT_OP_COUNT};
@@ -224,7 +224,7 @@ impl LatencyModel {
             calibration: None,
             space: table.meta("space").map(str::to_string),
             calibration_archs: Vec::new(),
-            created: hwnas_profiler::host::utc_now(),
+            created: hwnas_core::host::utc_now(),
             tool_version: format!("hwnas {}", env!("CARGO_PKG_VERSION")),
             index: HashMap::default(),
             slot_coefficients: Vec::new(),
@@ -317,7 +317,7 @@ impl LatencyModel {
             source,
         };
         let json = serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
-        hwnas_profiler::files::write_atomic(path, json).map_err(io)
+        hwnas_core::files::write_atomic(path, json).map_err(io)
     }
 
     /// A network's terms as this model's runtime executes them. Repeated weightless ops (pools
@@ -456,15 +456,14 @@ impl LatencyModel {
 mod tests {
     use super::*;
     use crate::calibrate::Sample;
-    use hwnas_profiler::table::Row;
+    use hwnas_core::table::Row;
 
     fn model() -> LatencyModel {
         let row = |key: &str, us: f64| {
             let op = Op::from_key(key).unwrap();
-            let m = hwnas_profiler::measure::Measurement {
-                stats: hwnas_profiler::stats::Stats::from_samples(&[us * 0.9, us, us * 1.1])
-                    .unwrap(),
-                wall: hwnas_profiler::stats::Stats::from_samples(&[us]).unwrap(),
+            let m = hwnas_core::backend::Measurement {
+                stats: hwnas_core::stats::Stats::from_samples(&[us * 0.9, us, us * 1.1]).unwrap(),
+                wall: hwnas_core::stats::Stats::from_samples(&[us]).unwrap(),
                 edge_reorder_us: None,
                 providers: vec![],
                 in_network: false,
@@ -485,8 +484,8 @@ mod tests {
     /// Two identical pools on one input: ORT runs one at fp32, both at int8 (QDQ).
     #[test]
     fn int8_models_count_repeated_pools_each_time() {
-        use hwnas_profiler::Tensor;
-        use hwnas_profiler::network::Value;
+        use hwnas_core::Tensor;
+        use hwnas_core::network::Value;
         let t = Tensor::new(1, 8, 8, 8);
         let pool = Op::from_key("avgpool-in:1x8x8x8-k:3-s:1-p:1").unwrap();
         let mut net = Network::new("two pools", t);

@@ -8,8 +8,8 @@
 
 use std::time::Instant;
 
-use hwnas_profiler::Op;
-use hwnas_profiler::rng::SplitMix64;
+use hwnas_core::Op;
+use hwnas_core::rng::SplitMix64;
 use linfa::DatasetBase;
 use linfa::traits::{Fit, Predict};
 use linfa_svm::Svm;

@@ -39,7 +39,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::measure::MeasureConfig;
-use crate::op::Precision;
+use hwnas_core::op::Precision;
+use hwnas_gpu::settings::{GPU_BACKENDS, GpuSettings};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,51 +66,11 @@ pub struct DeviceProfile {
 pub enum BackendKind {
     /// ONNX Runtime, through one of its execution providers.
     Ort,
-    /// A GPU through wgpu: hwnas's own WGSL kernels (see [`crate::gpu`]).
+    /// A GPU through wgpu: hwnas's own WGSL kernels (see [`hwnas_gpu`]).
     Wgpu,
     /// A deterministic simulated device (analytic cost + seeded noise), for tests and demos.
     Mock,
 }
-
-/// How a GPU is chosen and timed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GpuSettings {
-    /// The graphics API: `vulkan`, `metal`, `dx12`, `gl`, or `any`.
-    pub backend: String,
-    /// A case-insensitive part of the adapter's name; empty takes the best adapter (discrete
-    /// before integrated before software).
-    pub adapter: String,
-    pub timing: GpuTiming,
-    /// A run of an op that has not finished after this long is stopped and reported failed.
-    pub timeout_ms: f64,
-}
-
-impl Default for GpuSettings {
-    fn default() -> Self {
-        GpuSettings {
-            backend: "any".into(),
-            adapter: String::new(),
-            timing: GpuTiming::Auto,
-            timeout_ms: 10_000.0,
-        }
-    }
-}
-
-/// Where GPU times come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GpuTiming {
-    /// Timestamp queries when the adapter has them, else the wall clock.
-    Auto,
-    /// Timestamp queries around the op's kernels; an adapter without them is an error.
-    Timestamp,
-    /// The wall clock around submit and wait (includes the submission overhead).
-    Wall,
-}
-
-/// The graphics APIs a profile may name.
-pub const GPU_BACKENDS: [&str; 5] = ["vulkan", "metal", "dx12", "gl", "any"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -8,11 +8,11 @@ use std::path::Path;
 use prost::Message;
 
 use crate::device::DeviceProfile;
-use crate::gpu::plan::Plan;
-use crate::onnx::ModelProto;
-use crate::onnx::import::{ImportOptions, import};
-use crate::op::Op;
-use crate::table::LatencyTable;
+use hwnas_core::op::Op;
+use hwnas_core::table::LatencyTable;
+use hwnas_gpu::plan::Plan;
+use hwnas_onnx::ModelProto;
+use hwnas_onnx::import::{ImportOptions, import};
 
 /// An ONNX file: decoded, imported (mapped to ops) and lowered for the GPU.
 pub fn onnx(data: &[u8]) {

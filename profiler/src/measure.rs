@@ -7,40 +7,10 @@
 //! `target_ci`, or when it hits `max_runs` or `max_ms` (then it is marked as capped and its
 //! interval is reported as it is).
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
-use crate::stats::Stats;
-
-/// Something that can run one op once. Prepared once (session, buffers, weights); run many times.
-pub trait Kernel {
-    /// Run the op once and return the wall-clock time of the call.
-    fn run(&mut self) -> Result<Duration, KernelError>;
-
-    /// Called once after the last run. Backends that can see inside a run report here the time
-    /// each run cost as part of a network (see [`KernelReport`]).
-    fn finish(&mut self) -> Result<KernelReport, KernelError> {
-        Ok(KernelReport::default())
-    }
-}
-
-/// What a backend learned about the runs after they ended.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct KernelReport {
-    /// Per run, in order, warm-ups included: the time of the op's own kernels, without the
-    /// per-call overhead and the layout conversions at the graph's edges that a lone op pays
-    /// but an op inside a network does not. In microseconds.
-    pub in_network_us: Option<Vec<f64>>,
-    /// Per run, the edge layout conversions that were left out, in microseconds.
-    pub edge_reorder_us: Option<Vec<f64>>,
-    /// The execution providers that really ran the op's nodes.
-    pub providers: Vec<String>,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct KernelError(pub String);
+use hwnas_core::backend::{Kernel, KernelError, Measurement};
+use hwnas_core::stats::Stats;
 
 /// Settings of the loop. All times are milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,23 +89,6 @@ impl MeasureConfig {
         }
         Ok(())
     }
-}
-
-/// The result of measuring one op.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Measurement {
-    /// The latency the table records: in-network times when the backend reports them,
-    /// otherwise wall-clock times of the call.
-    pub stats: Stats,
-    /// Wall-clock time of the whole call, as a user timing the lone op would see it.
-    pub wall: Stats,
-    /// Median edge layout conversion time that was excluded, when the backend reports it.
-    pub edge_reorder_us: Option<f64>,
-    pub providers: Vec<String>,
-    /// True when `stats` are in-network times, false when they are wall-clock times.
-    pub in_network: bool,
-    /// True when the op stopped at `max_runs` or `max_ms` before its CI reached `target_ci`.
-    pub capped: bool,
 }
 
 struct Progress {

@@ -1,9 +1,10 @@
 //! Profiling a list of ops: prepare a group, measure it in interleaved rounds, append its rows.
 
 use crate::backend::Backend;
-use crate::measure::{Kernel, MeasureConfig, Measurement, measure_group};
-use crate::op::Op;
-use crate::table::{Row, TableError, TableWriter};
+use crate::measure::{MeasureConfig, measure_group};
+use hwnas_core::backend::{Kernel, Measurement};
+use hwnas_core::op::Op;
+use hwnas_core::table::{Row, TableError, TableWriter};
 
 /// Something that measures a group of ops together: one result per op, in order, an error in
 /// one op not stopping the others.
@@ -174,7 +175,7 @@ fn measure_pass(
 mod tests {
     use super::*;
     use crate::backend::mock::MockDevice;
-    use crate::table::LatencyTable;
+    use hwnas_core::table::LatencyTable;
 
     #[test]
     fn noisy_rows_are_measured_again_then_rejected() {

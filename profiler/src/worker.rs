@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::measure::{Kernel, KernelError, KernelReport, MeasureConfig, Measurement};
-use crate::op::Op;
+use crate::measure::MeasureConfig;
 use crate::profile::{GroupMeasurer, prepare_and_measure};
+use hwnas_core::backend::{Kernel, KernelError, KernelReport, Measurement};
+use hwnas_core::op::Op;
 
 /// What the parent asks: measure these ops (keys) together, beating every `beat_ms`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

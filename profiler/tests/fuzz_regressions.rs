@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
+use hwnas_core::rng::SplitMix64;
+use hwnas_onnx::zoo;
 use hwnas_profiler::fuzzing::{self, TARGETS};
-use hwnas_profiler::onnx::zoo;
-use hwnas_profiler::rng::SplitMix64;
 
 #[test]
 fn every_input_the_fuzzers_crashed_on_is_handled() {

@@ -9,14 +9,15 @@
 //! are fp32 but sum in different orders (ORT's MLAS blocks and fuses multiply-adds); the
 //! observed differences are ~1e-6 of the output's range.
 
+use hwnas_core::op::Op;
+use hwnas_core::rng::SplitMix64;
+use hwnas_gpu::runtime::GpuRuntime;
+use hwnas_gpu::{GpuSettings, GpuTiming};
+use hwnas_onnx as onnx;
 use hwnas_profiler::backend::Backend;
 use hwnas_profiler::backend::ort::OrtRuntime;
-use hwnas_profiler::device::{GpuSettings, GpuTiming, OrtSettings};
-use hwnas_profiler::gpu::runtime::GpuRuntime;
+use hwnas_profiler::device::OrtSettings;
 use hwnas_profiler::measure::{MeasureConfig, measure_group};
-use hwnas_profiler::onnx;
-use hwnas_profiler::op::Op;
-use hwnas_profiler::rng::SplitMix64;
 
 fn gpu() -> GpuRuntime {
     GpuRuntime::new(&GpuSettings::default()).unwrap_or_else(|e| {
@@ -302,7 +303,7 @@ fn a_lost_device_is_a_clear_error() {
 #[test]
 fn zoo_models_match_onnx_runtime() {
     let (g, o) = (gpu(), ort());
-    use hwnas_profiler::onnx::zoo;
+    use hwnas_onnx::zoo;
     // Opset 13 writes hard swish as x * HardSigmoid(x).
     let cases = zoo::FAMILIES
         .iter()
@@ -310,7 +311,7 @@ fn zoo_models_match_onnx_runtime() {
         .chain([("mobilenetv3", 13)]);
     for (family, opset) in cases {
         let model = zoo::build_at_opset(family, 64, opset).unwrap();
-        let input = hwnas_profiler::op::Tensor::new(1, 3, 64, 64);
+        let input = hwnas_core::op::Tensor::new(1, 3, 64, 64);
         let mut rng = SplitMix64::new(4);
         let x: Vec<f32> = (0..input.numel()).map(|_| rng.uniform(1.0)).collect();
         let want = o.infer_model(&model, input, &x).unwrap();

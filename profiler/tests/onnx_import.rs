@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use hwnas_core::backend::Backend;
+use hwnas_core::op::Tensor;
+use hwnas_onnx::import::{ImportError, ImportOptions, Imported, import, read_model};
+use hwnas_onnx::proto::{AttributeProto, NodeProto};
+use hwnas_onnx::{ModelProto, zoo};
 use hwnas_profiler::backend::ort::OrtRuntime;
 use hwnas_profiler::device::OrtSettings;
 use hwnas_profiler::measure::{MeasureConfig, measure_group};
-use hwnas_profiler::onnx::import::{ImportError, ImportOptions, Imported, import, read_model};
-use hwnas_profiler::onnx::proto::{AttributeProto, NodeProto};
-use hwnas_profiler::onnx::{ModelProto, zoo};
-use hwnas_profiler::op::Tensor;
 
 fn imported(model: &ModelProto) -> Imported {
     import(model, "test.onnx", ImportOptions::default()).unwrap()
@@ -104,7 +105,7 @@ fn layers_fuse_as_a_runtime_runs_them() {
 
 #[test]
 fn the_families_run_on_onnx_runtime() {
-    let rt = OrtRuntime::new(&OrtSettings::default(), None)
+    let mut rt = OrtRuntime::new(&OrtSettings::default(), None)
         .unwrap_or_else(|e| panic!("ONNX Runtime is required ({e}); run ./test.sh"));
     let dir = tempfile::tempdir().unwrap();
     let cfg = MeasureConfig {
@@ -142,7 +143,7 @@ fn broken_and_hostile_files_are_clear_errors() {
         let e = msg(read_model(&p));
         assert!(e.contains("cut.onnx"), "{e}");
     }
-    let mut rng = hwnas_profiler::rng::SplitMix64::new(9);
+    let mut rng = hwnas_core::rng::SplitMix64::new(9);
     for _ in 0..50 {
         let len = rng.below(4096);
         let noise: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
@@ -257,7 +258,7 @@ fn weights_in_external_data_are_not_needed_to_map_and_ort_finds_them() {
         if t.raw_data.len() < 256 {
             continue;
         }
-        let entry = |k: &str, v: String| hwnas_profiler::onnx::proto::StringStringEntryProto {
+        let entry = |k: &str, v: String| hwnas_onnx::proto::StringStringEntryProto {
             key: k.into(),
             value: v,
         };
@@ -280,7 +281,7 @@ fn weights_in_external_data_are_not_needed_to_map_and_ort_finds_them() {
     let m = imported(&read_model(&path).unwrap());
     let keys = |m: &Imported| m.network.ops().map(|o| o.key()).collect::<Vec<_>>();
     assert_eq!(keys(&m), keys(&embedded));
-    let rt = OrtRuntime::new(&OrtSettings::default(), None)
+    let mut rt = OrtRuntime::new(&OrtSettings::default(), None)
         .unwrap_or_else(|e| panic!("ONNX Runtime is required ({e}); run ./test.sh"));
     let cfg = MeasureConfig {
         warmup_runs: 1,

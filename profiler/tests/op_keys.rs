@@ -1,7 +1,7 @@
 //! Property tests of the op vocabulary: every valid op's key parses back to the same op.
 
-use hwnas_profiler::op::{Act, Activation, Conv, Linear, MbConv, Pool, PoolKind};
-use hwnas_profiler::{Op, Tensor};
+use hwnas_core::op::{Act, Activation, Conv, Linear, MbConv, Pool, PoolKind};
+use hwnas_core::{Op, Tensor};
 use proptest::prelude::*;
 
 fn tensor() -> impl Strategy<Value = Tensor> {

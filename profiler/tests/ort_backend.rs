@@ -3,12 +3,12 @@
 //! These tests need the ONNX Runtime library (`scripts/setup.sh` installs it; `./test.sh` sets
 //! `ORT_DYLIB_PATH`). Without it they fail: CI must never skip the real backend silently.
 
+use hwnas_core::op::{Op, Precision};
+use hwnas_onnx::{self as onnx, reference};
 use hwnas_profiler::backend::Backend;
 use hwnas_profiler::backend::ort::OrtRuntime;
 use hwnas_profiler::device::OrtSettings;
 use hwnas_profiler::measure::{MeasureConfig, measure_group};
-use hwnas_profiler::onnx::{self, reference};
-use hwnas_profiler::op::{Op, Precision};
 use proptest::prelude::*;
 
 fn runtime() -> OrtRuntime {

@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use hwnas_core::network::Network;
+use hwnas_core::rng::SplitMix64;
 use hwnas_predictor::gbdt::{Gbdt, GbdtParams, records};
 use hwnas_predictor::metrics::kendall_tau;
-use hwnas_profiler::network::Network;
-use hwnas_profiler::rng::SplitMix64;
 use linfa::dataset::DatasetBase;
 use linfa::traits::Fit;
 use ndarray::Array1;

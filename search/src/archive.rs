@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use hwnas_profiler::rng::SplitMix64;
+use hwnas_core::rng::SplitMix64;
 
 use crate::hypervolume::Normalizer;
 use crate::problem::{

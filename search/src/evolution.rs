@@ -4,7 +4,7 @@
 //! which is what keeps the search from settling on one lucky architecture. Children are made
 //! and evaluated a tournament's worth at a time (the paper's parallel workers).
 
-use hwnas_profiler::rng::SplitMix64;
+use hwnas_core::rng::SplitMix64;
 
 use crate::archive::Archive;
 use crate::problem::{EvaluateError, Generation, Outcome, Problem};

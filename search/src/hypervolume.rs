@@ -100,7 +100,7 @@ impl Normalizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hwnas_profiler::rng::SplitMix64;
+    use hwnas_core::rng::SplitMix64;
 
     /// Counts the unit cells of an integer grid that some point dominates.
     fn grid_count(points: &[Vec<f64>], reference: &[f64]) -> f64 {

@@ -16,8 +16,8 @@
 //! edges: 5^6 entries, each the prediction of one cell, whose expectation is the exact expected
 //! latency under independent per-edge choices.
 
+use hwnas_core::Op;
 use hwnas_predictor::{LatencyModel, ModelError, Term};
-use hwnas_profiler::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::space::SearchSpace;
@@ -269,8 +269,8 @@ fn nb201_terms(model: &LatencyModel, resolution: u32) -> Result<Parts, LutError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hwnas_profiler::rng::SplitMix64;
-    use hwnas_profiler::table::{LatencyTable, Row};
+    use hwnas_core::rng::SplitMix64;
+    use hwnas_core::table::{LatencyTable, Row};
 
     fn model() -> LatencyModel {
         model_of(&crate::space::mbv3::Mbv3)
@@ -279,8 +279,8 @@ mod tests {
     /// A model of every op of a space with made-up latencies (a function of FLOPs), calibrated
     /// with a per-op cost and an intercept.
     fn model_of(space: &dyn crate::space::SearchSpace) -> LatencyModel {
-        use hwnas_profiler::measure::Measurement;
-        use hwnas_profiler::stats::Stats;
+        use hwnas_core::backend::Measurement;
+        use hwnas_core::stats::Stats;
         let rows = space
             .ops()
             .iter()

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use hwnas_profiler::rng::SplitMix64;
+use hwnas_core::rng::SplitMix64;
 
 use crate::archive::Archive;
 use crate::problem::{EvaluateError, Evaluation, Generation, Individual, Outcome, Problem};

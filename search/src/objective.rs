@@ -2,8 +2,8 @@
 //! objectives, which are bounded by constraints, and [`ArchProblem`], the NSGA-II problem over
 //! a search space's genomes.
 
+use hwnas_core::network::Network;
 use hwnas_predictor::LatencyModel;
-use hwnas_profiler::network::Network;
 
 use crate::accuracy::AccuracySource;
 use crate::arch_table::{ArchTable, ArchTableError, ValueKind};

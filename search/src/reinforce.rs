@@ -11,7 +11,7 @@
 //! A sample evaluated before is rewarded from the archive without spending budget; the run
 //! stops when the budget is spent or the policy has produced nothing new for a while.
 
-use hwnas_profiler::rng::SplitMix64;
+use hwnas_core::rng::SplitMix64;
 
 use crate::archive::Archive;
 use crate::problem::{EvaluateError, Generation, Outcome, Problem};

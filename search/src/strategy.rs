@@ -4,7 +4,7 @@
 //! the budget (distinct genomes evaluated), the seed, the progress per generation and the
 //! [`Outcome`]; a new strategy is one function of that shape.
 
-use hwnas_profiler::rng::SplitMix64;
+use hwnas_core::rng::SplitMix64;
 
 use crate::archive::Archive;
 use crate::problem::{EvaluateError, Evaluation, Generation, Outcome, Problem};

@@ -1,7 +1,7 @@
 //! Variation operators on genomes: random genomes, per-gene mutation, uniform crossover. Every
 //! result is within the genes' levels, so every genome they make is an architecture.
 
-use hwnas_profiler::rng::SplitMix64;
+use hwnas_core::rng::SplitMix64;
 
 use crate::space::Gene;
 

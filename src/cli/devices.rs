@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use hwnas_core::host;
+use hwnas_gpu::runtime::adapters;
 use hwnas_profiler::backend::ort::{OrtRuntime, available_providers};
 use hwnas_profiler::device::OrtSettings;
-use hwnas_profiler::gpu::runtime::adapters;
-use hwnas_profiler::host;
 
 #[derive(clap::Args)]
 pub struct Args {

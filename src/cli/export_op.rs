@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hwnas_profiler::files::write_atomic;
-use hwnas_profiler::{Op, Precision, onnx};
+use hwnas_core::files::write_atomic;
+use hwnas_core::{Op, Precision};
+use hwnas_onnx::{self as onnx, NetworkModel};
 
 #[derive(clap::Args)]
 pub struct Args {

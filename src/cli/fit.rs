@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use hwnas_core::Precision;
+use hwnas_core::rng::SplitMix64;
+use hwnas_core::table::LatencyTable;
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::calibrate::Calibration;
 use hwnas_predictor::regress::{Family, OpRegressor, compare};
-use hwnas_profiler::Precision;
-use hwnas_profiler::rng::SplitMix64;
-use hwnas_profiler::table::LatencyTable;
 use hwnas_search::space::builtin;
 
 use super::e2e;
@@ -58,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .rows
         .iter()
         .map(|r| Ok((r.op()?, r.median_us)))
-        .collect::<Result<_, hwnas_profiler::op::OpError>>()?;
+        .collect::<Result<_, hwnas_core::op::OpError>>()?;
     let family = if rows.len() >= 40 {
         let scores = compare(&rows, 0.2, args.seed)?;
         println!(
@@ -103,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .device
             .as_ref()
             .context("--calibrate-onnx measures the models end to end: give --device")?;
-        let (profile, rt) =
+        let (profile, mut rt) =
             e2e::open_device(device, args.ort_library.as_deref(), model.precision())?;
         let mut files = Vec::new();
         let mut samples = Vec::new();
@@ -112,7 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             samples.push(model.kind_sums(&model.terms(&m.network))?);
             files.push((path.clone(), m.network.input));
         }
-        let measured = e2e::measure_files(&rt, &files, &profile.measure)?;
+        let measured = e2e::measure_files(rt.as_mut(), &files, &profile.measure)?;
         let samples: Vec<_> = samples
             .into_iter()
             .zip(&measured)
@@ -145,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .or_else(|| model.space.clone())
             .context("which space are the calibration networks from? give --space")?;
         let space = builtin(&space_name)?;
-        let (profile, rt) =
+        let (profile, mut rt) =
             e2e::open_device(device, args.ort_library.as_deref(), model.precision())?;
         let mut rng = SplitMix64::new(args.seed ^ 0xca11_b4a7e);
         let archs: Vec<String> = (0..args.calibrate)
@@ -155,7 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|a| space.network(a))
             .collect::<Result<Vec<_>, _>>()?;
-        let measured = e2e::measure(&rt, &nets, &profile.measure, "calibration")?;
+        let measured = e2e::measure(rt.as_mut(), &nets, &profile.measure, "calibration")?;
         let samples = nets
             .iter()
             .zip(&measured)

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use hwnas_core::files::write_atomic;
 use hwnas_predictor::LatencyModel;
-use hwnas_profiler::files::write_atomic;
 use hwnas_search::lut::Lut;
 
 #[derive(clap::Subcommand)]

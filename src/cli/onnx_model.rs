@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use hwnas_onnx::import::{ImportOptions, Imported, import, read_model};
 use hwnas_predictor::model::Source;
 use hwnas_predictor::{LatencyModel, Prediction};
-use hwnas_profiler::onnx::import::{ImportOptions, Imported, import, read_model};
 use serde_json::json;
 
 /// How `--onnx` files are read.

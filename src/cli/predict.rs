@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use hwnas_core::Precision;
+use hwnas_core::table::LatencyTable;
 use hwnas_predictor::LatencyModel;
-use hwnas_profiler::Precision;
-use hwnas_profiler::table::LatencyTable;
 use hwnas_search::space::builtin;
 
 use super::onnx_model::{self, OnnxArgs};

@@ -7,16 +7,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use hwnas_profiler::backend::Backend;
-use hwnas_profiler::backend::mock::MockDevice;
-use hwnas_profiler::backend::ort::OrtRuntime;
+use hwnas_core::table::{Metadata, Row, TableWriter};
+use hwnas_core::{Op, Precision, host};
+use hwnas_profiler::backend::{self, Backend};
 use hwnas_profiler::device::{BackendKind, DeviceProfile};
-use hwnas_profiler::gpu::runtime::GpuRuntime;
 use hwnas_profiler::measure::MeasureConfig;
 use hwnas_profiler::profile::{GroupMeasurer, InProcess, OpOutcome, profile_ops};
-use hwnas_profiler::table::{Metadata, Row, TableWriter};
 use hwnas_profiler::worker::Worker;
-use hwnas_profiler::{Op, Precision, host};
 use hwnas_search::space::builtin;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -128,9 +125,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 (Box::new(worker), provenance, String::new())
             }
             _ => {
-                let (backend, default_provider) =
-                    open_backend(&profile, args.ort_library.as_deref(), &args.device)?;
+                let backend = open_backend(&profile, args.ort_library.as_deref(), &args.device)?;
                 let provenance = backend.provenance();
+                let default_provider = backend.default_provider().to_string();
                 (Box::new(InProcess(backend)), provenance, default_provider)
             }
         };
@@ -240,34 +237,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The backend a device profile names, opened in this process, and the provider to record
-/// when the backend cannot tell.
+/// The backend a device profile names, opened in this process, with its notes printed.
 pub(super) fn open_backend(
     profile: &DeviceProfile,
     ort_library: Option<&Path>,
     device: &Path,
-) -> anyhow::Result<(Box<dyn Backend>, String)> {
-    let context = || format!("device profile {}", device.display());
-    Ok(match profile.backend {
-        BackendKind::Ort => {
-            let rt = OrtRuntime::new(&profile.ort, ort_library).with_context(context)?;
-            (
-                Box::new(rt.with_precision(profile.precision)),
-                String::new(),
-            )
-        }
-        BackendKind::Wgpu => {
-            let rt = GpuRuntime::new(&profile.wgpu).with_context(context)?;
-            if rt.is_software() {
-                eprintln!(
-                    "note: `{}` is a software rasteriser on the CPU: its times check the kernels, they are not GPU predictor data",
-                    rt.adapter().name
-                );
-            }
-            (Box::new(rt), String::new())
-        }
-        BackendKind::Mock => (Box::new(MockDevice::default()), "mock".into()),
-    })
+) -> anyhow::Result<Box<dyn Backend>> {
+    let backend = backend::open(profile, ort_library)
+        .with_context(|| format!("device profile {}", device.display()))?;
+    for note in backend.notes() {
+        eprintln!("note: {note}");
+    }
+    Ok(backend)
 }
 
 fn metadata(profile: &DeviceProfile, args: &Args, provenance: Vec<(String, String)>) -> Metadata {

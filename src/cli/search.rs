@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use hwnas_core::Precision;
 use hwnas_predictor::LatencyModel;
-use hwnas_profiler::Precision;
 use hwnas_search::accuracy::AccuracySource;
 use hwnas_search::objective::{ArchProblem, Constraint, LatencySource, Metric, Metrics};
 use hwnas_search::problem::Evaluation;

@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use hwnas_core::files::write_atomic;
+use hwnas_core::stats::quantile_sorted;
 use hwnas_predictor::metrics::Accuracy;
 use hwnas_profiler::device::DeviceProfile;
-use hwnas_profiler::files::write_atomic;
-use hwnas_profiler::stats::quantile_sorted;
 use hwnas_search::hypervolume::Normalizer;
 use hwnas_search::objective::{ArchProblem, LatencySource, Metric, Metrics};
 use hwnas_search::plot::{self, Axes};
@@ -80,7 +80,7 @@ pub fn verify(
     let profile = profile
         .with_precision(precision)
         .map_err(|e| anyhow::anyhow!("device profile {}: {e}", profile_path.display()))?;
-    let rt = e2e::runtime(&profile, profile_path, library)?;
+    let mut rt = e2e::runtime(&profile, profile_path, library)?;
     let mut by_latency: Vec<usize> = (0..outcome.front.len()).collect();
     by_latency.sort_by(|a, b| {
         let ms = |p: usize| outcome.archive[outcome.front[p]].info.latency_ms[source];
@@ -104,7 +104,7 @@ pub fn verify(
                 .network(&outcome.archive[outcome.front[*p]].info.arch)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let stats = e2e::measure(&rt, &nets, &profile.measure, "verifying the front")?;
+    let stats = e2e::measure(rt.as_mut(), &nets, &profile.measure, "verifying the front")?;
     let mut measured_ms = vec![None; n];
     for (p, s) in chosen.iter().zip(&stats) {
         measured_ms[*p] = Some(s.median / 1e3);

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hwnas_profiler::stats::quantile_sorted;
-use hwnas_profiler::table::{LatencyTable, Row, machine_report};
+use hwnas_core::stats::quantile_sorted;
+use hwnas_core::table::{LatencyTable, Row, machine_report};
 
 #[derive(clap::Subcommand)]
 pub enum Command {

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use hwnas_core::files::write_atomic;
+use hwnas_core::rng::SplitMix64;
+use hwnas_core::stats::quantile_sorted;
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::metrics::Accuracy;
 use hwnas_predictor::svg;
-use hwnas_profiler::files::write_atomic;
-use hwnas_profiler::rng::SplitMix64;
-use hwnas_profiler::stats::quantile_sorted;
 use hwnas_search::space::builtin;
 use serde_json::json;
 
@@ -64,7 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .or_else(|| model.space.clone())
         .context("which space? give --space")?;
     let space = builtin(&space_name)?;
-    let (profile, rt) =
+    let (profile, mut rt) =
         e2e::open_device(&args.device, args.ort_library.as_deref(), model.precision())?;
 
     // Held out: never a network the calibration saw.
@@ -87,9 +87,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|n| model.predict(&model.terms(n)))
         .collect::<Result<Vec<_>, _>>()?;
-    let measured = e2e::measure(&rt, &nets, &profile.measure, "validation")?;
+    let measured = e2e::measure(rt.as_mut(), &nets, &profile.measure, "validation")?;
     let repeat = args.repeat.min(nets.len());
-    let again = e2e::measure(&rt, &nets[..repeat], &profile.measure, "noise floor")?;
+    let again = e2e::measure(
+        rt.as_mut(),
+        &nets[..repeat],
+        &profile.measure,
+        "noise floor",
+    )?;
 
     let pred: Vec<f64> = predictions.iter().map(|p| p.latency_us).collect();
     let meas: Vec<f64> = measured.iter().map(|s| s.median).collect();
@@ -220,7 +225,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// `validate --onnx`: each model predicted from its mapped layers and measured end to end.
 fn validate_onnx(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode> {
-    let (profile, rt) =
+    let (profile, mut rt) =
         e2e::open_device(&args.device, args.ort_library.as_deref(), model.precision())?;
     let mut rows = Vec::new();
     for file in &args.onnx.onnx {
@@ -230,9 +235,12 @@ fn validate_onnx(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode> 
             .iter()
             .filter(|l| l.source == hwnas_predictor::model::Source::Regressed)
             .count();
-        let measured =
-            e2e::measure_files(&rt, &[(file.clone(), m.network.input)], &profile.measure)?
-                .remove(0);
+        let measured = e2e::measure_files(
+            rt.as_mut(),
+            &[(file.clone(), m.network.input)],
+            &profile.measure,
+        )?
+        .remove(0);
         rows.push(json!({
             "onnx": file, "input": m.network.input.to_string(), "ops": layers.len(),
             "ops_from_regressor": regressed, "unmapped": m.unmapped.len(),

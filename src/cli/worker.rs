@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hwnas_profiler::Precision;
+use hwnas_core::Precision;
 use hwnas_profiler::device::DeviceProfile;
 use hwnas_profiler::worker;
 
@@ -27,7 +27,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .and_then(|p| super::profile::open_backend(&p, args.ort_library.as_deref(), &args.device));
     match opened {
-        Ok((mut backend, _)) => {
+        Ok(mut backend) => {
             worker::serve(backend.as_mut(), std::io::stdin().lock(), std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }

@@ -3,12 +3,17 @@
 //! whole profiling runs can be tested; and because its law is known, predictors can be checked
 //! against it.
 
+use std::path::Path;
 use std::time::Duration;
 
-use super::{Backend, BackendError};
-use crate::measure::{Kernel, KernelError};
-use crate::op::Op;
-use crate::rng::SplitMix64;
+use hwnas_core::backend::{Backend, BackendError, Kernel, KernelError};
+use hwnas_core::network::Network;
+use hwnas_core::op::{Op, Tensor};
+use hwnas_core::rng::SplitMix64;
+
+/// Why the simulated device runs no whole network: its law is per op, and a network's time is
+/// what calibration and validation must learn from real hardware.
+pub const NETWORKS_ON_REAL_DEVICES: &str = "the simulated device times single ops only; networks are measured end to end on real devices only";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MockDevice {
@@ -47,6 +52,18 @@ impl MockDevice {
 impl Backend for MockDevice {
     fn simulated(&self) -> bool {
         true
+    }
+
+    fn default_provider(&self) -> &str {
+        "mock"
+    }
+
+    fn prepare_network(&mut self, _net: &Network) -> Result<Box<dyn Kernel>, BackendError> {
+        Err(BackendError::Unavailable(NETWORKS_ON_REAL_DEVICES.into()))
+    }
+
+    fn prepare_file(&mut self, _: &Path, _: Tensor) -> Result<Box<dyn Kernel>, BackendError> {
+        Err(BackendError::Unavailable(NETWORKS_ON_REAL_DEVICES.into()))
     }
 
     fn provenance(&self) -> Vec<(String, String)> {

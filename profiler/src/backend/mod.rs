@@ -1,33 +1,43 @@
-//! Backends: something that turns an [`Op`] into a prepared [`Kernel`] on a device.
+//! Backends, and [`open`], the one factory from a device profile.
 //!
 //! - [`ort`] (feature `ort`): ONNX Runtime through an execution provider.
-//! - [`mock`]: a deterministic simulated device, for fast tests and the `--mock` flag.
+//! - GPUs through wgpu (feature `gpu`): `hwnas_gpu::runtime::GpuRuntime`.
+//! - [`mock`]: a deterministic simulated device, for fast tests and trying the pipeline.
+//!
+//! Every one implements [`hwnas_core::backend::Backend`] for single ops and whole networks.
 
-use crate::measure::Kernel;
-use crate::op::Op;
+use std::path::Path;
+
+pub use hwnas_core::backend::{Backend, BackendError};
+
+use crate::device::{BackendKind, DeviceProfile};
 
 pub mod mock;
 #[cfg(feature = "ort")]
 pub mod ort;
 
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("cannot prepare `{key}`: {message}")]
-    Prepare { key: String, message: String },
-}
-
-/// A device that can run ops.
-pub trait Backend {
-    /// Where the timings come from, recorded in every table (device, library, versions...).
-    fn provenance(&self) -> Vec<(String, String)>;
-
-    /// Build everything needed to run `op` (session, weights, buffers) once.
-    fn prepare(&mut self, op: &Op) -> Result<Box<dyn Kernel>, BackendError>;
-
-    /// True for a simulated device (no hardware behind its times).
-    fn simulated(&self) -> bool {
-        false
+/// The backend a device profile names, opened in this process. `ort_library` overrides the
+/// profile's ONNX Runtime library.
+pub fn open(
+    profile: &DeviceProfile,
+    ort_library: Option<&Path>,
+) -> Result<Box<dyn Backend>, BackendError> {
+    match profile.backend {
+        #[cfg(feature = "ort")]
+        BackendKind::Ort => Ok(Box::new(
+            ort::OrtRuntime::new(&profile.ort, ort_library)?.with_precision(profile.precision),
+        )),
+        #[cfg(feature = "gpu")]
+        BackendKind::Wgpu => Ok(Box::new(hwnas_gpu::runtime::GpuRuntime::new(
+            &profile.wgpu,
+        )?)),
+        BackendKind::Mock => Ok(Box::new(mock::MockDevice::default())),
+        #[allow(unreachable_patterns)]
+        kind => {
+            let _ = ort_library;
+            Err(BackendError::Unavailable(format!(
+                "this hwnas was built without the `{kind:?}` backend (cargo features `ort`, `gpu`)"
+            )))
+        }
     }
 }

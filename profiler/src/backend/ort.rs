@@ -32,10 +32,10 @@ use ort::value::Tensor;
 
 use super::{Backend, BackendError};
 use crate::device::{OptLevel, OrtSettings};
-use crate::measure::{Kernel, KernelError, KernelReport};
-use crate::network::Network;
-use crate::onnx;
-use crate::op::{Op, Precision};
+use hwnas_core::backend::{Kernel, KernelError, KernelReport};
+use hwnas_core::network::Network;
+use hwnas_core::op::{Op, Precision};
+use hwnas_onnx::{self as onnx, NetworkModel};
 
 /// A loaded ONNX Runtime library and the settings sessions are created with.
 pub struct OrtRuntime {
@@ -261,20 +261,20 @@ impl OrtRuntime {
     }
 
     /// An op's model at this runtime's precision.
-    fn op_model(&self, op: &Op) -> Result<crate::onnx::ModelProto, String> {
+    fn op_model(&self, op: &Op) -> Result<hwnas_onnx::ModelProto, String> {
         let model = onnx::op_model(op).map_err(|e| e.to_string())?;
         Ok(onnx::precision::convert(&model, self.precision))
     }
 
     /// A network's model at this runtime's precision.
-    fn network_model(&self, net: &Network) -> Result<crate::onnx::ModelProto, String> {
+    fn network_model(&self, net: &Network) -> Result<hwnas_onnx::ModelProto, String> {
         let model = net.to_onnx().map_err(|e| e.to_string())?;
         Ok(onnx::precision::convert(&model, self.precision))
     }
 
     /// The wall time of a `Run` whose kernel does (almost) nothing: a one-element `Add`.
     fn measure_run_overhead(&self) -> Result<f64, BackendError> {
-        let null = Op::Add(crate::op::Tensor::new(1, 1, 1, 1));
+        let null = Op::Add(hwnas_core::op::Tensor::new(1, 1, 1, 1));
         let model = onnx::op_model(&null).map_err(|e| BackendError::Unavailable(e.to_string()))?;
         let fail =
             |m: String| BackendError::Unavailable(format!("measuring the ORT run overhead: {m}"));
@@ -295,7 +295,7 @@ impl OrtRuntime {
                 samples.push(start.elapsed().as_secs_f64() * 1e6);
             }
         }
-        Ok(crate::stats::Stats::from_samples(&samples).map_or(0.0, |s| s.median))
+        Ok(hwnas_core::stats::Stats::from_samples(&samples).map_or(0.0, |s| s.median))
     }
 
     /// The per-`Run` overhead subtracted from every op's wall time, in microseconds.
@@ -406,58 +406,6 @@ impl OrtRuntime {
         .map_err(|e| e.to_string())
     }
 
-    /// An ONNX file (external data beside it is found by ORT), timed end to end like a network:
-    /// the wall time of a `Run` on a seeded input of `input`'s shape.
-    pub fn prepare_file(
-        &self,
-        path: &std::path::Path,
-        input: crate::op::Tensor,
-    ) -> Result<Box<dyn Kernel>, BackendError> {
-        let err = |message: String| BackendError::Prepare {
-            key: path.display().to_string(),
-            message,
-        };
-        let session = self.session(ModelSource::File(path), None).map_err(err)?;
-        let name = session
-            .inputs()
-            .first()
-            .map(|i| i.name().to_string())
-            .ok_or_else(|| err("the model has no input".into()))?;
-        let x = Tensor::from_array((
-            input.dims().map(|d| d as usize),
-            onnx::build::model_input(input),
-        ))
-        .map_err(|e| err(e.to_string()))?;
-        Ok(Box::new(NetworkKernel {
-            session,
-            input_name: name,
-            inputs: vec![x],
-        }))
-    }
-
-    /// A whole network, timed end to end: the wall time of a `Run`, as a deployment pays it.
-    pub fn prepare_network(&self, net: &Network) -> Result<Box<dyn Kernel>, BackendError> {
-        let err = |message: String| BackendError::Prepare {
-            key: net.name.clone(),
-            message,
-        };
-        let model = self.network_model(net).map_err(err)?;
-        let session = self
-            .session(ModelSource::Bytes(&model.to_bytes()), None)
-            .map_err(err)?;
-        let first = net
-            .nodes
-            .first()
-            .map(|n| n.op)
-            .ok_or_else(|| err("the network is empty".into()))?;
-        let inputs = input_tensors(&first, &onnx::op_inputs(&first, 1)[..1]).map_err(err)?;
-        Ok(Box::new(NetworkKernel {
-            session,
-            input_name: onnx::INPUT_NAMES[0].into(),
-            inputs,
-        }))
-    }
-
     /// Run a whole network once and return its output (conformance checks).
     pub fn infer_network(
         &self,
@@ -486,8 +434,8 @@ impl OrtRuntime {
     /// Run any one-input model once and return its first output (conformance checks).
     pub fn infer_model(
         &self,
-        model: &crate::onnx::ModelProto,
-        input: crate::op::Tensor,
+        model: &hwnas_onnx::ModelProto,
+        input: hwnas_core::op::Tensor,
         data: &[f32],
     ) -> Result<Vec<f32>, BackendError> {
         let err = |message: String| BackendError::Prepare {
@@ -612,6 +560,58 @@ impl Backend for OrtRuntime {
             walls_us: Vec::new(),
             run_overhead_us: self.run_overhead_us,
             precision: self.precision,
+        }))
+    }
+
+    /// An ONNX file (external data beside it is found by ORT), timed end to end like a network:
+    /// the wall time of a `Run` on a seeded input of `input`'s shape.
+    fn prepare_file(
+        &mut self,
+        path: &std::path::Path,
+        input: hwnas_core::op::Tensor,
+    ) -> Result<Box<dyn Kernel>, BackendError> {
+        let err = |message: String| BackendError::Prepare {
+            key: path.display().to_string(),
+            message,
+        };
+        let session = self.session(ModelSource::File(path), None).map_err(err)?;
+        let name = session
+            .inputs()
+            .first()
+            .map(|i| i.name().to_string())
+            .ok_or_else(|| err("the model has no input".into()))?;
+        let x = Tensor::from_array((
+            input.dims().map(|d| d as usize),
+            onnx::build::model_input(input),
+        ))
+        .map_err(|e| err(e.to_string()))?;
+        Ok(Box::new(NetworkKernel {
+            session,
+            input_name: name,
+            inputs: vec![x],
+        }))
+    }
+
+    /// A whole network, timed end to end: the wall time of a `Run`, as a deployment pays it.
+    fn prepare_network(&mut self, net: &Network) -> Result<Box<dyn Kernel>, BackendError> {
+        let err = |message: String| BackendError::Prepare {
+            key: net.name.clone(),
+            message,
+        };
+        let model = self.network_model(net).map_err(err)?;
+        let session = self
+            .session(ModelSource::Bytes(&model.to_bytes()), None)
+            .map_err(err)?;
+        let first = net
+            .nodes
+            .first()
+            .map(|n| n.op)
+            .ok_or_else(|| err("the network is empty".into()))?;
+        let inputs = input_tensors(&first, &onnx::op_inputs(&first, 1)[..1]).map_err(err)?;
+        Ok(Box::new(NetworkKernel {
+            session,
+            input_name: onnx::INPUT_NAMES[0].into(),
+            inputs,
         }))
     }
 }

@@ -13,10 +13,10 @@
 //! per block (4 per stage, stage by stage) for kernel and expand. Blocks beyond a stage's depth
 //! keep their digits but do not run.
 
-use hwnas_profiler::network::{Network, Value};
-use hwnas_profiler::op::{Activation, Conv, Linear, MbConv};
-use hwnas_profiler::rng::SplitMix64;
-use hwnas_profiler::{Op, Tensor};
+use hwnas_core::network::{Network, Value};
+use hwnas_core::op::{Activation, Conv, Linear, MbConv};
+use hwnas_core::rng::SplitMix64;
+use hwnas_core::{Op, Tensor};
 
 use super::{Gene, SearchSpace, SpaceError, distinct};
 

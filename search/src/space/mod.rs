@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use hwnas_profiler::Op;
-use hwnas_profiler::network::Network;
-use hwnas_profiler::rng::SplitMix64;
+use hwnas_core::Op;
+use hwnas_core::network::Network;
+use hwnas_core::rng::SplitMix64;
 
 pub mod mbv3;
 pub mod nb201;

@@ -6,10 +6,10 @@
 //! Architectures use the benchmark's own strings:
 //! `|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|`.
 
-use hwnas_profiler::network::{Network, Value};
-use hwnas_profiler::op::{Act, Activation, Conv, Linear, Pool, PoolKind};
-use hwnas_profiler::rng::SplitMix64;
-use hwnas_profiler::{Op, Tensor};
+use hwnas_core::network::{Network, Value};
+use hwnas_core::op::{Act, Activation, Conv, Linear, Pool, PoolKind};
+use hwnas_core::rng::SplitMix64;
+use hwnas_core::{Op, Tensor};
 
 use super::{Gene, SearchSpace, SpaceError, distinct};
 

@@ -5,12 +5,12 @@
 //! HardSigmoid → Mul) and nothing else, so ONNX Runtime's optimiser fuses it the way it fuses
 //! the same layers inside a whole network.
 
-use super::proto::{
+use crate::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     ValueInfoProto,
 };
-use crate::op::{Activation, Conv, MbConv, Op, PoolKind, Tensor};
-use crate::rng::SplitMix64;
+use hwnas_core::op::{Activation, Conv, MbConv, Op, PoolKind, Tensor};
+use hwnas_core::rng::SplitMix64;
 
 pub const OPSET: i64 = 17;
 pub const IR_VERSION: i64 = 8;
@@ -183,7 +183,7 @@ impl GraphBuilder {
         let name = self.fresh("i");
         self.initializers.push(TensorProto {
             dims: vec![values.len() as i64],
-            data_type: super::proto::data_type::INT64,
+            data_type: crate::proto::data_type::INT64,
             name: name.clone(),
             int64_data: values.to_vec(),
             ..Default::default()

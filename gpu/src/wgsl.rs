@@ -14,7 +14,7 @@
 
 use std::fmt::Write;
 
-use super::plan::{Act, ConvStep, EltwiseStep, Operand, PoolStep, Step};
+use crate::plan::{Act, ConvStep, EltwiseStep, Operand, PoolStep, Step};
 
 /// Workgroups per dispatch dimension that every WebGPU device supports.
 const MAX_GROUPS: u32 = 65_535;

@@ -19,8 +19,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, data_type};
-use crate::op::Precision;
+use crate::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, data_type};
+use hwnas_core::op::Precision;
 
 /// The scale of every quantised activation.
 pub const ACTIVATION_SCALE: f32 = 1.0 / 32.0;
@@ -59,7 +59,7 @@ fn rename_uses(nodes: &mut [NodeProto], from: &str, to: &str) {
 
 /// The names of the graph's float inputs and outputs.
 fn float_io(graph: &GraphProto) -> (Vec<String>, Vec<String>) {
-    let is_float = |v: &&super::proto::ValueInfoProto| {
+    let is_float = |v: &&crate::proto::ValueInfoProto| {
         v.r#type
             .as_ref()
             .and_then(|t| t.tensor_type.as_ref())
@@ -388,8 +388,8 @@ fn quantize_weights(values: &[f32], dims: &[i64], per_channel: bool) -> (TensorP
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::op_model;
-    use crate::op::Op;
+    use crate::op_model;
+    use hwnas_core::op::Op;
 
     fn model(key: &str) -> ModelProto {
         op_model(&Op::from_key(key).unwrap()).unwrap()
@@ -468,7 +468,7 @@ mod tests {
         let zero_point = |n: &NodeProto| init(&n.input[2]).numeric_values().unwrap()[0];
         assert_eq!(zero_point(&g.node[5]), 128.0);
         assert_eq!(zero_point(&g.node[8]), 0.0);
-        assert_eq!(g.node.last().unwrap().output[0], crate::onnx::OUTPUT_NAME);
+        assert_eq!(g.node.last().unwrap().output[0], crate::OUTPUT_NAME);
         assert!(
             g.initializer
                 .iter()

@@ -13,15 +13,15 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, BackendError};
-use crate::device::{GpuSettings, GpuTiming};
-use crate::measure::{Kernel, KernelError, KernelReport};
-use crate::network::Network;
-use crate::onnx::{self, ModelProto};
-use crate::op::Op;
+use hwnas_core::backend::{Backend, BackendError, Kernel, KernelError, KernelReport, Measurement};
+use hwnas_core::network::Network;
+use hwnas_core::op::{Op, Tensor};
+use hwnas_core::stats::Stats;
+use hwnas_onnx::{self as onnx, ModelProto, NetworkModel};
 
-use super::plan::Plan;
-use super::wgsl;
+use crate::plan::Plan;
+use crate::settings::{GpuSettings, GpuTiming};
+use crate::wgsl;
 
 /// What `hwnas devices` shows of an adapter.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,23 +248,6 @@ impl GpuRuntime {
         program.read_output()
     }
 
-    /// A whole network as one program: its ops' kernels in order, one command buffer per run.
-    pub fn prepare_network(&self, net: &Network) -> Result<Box<dyn Kernel>, BackendError> {
-        let err = |message: String| BackendError::Prepare {
-            key: net.name.clone(),
-            message,
-        };
-        let model = net.to_onnx().map_err(|e| err(e.to_string()))?;
-        let first = net
-            .nodes
-            .first()
-            .map(|n| n.op)
-            .ok_or_else(|| err("the network is empty".into()))?;
-        // The same seeded input ORT's end-to-end runs use.
-        let input = onnx::op_inputs(&first, 1).swap_remove(0);
-        self.prepare_model(&model, &net.name, input)
-    }
-
     /// Any model hwnas can lower (one input), timed like a network: all its kernels in one pass.
     pub fn prepare_model(
         &self,
@@ -364,6 +347,51 @@ impl Backend for GpuRuntime {
         let model = onnx::op_model(op).map_err(|e| err(e.to_string()))?;
         let program = self.program(&model, &onnx::op_inputs(op, 0)).map_err(err)?;
         Ok(Box::new(self.kernel(program)))
+    }
+
+    /// A whole network as one program: its ops' kernels in order, one command buffer per run.
+    fn prepare_network(&mut self, net: &Network) -> Result<Box<dyn Kernel>, BackendError> {
+        let err = |message: String| BackendError::Prepare {
+            key: net.name.clone(),
+            message,
+        };
+        let model = net.to_onnx().map_err(|e| err(e.to_string()))?;
+        let first = net
+            .nodes
+            .first()
+            .map(|n| n.op)
+            .ok_or_else(|| err("the network is empty".into()))?;
+        // The same seeded input ORT's end-to-end runs use.
+        let input = onnx::op_inputs(&first, 1).swap_remove(0);
+        self.prepare_model(&model, &net.name, input)
+    }
+
+    /// hwnas's kernels on the file's own weights (embedded: the lowering reads them).
+    fn prepare_file(
+        &mut self,
+        path: &std::path::Path,
+        input: Tensor,
+    ) -> Result<Box<dyn Kernel>, BackendError> {
+        let model =
+            onnx::import::read_model(path).map_err(|e| BackendError::File(e.to_string()))?;
+        let data = onnx::build::model_input(input);
+        self.prepare_model(&model, &path.display().to_string(), data)
+    }
+
+    /// A GPU's network time is its kernels' time (timestamps, else wall), as its rows count.
+    fn network_latency(&self, m: &Measurement) -> Stats {
+        m.stats
+    }
+
+    fn notes(&self) -> Vec<String> {
+        if self.is_software() {
+            vec![format!(
+                "`{}` is a software rasteriser on the CPU: its times check the kernels, they are not GPU predictor data",
+                self.adapter().name
+            )]
+        } else {
+            Vec::new()
+        }
     }
 }
 

@@ -1,15 +1,15 @@
 //! A plain-Rust evaluator for the ONNX graphs hwnas builds: the slow, obvious reference that
 //! every backend's output is checked against.
 //!
-//! It covers the node types [`super::build`] emits (Conv, BatchNormalization, Relu, Clip,
+//! It covers the node types [`crate::build`] emits (Conv, BatchNormalization, Relu, Clip,
 //! HardSwish, HardSigmoid, Sigmoid, Mul, Add, AveragePool, MaxPool, GlobalAveragePool, Flatten,
 //! Gemm, Identity, Concat and Slice on channels, Reshape, Transpose, Softmax), with numpy
-//! broadcasting for Add and Mul, and the nodes of other precisions ([`super::precision`]):
+//! broadcasting for Add and Mul, and the nodes of other precisions ([`crate::precision`]):
 //! Cast to fp16 (rounding) and back, QuantizeLinear and DequantizeLinear, per tensor or per axis.
 
 use std::collections::HashMap;
 
-use super::proto::{ModelProto, NodeProto, data_type};
+use crate::proto::{ModelProto, NodeProto, data_type};
 
 /// A dense fp32 tensor.
 #[derive(Debug, Clone, PartialEq)]

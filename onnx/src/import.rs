@@ -27,10 +27,10 @@ use std::path::Path;
 
 use prost::Message;
 
-use super::patterns;
-use super::proto::{GraphProto, ModelProto, NodeProto, TensorProto};
-use crate::network::{Network, Value};
-use crate::op::{
+use crate::patterns;
+use crate::proto::{GraphProto, ModelProto, NodeProto, TensorProto};
+use hwnas_core::network::{Network, Value};
+use hwnas_core::op::{
     Act as ActOp, Activation, Concat, Conv, Linear, Op, Pool, PoolKind, Shuffle, Slice, Tensor,
     window_output,
 };

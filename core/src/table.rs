@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::measure::Measurement;
+use crate::backend::Measurement;
 use crate::op::{Op, OpError};
 
 /// Schema version written as `# hwnas-table: 1`.
@@ -658,17 +658,24 @@ mod tests {
         let err = LatencyTable::merge(&twice, false).unwrap_err().to_string();
         assert!(err.contains(a) && err.contains("both"), "{err}");
     }
-    use crate::backend::{Backend, mock::MockDevice};
-    use crate::measure::{MeasureConfig, measure_group};
-
+    /// Rows as a measurement gives them: a spread of seeded samples per op, so the round trips
+    /// carry every statistic with its full precision.
     fn measured_rows(keys: &[&str]) -> Vec<Row> {
-        let mut dev = MockDevice::default();
-        let ops: Vec<Op> = keys.iter().map(|k| Op::from_key(k).unwrap()).collect();
-        let mut kernels: Vec<_> = ops.iter().map(|op| dev.prepare(op).unwrap()).collect();
-        measure_group(&mut kernels, &MeasureConfig::default())
-            .into_iter()
-            .zip(&ops)
-            .map(|(m, op)| Row::new(op, &m.unwrap(), "mock"))
+        let mut rng = crate::rng::SplitMix64::new(7);
+        keys.iter()
+            .map(|k| {
+                let samples: Vec<f64> = (0..40).map(|_| 10.0 + 3.0 * rng.next_f64()).collect();
+                let stats = crate::stats::Stats::from_samples(&samples).unwrap();
+                let m = Measurement {
+                    stats,
+                    wall: stats,
+                    edge_reorder_us: None,
+                    providers: vec![],
+                    in_network: false,
+                    capped: false,
+                };
+                Row::new(&Op::from_key(k).unwrap(), &m, "mock")
+            })
             .collect()
     }
 

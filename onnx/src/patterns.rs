@@ -2,7 +2,7 @@
 //! importer and the GPU lowering each add the checks their own value maps allow (who else
 //! reads a value, what shapes it has).
 
-use super::proto::NodeProto;
+use crate::proto::NodeProto;
 
 /// `nodes[i]` is a gate (`Sigmoid`, `HardSigmoid`) of some `x`, and the next node multiplies
 /// `x` by it: swish or hard swish (opset 13 has no HardSwish). Returns that `Mul`.

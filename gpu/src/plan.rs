@@ -13,13 +13,13 @@
 //! - Identity and Flatten are views of the same buffer.
 //!
 //! The result, a [`Plan`], is plain data: buffers with their shapes and (for weights) values,
-//! and [`Step`]s that read and write them. [`super::wgsl`] turns each step into a kernel.
+//! and [`Step`]s that read and write them. [`crate::wgsl`] turns each step into a kernel.
 
 use std::collections::HashMap;
 
-use crate::onnx::patterns;
-use crate::onnx::proto::{ModelProto, NodeProto};
-use crate::op::window_output;
+use hwnas_core::op::window_output;
+use hwnas_onnx::patterns;
+use hwnas_onnx::proto::{ModelProto, NodeProto};
 
 /// An activation applied element-wise inside a kernel.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -1203,8 +1203,8 @@ fn out_size(size: usize, k: u32, stride: u32, pad: (u32, u32), ceil: bool) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::op_model;
-    use crate::op::Op;
+    use hwnas_core::op::Op;
+    use hwnas_onnx::op_model;
 
     fn plan(key: &str) -> Plan {
         Plan::lower(&op_model(&Op::from_key(key).unwrap()).unwrap()).unwrap()
@@ -1285,7 +1285,7 @@ mod tests {
     #[test]
     fn a_node_without_a_kernel_is_named() {
         let mut model = op_model(&Op::from_key("add-in:1x8x5x5").unwrap()).unwrap();
-        fn node(m: &mut crate::onnx::ModelProto) -> &mut crate::onnx::proto::NodeProto {
+        fn node(m: &mut hwnas_onnx::ModelProto) -> &mut hwnas_onnx::proto::NodeProto {
             &mut m.graph.as_mut().unwrap().node[0]
         }
         node(&mut model).op_type = "LRN".into();
@@ -1310,7 +1310,7 @@ mod tests {
             "linear-in:2x32x1x1-out:10",
         ] {
             for step in &plan(key).steps {
-                let k = super::super::wgsl::kernel(step);
+                let k = crate::wgsl::kernel(step);
                 let declared = k.source.matches("@binding(").count();
                 assert_eq!(declared, k.reads.len() + 1, "{key}: {}", k.name);
                 assert!(k.workgroups.0 >= 1 && k.workgroups.0 <= 65_535, "{key}");

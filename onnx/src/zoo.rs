@@ -4,12 +4,12 @@
 //! ReduceMean, Softmax. Seeded weights. For trying `predict --onnx` and for the importer's tests;
 //! the shapes follow the published architectures at reduced width where noted.
 
-use super::build::OPSET;
-use super::proto::{
+use crate::build::OPSET;
+use crate::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     ValueInfoProto, data_type,
 };
-use crate::rng::SplitMix64;
+use hwnas_core::rng::SplitMix64;
 
 /// The families [`build`] knows.
 pub const FAMILIES: [&str; 5] = [
@@ -159,7 +159,7 @@ impl Builder {
     }
 
     fn hsigmoid(&mut self, x: &str) -> String {
-        self.node("HardSigmoid", &[x], super::build::hard_sigmoid_attributes())
+        self.node("HardSigmoid", &[x], crate::build::hard_sigmoid_attributes())
     }
 
     fn gap(&mut self, x: &str) -> String {

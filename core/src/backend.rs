@@ -1,0 +1,107 @@
+//! The interface every device implements: a [`Backend`] prepares an op or a whole network
+//! into a [`Kernel`], which is run many times; what one kernel's runs gave is a
+//! [`Measurement`]. The measurement loop that drives kernels lives in `hwnas-profiler`; the
+//! backends in `hwnas-profiler` (ONNX Runtime, mock) and `hwnas-gpu` (wgpu).
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::network::Network;
+use crate::op::{Op, Tensor};
+use crate::stats::Stats;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("cannot prepare `{key}`: {message}")]
+    Prepare { key: String, message: String },
+    /// A user's file that cannot be read; the message names it.
+    #[error("{0}")]
+    File(String),
+}
+
+/// A device that can run ops and whole networks.
+pub trait Backend {
+    /// Where the timings come from, recorded in every table (device, library, versions...).
+    fn provenance(&self) -> Vec<(String, String)>;
+
+    /// Build everything needed to run `op` (session, weights, buffers) once.
+    fn prepare(&mut self, op: &Op) -> Result<Box<dyn Kernel>, BackendError>;
+
+    /// Build a whole network once, to time it end to end (as one model, the way it deploys).
+    fn prepare_network(&mut self, net: &Network) -> Result<Box<dyn Kernel>, BackendError>;
+
+    /// Build a user's ONNX file once, fed a seeded input of `input`'s shape.
+    fn prepare_file(&mut self, path: &Path, input: Tensor)
+    -> Result<Box<dyn Kernel>, BackendError>;
+
+    /// A network's latency from its measurement, counted as this device's table rows count an
+    /// op's: by default the wall time of a run (what a deployment pays).
+    fn network_latency(&self, m: &Measurement) -> Stats {
+        m.wall
+    }
+
+    /// True for a simulated device (no hardware behind its times).
+    fn simulated(&self) -> bool {
+        false
+    }
+
+    /// What a user should know about this device before trusting its times.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The provider a table row records when the backend cannot tell which one ran the op.
+    fn default_provider(&self) -> &str {
+        ""
+    }
+}
+
+/// Something that can run one op once. Prepared once (session, buffers, weights); run many times.
+pub trait Kernel {
+    /// Run the op once and return the wall-clock time of the call.
+    fn run(&mut self) -> Result<Duration, KernelError>;
+
+    /// Called once after the last run. Backends that can see inside a run report here the time
+    /// each run cost as part of a network (see [`KernelReport`]).
+    fn finish(&mut self) -> Result<KernelReport, KernelError> {
+        Ok(KernelReport::default())
+    }
+}
+
+/// What a backend learned about the runs after they ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KernelReport {
+    /// Per run, in order, warm-ups included: the time of the op's own kernels, without the
+    /// per-call overhead and the layout conversions at the graph's edges that a lone op pays
+    /// but an op inside a network does not. In microseconds.
+    pub in_network_us: Option<Vec<f64>>,
+    /// Per run, the edge layout conversions that were left out, in microseconds.
+    pub edge_reorder_us: Option<Vec<f64>>,
+    /// The execution providers that really ran the op's nodes.
+    pub providers: Vec<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct KernelError(pub String);
+
+/// The result of measuring one op.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// The latency the table records: in-network times when the backend reports them,
+    /// otherwise wall-clock times of the call.
+    pub stats: Stats,
+    /// Wall-clock time of the whole call, as a user timing the lone op would see it.
+    pub wall: Stats,
+    /// Median edge layout conversion time that was excluded, when the backend reports it.
+    pub edge_reorder_us: Option<f64>,
+    pub providers: Vec<String>,
+    /// True when `stats` are in-network times, false when they are wall-clock times.
+    pub in_network: bool,
+    /// True when the op stopped at `max_runs` or `max_ms` before its CI reached `target_ci`.
+    pub capped: bool,
+}
