@@ -1,0 +1,240 @@
+//! Nodes that move or describe data without computing: constants and shape arithmetic,
+//! identities, flattening and reshapes (and the channel shuffle they spell), concatenation,
+//! splits and slices, zero padding.
+
+use hwnas_core::network::Value;
+use hwnas_core::op::{Concat, Op, Shuffle, Slice, Tensor};
+
+use super::mapper::{At, Mapper, Problem, Val, const_val, unmapped};
+use super::node_name;
+use crate::patterns;
+
+impl<'g> Mapper<'g> {
+    pub(super) fn constant(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
+        let node = at.node;
+        let v = match node.attr("value").and_then(|a| a.t.as_ref()) {
+            Some(t) => const_val(t),
+            None => match node.attr("value_ints").or(node.attr("value_int")) {
+                Some(a) => Val::Const {
+                    dims: vec![a.ints.len().max(1) as i64],
+                    ints: Some(if a.ints.is_empty() {
+                        vec![a.i]
+                    } else {
+                        a.ints.clone()
+                    }),
+                    floats: None,
+                },
+                None => Val::Shape(None),
+            },
+        };
+        self.set(at.out, v);
+        Ok(1)
+    }
+
+    pub(super) fn shape(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
+        let dims = match self.get(at.node, 0)? {
+            Val::Act { shape, .. } => Some(shape.dims().to_vec()),
+            Val::Flat { n, f, .. } => Some(vec![*n as i64, *f as i64]),
+            _ => None,
+        };
+        self.set(at.out, Val::Shape(dims));
+        Ok(1)
+    }
+
+    pub(super) fn identity(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
+        let v = self.get(at.node, 0)?.clone();
+        self.set(at.out, v);
+        Ok(1)
+    }
+
+    pub(super) fn flatten(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
+        let (value, shape) = self.act_in(at.node, 0)?;
+        if at.node.attr("axis").map_or(1, |a| a.i) != 1 {
+            return unmapped("Flatten on an axis other than 1");
+        }
+        let f = (shape.c as u64 * shape.h as u64 * shape.w as u64) as u32;
+        let n = shape.n;
+        self.set(at.out, Val::Flat { value, n, f });
+        Ok(1)
+    }
+
+    pub(super) fn concat(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
+        let node = at.node;
+        if node.attr("axis").map(|a| a.i) != Some(1) {
+            return unmapped("a Concat that is not along channels (axis 1)");
+        }
+        let parts: Vec<(Value, Tensor)> = (0..node.input.len())
+            .map(|k| self.act_in(node, k))
+            .collect::<Result<_, _>>()?;
+        let (mut value, mut shape) = parts[0];
+        for &(v2, t2) in &parts[1..] {
+            if (t2.n, t2.h, t2.w) != (shape.n, shape.h, shape.w) {
+                return unmapped(format!("concatenating {shape} and {t2}"));
+            }
+            let op = Op::Concat(Concat {
+                input: shape,
+                cout: shape.c + t2.c,
+            });
+            value = self.push(op, &[value, v2], vec![at.name.clone()])?;
+            shape = shape.with_channels(shape.c + t2.c);
+        }
+        self.act_val(at.out, value, shape);
+        Ok(1)
+    }
+
+    /// A zero Pad around H and W, left pending for the conv or pool that reads it.
+    pub(super) fn pad(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
+        let node = at.node;
+        let (value, shape) = self.act_in(node, 0)?;
+        let mode_ok = node
+            .attr("mode")
+            .is_none_or(|a| a.s.is_empty() || a.s == b"constant");
+        let pads = self.ints_attr_or_input(node, "pads", 1);
+        let zero_value = match node.input.get(2).and_then(|n| self.vals.get(n.as_str())) {
+            None => true,
+            Some(Val::Const { floats, .. }) => {
+                floats.as_ref().is_none_or(|f| f.iter().all(|&v| v == 0.0))
+            }
+            _ => false,
+        };
+        match pads.as_deref() {
+            Some([0, 0, t, l, 0, 0, b, r]) if mode_ok && zero_value => {
+                let p = [*t, *l, *b, *r].map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+                if p.iter().any(|&v| v > 64) {
+                    return unmapped(format!("padding {p:?}"));
+                }
+                self.set(
+                    at.out,
+                    Val::Act {
+                        value,
+                        shape,
+                        pad: p,
+                    },
+                );
+                Ok(1)
+            }
+            _ => unmapped("a Pad other than zeros around H and W"),
+        }
+    }
+
+    pub(super) fn reshape(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
+        let (nodes, i, name, out) = (at.nodes, at.i, at.name.clone(), at.out);
+        let node = nodes[i];
+        let (value, shape) = self.act_in(node, 0)?;
+        let target = match self.get(node, 1)? {
+            Val::Const { ints: Some(v), .. } => Some(v.clone()),
+            Val::Shape(v) => v.clone(),
+            _ => None,
+        };
+        // Channel shuffle: N x g x C/g x H x W, Transpose(0, 2, 1, 3, 4), back to N x C x H x W.
+        if let Some([_, g, cg, _, _]) = target.as_deref()
+            && g * cg == shape.c as i64
+            && let Some((t, back)) = patterns::shuffle_tail(nodes, i)
+        {
+            let op = Op::Shuffle(Shuffle {
+                input: shape,
+                groups: u32::try_from(*g).unwrap_or(0),
+            });
+            let names = vec![name, node_name(t, i + 1), node_name(back, i + 2)];
+            let v = self.push(op, &[value], names)?;
+            self.act_val(back.output[0].as_str(), v, shape);
+            return Ok(3);
+        }
+        // Flattening to N x F (a constant shape, or a computed one feeding a linear layer).
+        let numel = shape.numel() as i64;
+        let flat = match target.as_deref() {
+            Some([n, f]) => {
+                (*n == shape.n as i64 || *n == 0 || *n == -1)
+                    && (*f == -1 || *f * shape.n as i64 == numel)
+            }
+            Some(other) => {
+                return unmapped(format!("a reshape of {shape} to {other:?}"));
+            }
+            None => nodes[i + 1..]
+                .iter()
+                .find(|n| n.input.iter().any(|x| x == out))
+                .is_some_and(|n| matches!(n.op_type.as_str(), "Gemm" | "MatMul")),
+        };
+        if !flat {
+            return unmapped(format!("a reshape of {shape} other than a flatten"));
+        }
+        let f = (shape.c as u64 * shape.h as u64 * shape.w as u64) as u32;
+        self.set(
+            out,
+            Val::Flat {
+                value,
+                n: shape.n,
+                f,
+            },
+        );
+        Ok(1)
+    }
+
+    /// Split (any number of outputs) or Slice along channels: one `slice` op per output.
+    pub(super) fn split(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
+        let (node, name) = (at.node, at.name.clone());
+        let (value, shape) = self.act_in(node, 0)?;
+        let const_ints = |this: &Self, k: usize| -> Option<Vec<i64>> {
+            match node.input.get(k).and_then(|n| this.vals.get(n.as_str())) {
+                Some(Val::Const { ints, .. }) => ints.clone(),
+                _ => None,
+            }
+        };
+        let mut start = 0i64;
+        let sizes: Vec<i64> = if node.op_type == "Slice" {
+            let (starts, ends) = (const_ints(self, 1), const_ints(self, 2));
+            let axes = const_ints(self, 3).unwrap_or_else(|| vec![0]);
+            let (Some([s]), Some([e])) = (starts.as_deref(), ends.as_deref()) else {
+                return unmapped("a Slice with computed or several bounds");
+            };
+            if axes != [1] || const_ints(self, 4).is_some_and(|st| st != [1]) {
+                return unmapped("a Slice that is not along channels with step 1");
+            }
+            let c = shape.c as i64;
+            let clamp = |v: i64| if v < 0 { (v + c).max(0) } else { v.min(c) };
+            start = clamp(*s);
+            vec![clamp(*e) - start]
+        } else {
+            if node.attr("axis").map_or(0, |a| a.i) != 1 {
+                return unmapped("a Split that is not along channels");
+            }
+            match node
+                .attr("split")
+                .map(|a| a.ints.clone())
+                .or_else(|| const_ints(self, 1))
+            {
+                Some(s) => s,
+                None => {
+                    let parts = node.output.len().max(1) as i64;
+                    vec![shape.c as i64 / parts; node.output.len()]
+                }
+            }
+        };
+        if sizes.len() != node.output.len()
+            || sizes.iter().sum::<i64>() > shape.c as i64 && node.op_type == "Split"
+        {
+            return Err(Problem::Invalid(format!(
+                "`{name}`: split sizes {sizes:?} for {} channels and {} outputs",
+                shape.c,
+                node.output.len()
+            )));
+        }
+        for (o, &size) in node.output.iter().zip(&sizes) {
+            let cout = u32::try_from(size).unwrap_or(0);
+            let out_shape = shape.with_channels(cout);
+            if cout == shape.c {
+                self.act_val(o.as_str(), value, shape);
+                continue;
+            }
+            let op = Op::Slice(Slice {
+                input: shape,
+                cout,
+                start: u32::try_from(start).unwrap_or(u32::MAX),
+            });
+            let v = self.push(op, &[value], vec![name.clone()])?;
+            self.act_val(o.as_str(), v, out_shape);
+            start += size;
+        }
+        Ok(1)
+    }
+}
