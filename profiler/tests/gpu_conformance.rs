@@ -19,8 +19,15 @@ use hwnas_profiler::backend::ort::OrtRuntime;
 use hwnas_profiler::device::OrtSettings;
 use hwnas_profiler::measure::{MeasureConfig, measure_group};
 
+/// The GPU under test. These tests check outputs, not deadlines (`a_kernel_that_misses_its_deadline...`
+/// does): lavapipe compiles every kernel with LLVM on its first dispatch, and a whole network's
+/// first run took over the default 10 s on a busy 2-core VM, so the deadline here is generous.
 fn gpu() -> GpuRuntime {
-    GpuRuntime::new(&GpuSettings::default()).unwrap_or_else(|e| {
+    let settings = GpuSettings {
+        timeout_ms: 120_000.0,
+        ..GpuSettings::default()
+    };
+    GpuRuntime::new(&settings).unwrap_or_else(|e| {
         panic!(
             "a wgpu adapter is required for this test ({e}); run ./test.sh, which installs lavapipe"
         )
