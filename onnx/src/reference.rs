@@ -187,18 +187,7 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
         "Mul" => broadcast(a[0], a[1], |x, y| x * y).map_err(bad)?,
         "Conv" => conv(node, a).map_err(bad)?,
         "AveragePool" | "MaxPool" => pool(node, a[0]).map_err(bad)?,
-        "GlobalAveragePool" => {
-            let (n, c, hw) = (a[0].dims[0], a[0].dims[1], a[0].dims[2] * a[0].dims[3]);
-            let data = a[0]
-                .data
-                .chunks(hw)
-                .map(|ch| ch.iter().sum::<f32>() / hw as f32)
-                .collect();
-            Nd {
-                dims: vec![n, c, 1, 1],
-                data,
-            }
-        }
+        "GlobalAveragePool" => global_avg_pool(a[0]),
         "Flatten" => {
             let n = a[0].dims[0];
             Nd {
@@ -207,41 +196,8 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
             }
         }
         "Gemm" => gemm(node, a).map_err(bad)?,
-        "Concat" => {
-            if node.attr("axis").map_or(0, |a| a.i) != 1 {
-                return Err(bad("only Concat on axis 1 is supported".into()));
-            }
-            let (n, rest) = (a[0].dims[0], a[0].dims[2..].iter().product::<usize>());
-            let mut dims = a[0].dims.clone();
-            dims[1] = a.iter().map(|t| t.dims[1]).sum();
-            let mut data = Vec::with_capacity(dims.iter().product());
-            for b in 0..n {
-                for t in a {
-                    let len = t.dims[1] * rest;
-                    data.extend_from_slice(&t.data[b * len..(b + 1) * len]);
-                }
-            }
-            Nd { dims, data }
-        }
-        "Slice" => {
-            let (start, end) = (a[1].data[0] as usize, a[2].data[0] as usize);
-            if a.get(3).is_none_or(|axes| axes.data[0] != 1.0) {
-                return Err(bad("only Slice on axis 1 is supported".into()));
-            }
-            let (n, c, rest) = (
-                a[0].dims[0],
-                a[0].dims[1],
-                a[0].dims[2..].iter().product::<usize>(),
-            );
-            let end = end.min(c);
-            let mut dims = a[0].dims.clone();
-            dims[1] = end - start;
-            let mut data = Vec::new();
-            for b in 0..n {
-                data.extend_from_slice(&a[0].data[(b * c + start) * rest..(b * c + end) * rest]);
-            }
-            Nd { dims, data }
-        }
+        "Concat" => concat(node, a).map_err(bad)?,
+        "Slice" => slice(a).map_err(bad)?,
         "Reshape" => {
             let dims: Vec<usize> = a[1].data.iter().map(|&d| d as usize).collect();
             if dims.iter().product::<usize>() != a[0].data.len() {
@@ -253,29 +209,8 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
             }
         }
         "Transpose" => transpose(node, a[0]).map_err(bad)?,
-        "Softmax" => {
-            let cols = *a[0].dims.last().unwrap_or(&1);
-            let mut out = a[0].clone();
-            for row in out.data.chunks_mut(cols.max(1)) {
-                let max = row.iter().fold(f32::MIN, |m, &v| m.max(v));
-                let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-                for v in row.iter_mut() {
-                    *v = (*v - max).exp() / sum;
-                }
-            }
-            out
-        }
-        "BatchNormalization" => {
-            let eps = node.attr("epsilon").map_or(1e-5, |a| a.f);
-            let (c, hw) = (a[0].dims[1], a[0].dims[2..].iter().product::<usize>());
-            let mut out = a[0].clone();
-            for (i, v) in out.data.iter_mut().enumerate() {
-                let ch = (i / hw) % c;
-                let (s, b, m, var) = (a[1].data[ch], a[2].data[ch], a[3].data[ch], a[4].data[ch]);
-                *v = s * (*v - m) / (var + eps).sqrt() + b;
-            }
-            out
-        }
+        "Softmax" => softmax(a[0]),
+        "BatchNormalization" => batch_norm(node, a),
         other => {
             return Err(RefError::Unsupported {
                 node: node.name.clone(),
@@ -283,6 +218,81 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
             });
         }
     })
+}
+
+fn global_avg_pool(x: &Nd) -> Nd {
+    let (n, c, hw) = (x.dims[0], x.dims[1], x.dims[2] * x.dims[3]);
+    let data = x
+        .data
+        .chunks(hw)
+        .map(|ch| ch.iter().sum::<f32>() / hw as f32)
+        .collect();
+    Nd {
+        dims: vec![n, c, 1, 1],
+        data,
+    }
+}
+
+fn concat(node: &NodeProto, a: &[&Nd]) -> Result<Nd, String> {
+    if node.attr("axis").map_or(0, |a| a.i) != 1 {
+        return Err("only Concat on axis 1 is supported".into());
+    }
+    let (n, rest) = (a[0].dims[0], a[0].dims[2..].iter().product::<usize>());
+    let mut dims = a[0].dims.clone();
+    dims[1] = a.iter().map(|t| t.dims[1]).sum();
+    let mut data = Vec::with_capacity(dims.iter().product());
+    for b in 0..n {
+        for t in a {
+            let len = t.dims[1] * rest;
+            data.extend_from_slice(&t.data[b * len..(b + 1) * len]);
+        }
+    }
+    Ok(Nd { dims, data })
+}
+
+fn slice(a: &[&Nd]) -> Result<Nd, String> {
+    let (start, end) = (a[1].data[0] as usize, a[2].data[0] as usize);
+    if a.get(3).is_none_or(|axes| axes.data[0] != 1.0) {
+        return Err("only Slice on axis 1 is supported".into());
+    }
+    let (n, c, rest) = (
+        a[0].dims[0],
+        a[0].dims[1],
+        a[0].dims[2..].iter().product::<usize>(),
+    );
+    let end = end.min(c);
+    let mut dims = a[0].dims.clone();
+    dims[1] = end - start;
+    let mut data = Vec::new();
+    for b in 0..n {
+        data.extend_from_slice(&a[0].data[(b * c + start) * rest..(b * c + end) * rest]);
+    }
+    Ok(Nd { dims, data })
+}
+
+fn softmax(x: &Nd) -> Nd {
+    let cols = *x.dims.last().unwrap_or(&1);
+    let mut out = x.clone();
+    for row in out.data.chunks_mut(cols.max(1)) {
+        let max = row.iter().fold(f32::MIN, |m, &v| m.max(v));
+        let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+        for v in row.iter_mut() {
+            *v = (*v - max).exp() / sum;
+        }
+    }
+    out
+}
+
+fn batch_norm(node: &NodeProto, a: &[&Nd]) -> Nd {
+    let eps = node.attr("epsilon").map_or(1e-5, |a| a.f);
+    let (c, hw) = (a[0].dims[1], a[0].dims[2..].iter().product::<usize>());
+    let mut out = a[0].clone();
+    for (i, v) in out.data.iter_mut().enumerate() {
+        let ch = (i / hw) % c;
+        let (s, b, m, var) = (a[1].data[ch], a[2].data[ch], a[3].data[ch], a[4].data[ch]);
+        *v = s * (*v - m) / (var + eps).sqrt() + b;
+    }
+    out
 }
 
 /// Element-wise binary op with numpy broadcasting (the lower rank is padded with leading 1s).

@@ -65,7 +65,7 @@ impl Lowering {
         let dims = self.buffers[x].dims.clone();
         let y = self.define(&out, dims.clone(), None);
         self.push(Step::Eltwise(eltwise(x, Operand::None, y, &dims, act)));
-        return Ok(consumed);
+        Ok(consumed)
     }
 
     pub(super) fn conv_node(&mut self, at: &At<'_>) -> Result<usize, PlanError> {

@@ -1,0 +1,313 @@
+//! `LatencyTable`: one row per op, as CSV with a provenance header.
+//!
+//! ```text
+//! # hwnas-table: 1
+//! # device: cpu
+//! # cpu: AMD EPYC 7B13
+//! # ...
+//! key,kind,batch,cin,hin,win,cout,hout,wout,kernel,stride,groups,expand,se,act,residual,flops,...
+//! conv-in:1x16x32x32-out:16-k:3-s:1-g:1-pre:relu-act:none,conv,1,16,32,32,16,32,32,3,1,1,,,none,,...
+//! ```
+//! The header lines start with `# ` and hold `name: value` pairs. Rows are appended and flushed
+//! one at a time, so an interrupted run keeps every finished op; [`TableWriter::resume`] drops a
+//! torn last line, checks that the provenance matches, and returns the keys already measured.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Measurement;
+use crate::op::{Op, OpError};
+
+mod machine;
+mod merge;
+mod writer;
+
+pub use machine::{CLOCK_TOLERANCE, MachineReport, machine_report};
+pub use writer::TableWriter;
+
+/// Schema version written as `# hwnas-table: 1`.
+pub const SCHEMA_VERSION: &str = "1";
+const SCHEMA_KEY: &str = "hwnas-table";
+/// Provenance fields that may differ between the start of a table and a resumed run.
+const VOLATILE: [&str; 4] = ["created", "ort_library", "run_overhead_us", "load_average"];
+
+/// Ordered `name: value` provenance pairs.
+pub type Metadata = Vec<(String, String)>;
+
+/// One measured op.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub key: String,
+    pub kind: String,
+    pub batch: u32,
+    pub cin: u32,
+    pub hin: u32,
+    pub win: u32,
+    pub cout: u32,
+    pub hout: u32,
+    pub wout: u32,
+    pub kernel: Option<u32>,
+    pub stride: Option<u32>,
+    pub groups: Option<u32>,
+    pub expand: Option<u32>,
+    pub se: Option<u8>,
+    pub act: Option<String>,
+    pub residual: Option<u8>,
+    pub flops: u64,
+    pub params: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub bytes_weights: u64,
+    /// Median latency in microseconds (in-network time for ORT; see the table's latency_basis).
+    pub median_us: f64,
+    pub p10_us: f64,
+    pub p90_us: f64,
+    pub mad_us: f64,
+    pub runs: usize,
+    /// Half-width of the median's 95% CI relative to the median.
+    pub ci_rel: f64,
+    pub outliers: usize,
+    /// 1 when the op hit the run or time cap before its CI reached the target.
+    pub capped: u8,
+    /// Median wall-clock time of the whole call for the lone op.
+    pub wall_us: f64,
+    /// Median layout conversions at the lone op's edges, excluded from `median_us`.
+    pub reorder_us: Option<f64>,
+    /// The execution providers that ran the op's nodes, `+`-separated.
+    pub provider: String,
+    /// The machine's 1-minute load average when the row was measured (absent on simulated
+    /// devices and in tables from before it was recorded).
+    pub load1: Option<f64>,
+    /// The CPUs' mean clock in MHz when the row was measured, where readable.
+    pub cpu_mhz: Option<f64>,
+}
+
+impl Row {
+    /// A row for an op and its measurement; `default_provider` names the provider when the
+    /// backend cannot tell (mock).
+    pub fn new(op: &Op, m: &Measurement, default_provider: &str) -> Row {
+        let (input, output) = (op.input(), op.output());
+        let (mut kernel, mut stride, mut groups, mut expand, mut se, mut act, mut residual) =
+            (None, None, None, None, None, None, None);
+        match op {
+            Op::Conv(c) => {
+                (kernel, stride, groups) = (Some(c.k), Some(c.stride), Some(c.groups));
+                act = Some(if c.pre_act == crate::op::Activation::None {
+                    c.act.to_string()
+                } else {
+                    format!("{}>{}", c.pre_act, c.act)
+                });
+            }
+            Op::MbConv(b) => {
+                (kernel, stride, expand) = (Some(b.k), Some(b.stride), Some(b.expand));
+                (se, residual, act) = (
+                    Some(u8::from(b.se)),
+                    Some(u8::from(b.residual)),
+                    Some(b.act.to_string()),
+                );
+            }
+            Op::Pool(p) => (kernel, stride) = (Some(p.k), Some(p.stride)),
+            Op::Act(a) => act = Some(a.act.to_string()),
+            _ => {}
+        }
+        let s = &m.stats;
+        Row {
+            key: op.key(),
+            kind: op.kind().into(),
+            batch: input.n,
+            cin: input.c,
+            hin: input.h,
+            win: input.w,
+            cout: output.c,
+            hout: output.h,
+            wout: output.w,
+            kernel,
+            stride,
+            groups,
+            expand,
+            se,
+            act,
+            residual,
+            flops: op.flops(),
+            params: op.params(),
+            bytes_in: op.bytes_in(),
+            bytes_out: op.bytes_out(),
+            bytes_weights: op.bytes_weights(),
+            median_us: s.median,
+            p10_us: s.p10,
+            p90_us: s.p90,
+            mad_us: s.mad,
+            runs: s.n,
+            ci_rel: s.ci_rel,
+            outliers: s.outliers,
+            capped: u8::from(m.capped),
+            wall_us: m.wall.median,
+            reorder_us: m.edge_reorder_us,
+            provider: if m.providers.is_empty() {
+                default_provider.to_string()
+            } else {
+                m.providers.join("+")
+            },
+            load1: None,
+            cpu_mhz: None,
+        }
+    }
+
+    /// The row with the state of this machine now: its load and CPU clock.
+    pub fn on_this_machine(self) -> Row {
+        Row {
+            load1: crate::host::load_average(),
+            cpu_mhz: crate::host::cpu_mhz().map(|mhz| mhz.round()),
+            ..self
+        }
+    }
+
+    /// The op this row measured.
+    pub fn op(&self) -> Result<Op, OpError> {
+        Op::from_key(&self.key)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: line {line}: {message}")]
+    Malformed {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error(
+        "{a} and {b} differ in {field} (`{found_a}` vs `{found_b}`): they were not measured \
+         the same way, and merging them would mix devices; merge tables of one device (--force \
+         to merge anyway)"
+    )]
+    MergeMismatch {
+        a: PathBuf,
+        b: PathBuf,
+        field: String,
+        found_a: String,
+        found_b: String,
+    },
+    #[error("op `{key}` is in both {a} and {b}; shards do not overlap (--force keeps the first)")]
+    MergeDuplicate { key: String, a: PathBuf, b: PathBuf },
+    #[error(
+        "{path} was measured with {field} = `{found}`, this run has `{expected}`; \
+         profile into a new --out file instead of --resume"
+    )]
+    Mismatch {
+        path: PathBuf,
+        field: String,
+        found: String,
+        expected: String,
+    },
+}
+
+/// A latency table read back from disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyTable {
+    pub meta: Metadata,
+    pub rows: Vec<Row>,
+}
+
+impl LatencyTable {
+    pub fn read(path: &Path) -> Result<LatencyTable, TableError> {
+        let io = |source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        Self::from_reader(BufReader::new(file), path)
+    }
+
+    /// A table from bytes already read; `path` names it in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<LatencyTable, TableError> {
+        Self::from_reader(bytes, path)
+    }
+
+    fn from_reader(mut reader: impl BufRead, path: &Path) -> Result<LatencyTable, TableError> {
+        let malformed = |line: u64, message: String| TableError::Malformed {
+            path: path.to_path_buf(),
+            line,
+            message,
+        };
+        let mut text = String::new();
+        reader
+            .read_to_string(&mut text)
+            .map_err(|source| TableError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let mut meta = Metadata::new();
+        let mut header_lines = 0u64;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix('#') else {
+                break;
+            };
+            header_lines += 1;
+            let (k, v) = rest.trim().split_once(':').ok_or_else(|| {
+                malformed(
+                    header_lines,
+                    format!("header line `{line}` is not `# name: value`"),
+                )
+            })?;
+            meta.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        match meta.first() {
+            Some((k, v)) if k == SCHEMA_KEY && v == SCHEMA_VERSION => {}
+            Some((k, v)) if k == SCHEMA_KEY => {
+                return Err(malformed(
+                    1,
+                    format!("schema version {v}; this hwnas reads version {SCHEMA_VERSION}"),
+                ));
+            }
+            _ => {
+                return Err(malformed(
+                    1,
+                    format!(
+                        "not an hwnas latency table (it must start with `# {SCHEMA_KEY}: {SCHEMA_VERSION}`)"
+                    ),
+                ));
+            }
+        }
+        let mut csv = csv::ReaderBuilder::new()
+            .comment(Some(b'#'))
+            .from_reader(text.as_bytes());
+        let mut rows = Vec::new();
+        for (i, rec) in csv.deserialize::<Row>().enumerate() {
+            // Header comment lines, the column line, then rows (1-based).
+            let line = header_lines + 2 + i as u64;
+            let row = rec.map_err(|e| malformed(line, format!("bad row: {e}")))?;
+            row.op().map_err(|e| malformed(line, e.to_string()))?;
+            if !(row.median_us.is_finite() && row.median_us >= 0.0) {
+                return Err(malformed(
+                    line,
+                    format!("median_us `{}` is not a latency", row.median_us),
+                ));
+            }
+            rows.push(row);
+        }
+        Ok(LatencyTable { meta, rows })
+    }
+
+    pub fn meta(&self, name: &str) -> Option<&str> {
+        self.meta
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.key == key)
+    }
+}
+
+#[cfg(test)]
+mod tests;

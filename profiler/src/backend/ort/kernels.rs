@@ -1,0 +1,107 @@
+//! What ORT runs: a lone op (timed plain, split by a profiled twin) and a whole model.
+
+use super::*;
+
+/// Two sessions of the same model: the plain one is timed; the profiled one, run right after
+/// it, tells how the kernel time splits between edge reorders and the rest.
+pub(super) struct OrtKernel {
+    pub(super) plain: Session,
+    pub(super) profiled: Session,
+    pub(super) inputs: Vec<Tensor<f32>>,
+    pub(super) walls_us: Vec<f64>,
+    pub(super) run_overhead_us: f64,
+    pub(super) precision: Precision,
+}
+
+impl Kernel for OrtKernel {
+    fn run(&mut self) -> Result<Duration, KernelError> {
+        let feed: Vec<(&str, &Tensor<f32>)> = onnx::INPUT_NAMES
+            .iter()
+            .copied()
+            .zip(self.inputs.iter())
+            .collect();
+        let start = Instant::now();
+        let out = self
+            .plain
+            .run(feed.clone())
+            .map_err(|e| KernelError(e.to_string()))?;
+        let elapsed = start.elapsed();
+        drop(out);
+        self.profiled
+            .run(feed)
+            .map_err(|e| KernelError(e.to_string()))?;
+        self.walls_us.push(elapsed.as_secs_f64() * 1e6);
+        Ok(elapsed)
+    }
+
+    fn finish(&mut self) -> Result<KernelReport, KernelError> {
+        let file = self
+            .profiled
+            .end_profiling()
+            .map_err(|e| KernelError(format!("ORT profiling: {e}")))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| KernelError(format!("cannot read ORT profile {file}: {e}")));
+        let _ = std::fs::remove_file(&file);
+        let runs = parse_profile(&text?, self.precision)
+            .map_err(|e| KernelError(format!("ORT profile {file}: {e}")))?;
+        if runs.len() != self.walls_us.len() {
+            return Err(KernelError(format!(
+                "ORT profile {file} has {} runs, {} were made",
+                runs.len(),
+                self.walls_us.len()
+            )));
+        }
+        let (in_network, edges): (Vec<f64>, Vec<f64>) = runs
+            .iter()
+            .zip(&self.walls_us)
+            .map(|(r, wall)| {
+                let kernels = (wall - self.run_overhead_us).max(0.0);
+                let total = r.inner_us + r.edge_reorder_us;
+                let edge_share = if total > 0.0 {
+                    r.edge_reorder_us / total
+                } else {
+                    0.0
+                };
+                (kernels * (1.0 - edge_share), kernels * edge_share)
+            })
+            .unzip();
+        let mut providers: Vec<String> = runs
+            .iter()
+            .flat_map(|r| r.providers.iter().cloned())
+            .collect();
+        providers.sort();
+        providers.dedup();
+        Ok(KernelReport {
+            in_network_us: Some(in_network),
+            edge_reorder_us: Some(edges),
+            providers,
+        })
+    }
+}
+
+/// A whole network in one plain session.
+pub(super) struct NetworkKernel {
+    pub(super) session: Session,
+    pub(super) input_name: String,
+    pub(super) inputs: Vec<Tensor<f32>>,
+}
+
+/// Where a session's model comes from.
+pub(super) enum ModelSource<'a> {
+    Bytes(&'a [u8]),
+    File(&'a std::path::Path),
+}
+
+impl Kernel for NetworkKernel {
+    fn run(&mut self) -> Result<Duration, KernelError> {
+        let feed: Vec<(&str, &Tensor<f32>)> = vec![(self.input_name.as_str(), &self.inputs[0])];
+        let start = Instant::now();
+        let out = self
+            .session
+            .run(feed)
+            .map_err(|e| KernelError(e.to_string()))?;
+        let elapsed = start.elapsed();
+        drop(out);
+        Ok(elapsed)
+    }
+}
