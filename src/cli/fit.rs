@@ -52,8 +52,23 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let table = LatencyTable::read(&args.table)?;
     let mut model = LatencyModel::from_table(&table, &args.table);
+    fit_regressor(&args, &table, &mut model)?;
+    if !args.calibrate_onnx.is_empty() {
+        calibrate_on_files(&args, &mut model)?;
+    } else if args.calibrate > 0 {
+        calibrate_on_space(&args, &mut model)?;
+    }
+    model.save(&args.out)?;
+    println!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
 
-    // The op regressor: compare the families on held-out ops, keep the best, refit on all.
+/// The op regressor: compare the families on held-out ops, keep the best, refit on all.
+fn fit_regressor(
+    args: &Args,
+    table: &LatencyTable,
+    model: &mut LatencyModel,
+) -> anyhow::Result<()> {
     let rows: Vec<_> = table
         .rows
         .iter()
@@ -98,95 +113,101 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     model.regressor = Some(OpRegressor::fit(family, &rows)?);
     println!("unseen shapes: {}", family.name());
 
-    if !args.calibrate_onnx.is_empty() {
-        let device = args
-            .device
-            .as_ref()
-            .context("--calibrate-onnx measures the models end to end: give --device")?;
-        let (profile, mut rt) =
-            e2e::open_device(device, args.ort_library.as_deref(), model.precision())?;
-        let mut files = Vec::new();
-        let mut samples = Vec::new();
-        for path in &args.calibrate_onnx {
-            let m = super::onnx_model::load(path, Default::default())?;
-            samples.push(model.kind_sums(&model.terms(&m.network))?);
-            files.push((path.clone(), m.network.input));
-        }
-        let measured = e2e::measure_files(rt.as_mut(), &files, &profile.measure)?;
-        let samples: Vec<_> = samples
-            .into_iter()
-            .zip(&measured)
-            .map(|(sums, m)| (sums, m.median))
-            .collect();
-        let cal = Calibration::fit_models(&samples)?;
-        report_calibration(&cal, "ONNX models");
-        if cal.loo_rmspe > NOISY_CALIBRATION {
-            eprintln!(
-                "note: leaving one model out, the others predict it with {:.1}% RMS error: few or \
-                 very different models (or a busy machine) make the scale uncertain; 16 or more \
-                 models of several families gave 5-9% here",
-                100.0 * cal.loo_rmspe
-            );
-        }
-        model.calibration_archs = args
-            .calibrate_onnx
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        model.calibration = Some(cal);
-        model.rebuild();
-    } else if args.calibrate > 0 {
-        let device = args.device.as_ref().context(
-            "--calibrate measures networks end to end: give --device (or --calibrate 0)",
-        )?;
-        let space_name = args
-            .space
-            .clone()
-            .or_else(|| model.space.clone())
-            .context("which space are the calibration networks from? give --space")?;
-        let space = builtin(&space_name)?;
-        let (profile, mut rt) =
-            e2e::open_device(device, args.ort_library.as_deref(), model.precision())?;
-        let mut rng = SplitMix64::new(args.seed ^ 0xca11_b4a7e);
-        let archs: Vec<String> = (0..args.calibrate)
-            .map(|_| space.sample(&mut rng))
-            .collect();
-        let nets = archs
-            .iter()
-            .map(|a| space.network(a))
-            .collect::<Result<Vec<_>, _>>()?;
-        let measured = e2e::measure(rt.as_mut(), &nets, &profile.measure, "calibration")?;
-        let samples = nets
-            .iter()
-            .zip(&measured)
-            .map(|(n, m)| Ok((model.kind_sums(&model.terms(n))?, m.median)))
-            .collect::<Result<Vec<_>, hwnas_predictor::ModelError>>()?;
-        let cal = Calibration::fit(&samples)?;
-        report_calibration(&cal, &format!("{} networks", space.name()));
-        if cal.loo_rmspe > NOISY_CALIBRATION {
-            let why = match model.precision() {
-                // At fp32 a large error has been the machine; at int8 it is also the model.
-                Precision::Fp32 => "on a steady machine it is 2-6% here (fp32)",
-                _ => {
-                    "at int8 it was 9-10% here even on a steady machine (integer kernels and \
-                      the float ops between them compose less additively than fp32), at fp32 2-6%"
-                }
-            };
-            eprintln!(
-                "warning: the calibration's leave-one-out error is {:.1}%; {why}. Networks measured \
-                 while something else ran skew every prediction: if the machine was busy, fit \
-                 again when it is quiet (`hwnas devices` shows the load).",
-                100.0 * cal.loo_rmspe
-            );
-        }
-        model.space = Some(space.name().to_string());
-        model.calibration_archs = archs;
-        model.calibration = Some(cal);
-        model.rebuild();
+    Ok(())
+}
+
+/// Calibration on the user's ONNX models, measured end to end (`--calibrate-onnx`).
+fn calibrate_on_files(args: &Args, model: &mut LatencyModel) -> anyhow::Result<()> {
+    let device = args
+        .device
+        .as_ref()
+        .context("--calibrate-onnx measures the models end to end: give --device")?;
+    let (profile, mut rt) =
+        e2e::open_device(device, args.ort_library.as_deref(), model.precision())?;
+    let mut files = Vec::new();
+    let mut samples = Vec::new();
+    for path in &args.calibrate_onnx {
+        let m = super::onnx_model::load(path, Default::default())?;
+        samples.push(model.kind_sums(&model.terms(&m.network))?);
+        files.push((path.clone(), m.network.input));
     }
-    model.save(&args.out)?;
-    println!("wrote {}", args.out.display());
-    Ok(ExitCode::SUCCESS)
+    let measured = e2e::measure_files(rt.as_mut(), &files, &profile.measure)?;
+    let samples: Vec<_> = samples
+        .into_iter()
+        .zip(&measured)
+        .map(|(sums, m)| (sums, m.median))
+        .collect();
+    let cal = Calibration::fit_models(&samples)?;
+    report_calibration(&cal, "ONNX models");
+    if cal.loo_rmspe > NOISY_CALIBRATION {
+        eprintln!(
+            "note: leaving one model out, the others predict it with {:.1}% RMS error: few or \
+             very different models (or a busy machine) make the scale uncertain; 16 or more \
+             models of several families gave 5-9% here",
+            100.0 * cal.loo_rmspe
+        );
+    }
+    model.calibration_archs = args
+        .calibrate_onnx
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    model.calibration = Some(cal);
+    model.rebuild();
+    Ok(())
+}
+
+/// Calibration on networks sampled from the space, measured end to end (`--calibrate N`).
+fn calibrate_on_space(args: &Args, model: &mut LatencyModel) -> anyhow::Result<()> {
+    let device = args
+        .device
+        .as_ref()
+        .context("--calibrate measures networks end to end: give --device (or --calibrate 0)")?;
+    let space_name = args
+        .space
+        .clone()
+        .or_else(|| model.space.clone())
+        .context("which space are the calibration networks from? give --space")?;
+    let space = builtin(&space_name)?;
+    let (profile, mut rt) =
+        e2e::open_device(device, args.ort_library.as_deref(), model.precision())?;
+    let mut rng = SplitMix64::new(args.seed ^ 0xca11_b4a7e);
+    let archs: Vec<String> = (0..args.calibrate)
+        .map(|_| space.sample(&mut rng))
+        .collect();
+    let nets = archs
+        .iter()
+        .map(|a| space.network(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let measured = e2e::measure(rt.as_mut(), &nets, &profile.measure, "calibration")?;
+    let samples = nets
+        .iter()
+        .zip(&measured)
+        .map(|(n, m)| Ok((model.kind_sums(&model.terms(n))?, m.median)))
+        .collect::<Result<Vec<_>, hwnas_predictor::ModelError>>()?;
+    let cal = Calibration::fit(&samples)?;
+    report_calibration(&cal, &format!("{} networks", space.name()));
+    if cal.loo_rmspe > NOISY_CALIBRATION {
+        let why = match model.precision() {
+            // At fp32 a large error has been the machine; at int8 it is also the model.
+            Precision::Fp32 => "on a steady machine it is 2-6% here (fp32)",
+            _ => {
+                "at int8 it was 9-10% here even on a steady machine (integer kernels and \
+                  the float ops between them compose less additively than fp32), at fp32 2-6%"
+            }
+        };
+        eprintln!(
+            "warning: the calibration's leave-one-out error is {:.1}%; {why}. Networks measured \
+             while something else ran skew every prediction: if the machine was busy, fit \
+             again when it is quiet (`hwnas devices` shows the load).",
+            100.0 * cal.loo_rmspe
+        );
+    }
+    model.space = Some(space.name().to_string());
+    model.calibration_archs = archs;
+    model.calibration = Some(cal);
+    model.rebuild();
+    Ok(())
 }
 
 fn report_calibration(cal: &Calibration, what: &str) {

@@ -64,73 +64,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut profile = DeviceProfile::load(&args.device)?;
-    if let Some(p) = args.precision {
-        profile = profile
-            .with_precision(p)
-            .map_err(|e| anyhow::anyhow!("--precision: {e}"))?;
-    }
-    if let Some(limit) = args.max_noise {
-        profile.measure.max_noise = Some(limit);
-        profile
-            .measure
-            .validate()
-            .map_err(|e| anyhow::anyhow!("--max-noise: {e}"))?;
-    }
-    let mut ops: Vec<Op> = Vec::new();
-    if let Some(name) = &args.space {
-        ops.extend(builtin(name)?.ops().into_iter().filter(|o| !o.is_free()));
-    }
-    for path in &args.onnx.onnx {
-        let m = super::onnx_model::load(path, args.onnx.options())?;
-        ops.extend(m.network.ops().filter(|o| !o.is_free()));
-    }
-    for key in &args.op {
-        let op = Op::from_key(key).with_context(|| format!("--op `{key}`"))?;
-        if op.is_free() {
-            bail!("--op `{key}` runs no kernel (skip/zero ops cost nothing and are not profiled)");
-        }
-        ops.push(op);
-    }
-    let mut seen = HashSet::new();
-    ops.retain(|op| seen.insert(op.key()));
-    if let Some((i, n)) = args.shard {
-        ops = ops
-            .into_iter()
-            .enumerate()
-            .filter(|(k, _)| k % n == i - 1)
-            .map(|(_, op)| op)
-            .collect();
-    }
-
-    // ORT measures in a worker process, so a kernel that hangs can be killed (ORT cannot
-    // stop a lone op from inside); wgpu has deadlines of its own.
-    let (mut measurer, provenance, default_provider): (Box<dyn GroupMeasurer>, _, _) =
-        match profile.backend {
-            BackendKind::Ort => {
-                let mut worker_args: Vec<OsString> = vec![
-                    "worker".into(),
-                    "--device".into(),
-                    args.device.clone().into(),
-                ];
-                if let Some(lib) = &args.ort_library {
-                    worker_args.extend(["--ort-library".into(), lib.clone().into()]);
-                }
-                worker_args.extend(["--precision".into(), profile.precision.name().into()]);
-                let exe = std::env::current_exe()
-                    .context("locating the hwnas executable to measure in a worker process")?;
-                let timeout = Duration::from_secs_f64(profile.ort.timeout_ms / 1e3);
-                let worker = Worker::start(exe, worker_args, timeout)?;
-                let provenance = worker.provenance().to_vec();
-                (Box::new(worker), provenance, String::new())
-            }
-            _ => {
-                let backend = open_backend(&profile, args.ort_library.as_deref(), &args.device)?;
-                let provenance = backend.provenance();
-                let default_provider = backend.default_provider().to_string();
-                (Box::new(InProcess(backend)), provenance, default_provider)
-            }
-        };
+    let profile = device_profile(&args)?;
+    let ops = ops_to_profile(&args)?;
+    let (mut measurer, provenance, default_provider) = open_measurer(&args, &profile)?;
     let meta = metadata(&profile, &args, provenance);
 
     let (mut writer, done) = if args.resume {
@@ -235,6 +171,89 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The device profile, with the command line's overrides.
+fn device_profile(args: &Args) -> anyhow::Result<DeviceProfile> {
+    let mut profile = DeviceProfile::load(&args.device)?;
+    if let Some(p) = args.precision {
+        profile = profile
+            .with_precision(p)
+            .map_err(|e| anyhow::anyhow!("--precision: {e}"))?;
+    }
+    if let Some(limit) = args.max_noise {
+        profile.measure.max_noise = Some(limit);
+        profile
+            .measure
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--max-noise: {e}"))?;
+    }
+    Ok(profile)
+}
+
+/// The distinct ops the command line asks for (a space, ONNX models, keys), this shard's share.
+fn ops_to_profile(args: &Args) -> anyhow::Result<Vec<Op>> {
+    let mut ops: Vec<Op> = Vec::new();
+    if let Some(name) = &args.space {
+        ops.extend(builtin(name)?.ops().into_iter().filter(|o| !o.is_free()));
+    }
+    for path in &args.onnx.onnx {
+        let m = super::onnx_model::load(path, args.onnx.options())?;
+        ops.extend(m.network.ops().filter(|o| !o.is_free()));
+    }
+    for key in &args.op {
+        let op = Op::from_key(key).with_context(|| format!("--op `{key}`"))?;
+        if op.is_free() {
+            bail!("--op `{key}` runs no kernel (skip/zero ops cost nothing and are not profiled)");
+        }
+        ops.push(op);
+    }
+    let mut seen = HashSet::new();
+    ops.retain(|op| seen.insert(op.key()));
+    if let Some((i, n)) = args.shard {
+        ops = ops
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i - 1)
+            .map(|(_, op)| op)
+            .collect();
+    }
+    Ok(ops)
+}
+
+/// Where ops are measured, what the table records of it, and the provider to record when the
+/// backend cannot tell.
+fn open_measurer(
+    args: &Args,
+    profile: &DeviceProfile,
+) -> anyhow::Result<(Box<dyn GroupMeasurer>, Vec<(String, String)>, String)> {
+    // ORT measures in a worker process, so a kernel that hangs can be killed (ORT cannot
+    // stop a lone op from inside); wgpu has deadlines of its own.
+    Ok(match profile.backend {
+        BackendKind::Ort => {
+            let mut worker_args: Vec<OsString> = vec![
+                "worker".into(),
+                "--device".into(),
+                args.device.clone().into(),
+            ];
+            if let Some(lib) = &args.ort_library {
+                worker_args.extend(["--ort-library".into(), lib.clone().into()]);
+            }
+            worker_args.extend(["--precision".into(), profile.precision.name().into()]);
+            let exe = std::env::current_exe()
+                .context("locating the hwnas executable to measure in a worker process")?;
+            let timeout = Duration::from_secs_f64(profile.ort.timeout_ms / 1e3);
+            let worker = Worker::start(exe, worker_args, timeout)?;
+            let provenance = worker.provenance().to_vec();
+            (Box::new(worker), provenance, String::new())
+        }
+        _ => {
+            let backend = open_backend(&profile, args.ort_library.as_deref(), &args.device)?;
+            let provenance = backend.provenance();
+            let default_provider = backend.default_provider().to_string();
+            (Box::new(InProcess(backend)), provenance, default_provider)
+        }
+    })
 }
 
 /// The backend a device profile names, opened in this process, with its notes printed.

@@ -1,17 +1,17 @@
 //! `hwnas validate`
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use hwnas_core::files::write_atomic;
 use hwnas_core::rng::SplitMix64;
-use hwnas_core::stats::quantile_sorted;
+use hwnas_core::stats::{Stats, quantile_sorted};
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::metrics::Accuracy;
 use hwnas_predictor::svg;
-use hwnas_search::space::builtin;
+use hwnas_search::space::{SearchSpace, builtin};
 use serde_json::json;
 
 use super::e2e;
@@ -67,18 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (profile, mut rt) =
         e2e::open_device(&args.device, args.ort_library.as_deref(), model.precision())?;
 
-    // Held out: never a network the calibration saw.
-    let seen: HashSet<&str> = model.calibration_archs.iter().map(String::as_str).collect();
-    let mut rng = SplitMix64::new(args.seed ^ 0x0da7_a5e7);
-    let mut archs = Vec::with_capacity(args.samples);
-    let mut tries = 0;
-    while archs.len() < args.samples && tries < 100 * args.samples.max(1) {
-        tries += 1;
-        let a = space.sample(&mut rng);
-        if !seen.contains(a.as_str()) && !archs.contains(&a) {
-            archs.push(a);
-        }
-    }
+    let archs = held_out(space.as_ref(), &model, args.samples, args.seed);
     let nets = archs
         .iter()
         .map(|a| space.network(a))
@@ -99,15 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let pred: Vec<f64> = predictions.iter().map(|p| p.latency_us).collect();
     let meas: Vec<f64> = measured.iter().map(|s| s.median).collect();
     let acc = Accuracy::of(&pred, &meas);
-    let mut noise: Vec<f64> = again
-        .iter()
-        .zip(&measured)
-        .map(|(b, a)| (b.median - a.median).abs() / ((a.median + b.median) / 2.0))
-        .collect();
-    noise.sort_by(f64::total_cmp);
-    let noise_median = quantile_sorted(&noise, 0.5);
-    let noise_p95 = quantile_sorted(&noise, 0.95);
-    let noise_over_10 = noise.iter().filter(|d| **d > 0.10).count();
+    let (noise_median, noise_p95, noise_over_10) = noise_floor(&again, &measured);
     let inside = predictions
         .iter()
         .zip(&meas)
@@ -125,21 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|&i| json!({"arch": archs[i], "predicted_ms": pred[i] / 1e3, "measured_ms": meas[i] / 1e3, "error": pred[i] / meas[i] - 1.0}))
         .collect();
 
-    let out_base = args.out.clone().unwrap_or_else(|| {
-        let stem = args
-            .model
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("model");
-        args.model
-            .with_file_name(format!("{stem}.validate-{}", space.name()))
-    });
-    // Appended, not `with_extension`: the prefix may contain dots.
-    let with_suffix = |ext: &str| {
-        let mut p = out_base.clone().into_os_string();
-        p.push(ext);
-        PathBuf::from(p)
-    };
+    let with_suffix = |ext: &str| output_path(&args, space.name(), ext);
     let report = json!({
         "model": args.model.display().to_string(),
         "device": profile.name,
@@ -160,11 +127,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let svg_path = with_suffix(".svg");
     write_atomic(&json_path, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
-    let points: Vec<(f64, f64)> = meas
-        .iter()
-        .zip(&pred)
-        .map(|(m, p)| (m / 1e3, p / 1e3))
-        .collect();
     let title = format!(
         "{} on {}: {:.0}% within ±10% (n = {})",
         space.name(),
@@ -172,8 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         100.0 * acc.within_10,
         nets.len()
     );
-    write_atomic(&svg_path, svg::scatter(&title, &points))
-        .with_context(|| format!("writing {}", svg_path.display()))?;
+    write_plot(&svg_path, &title, &meas, &pred)?;
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -221,6 +182,77 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         svg_path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `samples` networks of the space that the calibration never saw, seeded.
+fn held_out(
+    space: &dyn SearchSpace,
+    model: &LatencyModel,
+    samples: usize,
+    seed: u64,
+) -> Vec<String> {
+    let seen: HashSet<&str> = model.calibration_archs.iter().map(String::as_str).collect();
+    let mut rng = SplitMix64::new(seed ^ 0x0da7_a5e7);
+    let mut archs = Vec::with_capacity(samples);
+    let mut tries = 0;
+    while archs.len() < samples && tries < 100 * samples.max(1) {
+        tries += 1;
+        let a = space.sample(&mut rng);
+        if !seen.contains(a.as_str()) && !archs.contains(&a) {
+            archs.push(a);
+        }
+    }
+    archs
+}
+
+/// How far two measurements of the same networks lie apart: median and p95 relative
+/// difference, and how many differ by over 10%.
+fn noise_floor(again: &[Stats], first: &[Stats]) -> (f64, f64, usize) {
+    let mut noise: Vec<f64> = again
+        .iter()
+        .zip(first)
+        .map(|(b, a)| (b.median - a.median).abs() / ((a.median + b.median) / 2.0))
+        .collect();
+    noise.sort_by(f64::total_cmp);
+    let over_10 = noise.iter().filter(|d| **d > 0.10).count();
+    (
+        quantile_sorted(&noise, 0.5),
+        quantile_sorted(&noise, 0.95),
+        over_10,
+    )
+}
+
+/// `--out` (default: `MODEL.validate-SPACE` beside the model) with `ext` appended, not set
+/// with `with_extension`: the prefix may contain dots.
+fn output_path(args: &Args, space: &str, ext: &str) -> PathBuf {
+    let base = args.out.clone().unwrap_or_else(|| {
+        let stem = args
+            .model
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model");
+        args.model
+            .with_file_name(format!("{stem}.validate-{space}"))
+    });
+    let mut p = base.into_os_string();
+    p.push(ext);
+    PathBuf::from(p)
+}
+
+/// Predicted against measured, in milliseconds.
+fn write_plot(
+    path: &Path,
+    title: &str,
+    measured_us: &[f64],
+    predicted_us: &[f64],
+) -> anyhow::Result<()> {
+    let points: Vec<(f64, f64)> = measured_us
+        .iter()
+        .zip(predicted_us)
+        .map(|(m, p)| (m / 1e3, p / 1e3))
+        .collect();
+    write_atomic(path, svg::scatter(title, &points))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// `validate --onnx`: each model predicted from its mapped layers and measured end to end.
