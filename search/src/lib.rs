@@ -31,6 +31,7 @@ pub mod objective;
 pub mod plot;
 pub mod problem;
 pub mod reinforce;
+pub mod report;
 pub mod space;
 pub mod strategy;
 pub mod variation;

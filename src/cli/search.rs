@@ -15,6 +15,7 @@ use hwnas_search::strategy::{self, Config, Fitness, Strategy};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::search_report;
+use hwnas_search::report::Report;
 
 /// Spaces up to this many genomes may be enumerated.
 const EXHAUSTIVE_LIMIT: f64 = 2e6;
@@ -150,7 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         &args.strategy
     };
-    let mut report = search_report::Report::new(
+    let mut report = Report::new(
         &problem,
         &outcome,
         args.seed,
@@ -180,9 +181,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         report.verification = verification.as_ref();
         report.save(&args.out, compared)?;
     }
-    report.print(compared, &args.out);
+    search_report::print(&report, compared, &args.out);
     match comparison {
-        Some(Err(e)) => Err(e.context(format!(
+        Some(Err(e)) => Err(anyhow::Error::from(e).context(format!(
             "--compare (the front is saved in {})",
             args.out.display()
         ))),
