@@ -223,10 +223,10 @@ fn ops_to_profile(args: &Args) -> anyhow::Result<Vec<Op>> {
 
 /// Where ops are measured, what the table records of it, and the provider to record when the
 /// backend cannot tell.
-fn open_measurer(
-    args: &Args,
-    profile: &DeviceProfile,
-) -> anyhow::Result<(Box<dyn GroupMeasurer>, Vec<(String, String)>, String)> {
+type Measurer = (Box<dyn GroupMeasurer>, Vec<(String, String)>, String);
+
+/// The [`Measurer`] of a device profile: a worker process for ONNX Runtime, else this process.
+fn open_measurer(args: &Args, profile: &DeviceProfile) -> anyhow::Result<Measurer> {
     // ORT measures in a worker process, so a kernel that hangs can be killed (ORT cannot
     // stop a lone op from inside); wgpu has deadlines of its own.
     Ok(match profile.backend {
@@ -248,7 +248,7 @@ fn open_measurer(
             (Box::new(worker), provenance, String::new())
         }
         _ => {
-            let backend = open_backend(&profile, args.ort_library.as_deref(), &args.device)?;
+            let backend = open_backend(profile, args.ort_library.as_deref(), &args.device)?;
             let provenance = backend.provenance();
             let default_provider = backend.default_provider().to_string();
             (Box::new(InProcess(backend)), provenance, default_provider)
@@ -348,4 +348,19 @@ fn print_summary(rows: &[&Row], seconds: f64, out: &std::path::Path) {
     );
     super::table::print_summary(rows, 5);
     super::table::print_machine(rows, Some(host::cpu_count()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_shard;
+
+    #[test]
+    fn shards_are_one_based_and_within_the_count() {
+        assert_eq!(parse_shard("3/8"), Ok((3, 8)));
+        assert_eq!(parse_shard(" 8 / 8 "), Ok((8, 8)));
+        for bad in ["0/8", "9/8", "3", "a/8", "3/", "-1/8"] {
+            let err = parse_shard(bad).unwrap_err();
+            assert!(err.contains(bad) && err.contains("I/N"), "{bad}: {err}");
+        }
+    }
 }

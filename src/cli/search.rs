@@ -491,3 +491,20 @@ fn exhaustive(
     bar.finish_and_clear();
     Ok(outcome)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objectives_are_named_once_in_order_and_checked() {
+        let none: &[LatencySource] = &[];
+        let got = parse_objectives("mflops, accuracy,mflops,params", none).unwrap();
+        assert_eq!(got, [Metric::Mflops, Metric::Accuracy, Metric::Mparams]);
+        let err = |spec: &str| parse_objectives(spec, none).unwrap_err().to_string();
+        assert!(err("accuracy,latency").contains("--model"));
+        assert!(err("accuracy,latency:phone").contains("phone"));
+        assert!(err("accuracy,speed").contains("unknown `speed`"));
+        assert!(err("accuracy,accuracy").contains("at least two"));
+    }
+}

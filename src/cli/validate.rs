@@ -140,48 +140,58 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{} held-out {} networks on `{}`, predicted by {} ({}):",
-        nets.len(),
-        space.name(),
-        profile.name,
-        args.model.display(),
-        if model.calibration.is_some() {
-            "calibrated"
-        } else {
-            "uncalibrated sum"
-        }
-    );
-    println!("  within ±5%        {:>6.1}%", 100.0 * acc.within_5);
-    println!("  within ±10%       {:>6.1}%", 100.0 * acc.within_10);
-    println!("  RMSPE             {:>6.2}%", 100.0 * acc.rmspe);
-    println!("  bias              {:>+6.2}%", 100.0 * acc.bias);
-    println!("  Kendall tau       {:>7.3}", acc.kendall_tau);
-    println!(
-        "  interval coverage {:>6.1}%  (measured inside the predicted interval)",
-        100.0 * inside as f64 / nets.len().max(1) as f64
-    );
-    println!(
-        "  noise floor       {:>6.2}%  median difference of two measurements of {repeat} networks (p95 {:.2}%, {noise_over_10} over 10%)",
-        100.0 * noise_median,
-        100.0 * noise_p95
-    );
-    println!("  worst:");
-    for &i in order.iter().take(5) {
-        println!(
-            "    {:+6.1}%  predicted {:.3} ms, measured {:.3} ms  {}",
-            100.0 * (pred[i] / meas[i] - 1.0),
-            pred[i] / 1e3,
-            meas[i] / 1e3,
-            archs[i]
-        );
-    }
+    print_scores(&report, &args.model);
     println!(
         "  report {} and plot {}",
         json_path.display(),
         svg_path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The scores as text, read back from the report (the JSON has every number the text shows).
+fn print_scores(report: &serde_json::Value, model: &Path) {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let acc = &report["accuracy"];
+    let noise = &report["noise_floor"];
+    println!(
+        "{} held-out {} networks on `{}`, predicted by {} ({}):",
+        report["samples"],
+        report["space"].as_str().unwrap_or(""),
+        report["device"].as_str().unwrap_or(""),
+        model.display(),
+        if report["calibrated"] == true {
+            "calibrated"
+        } else {
+            "uncalibrated sum"
+        }
+    );
+    println!("  within ±5%        {:>6.1}%", 100.0 * f(&acc["within_5"]));
+    println!("  within ±10%       {:>6.1}%", 100.0 * f(&acc["within_10"]));
+    println!("  RMSPE             {:>6.2}%", 100.0 * f(&acc["rmspe"]));
+    println!("  bias              {:>+6.2}%", 100.0 * f(&acc["bias"]));
+    println!("  Kendall tau       {:>7.3}", f(&acc["kendall_tau"]));
+    println!(
+        "  interval coverage {:>6.1}%  (measured inside the predicted interval)",
+        100.0 * f(&report["interval_coverage"])
+    );
+    println!(
+        "  noise floor       {:>6.2}%  median difference of two measurements of {} networks (p95 {:.2}%, {} over 10%)",
+        100.0 * f(&noise["median_rel_diff"]),
+        noise["repeated"],
+        100.0 * f(&noise["p95_rel_diff"]),
+        noise["over_10_percent"]
+    );
+    println!("  worst:");
+    for w in report["worst"].as_array().into_iter().flatten() {
+        println!(
+            "    {:+6.1}%  predicted {:.3} ms, measured {:.3} ms  {}",
+            100.0 * f(&w["error"]),
+            f(&w["predicted_ms"]),
+            f(&w["measured_ms"]),
+            w["arch"].as_str().unwrap_or("")
+        );
+    }
 }
 
 /// `samples` networks of the space that the calibration never saw, seeded.

@@ -1,0 +1,144 @@
+//! GPUs through wgpu (lavapipe in CI): profile, fit and validate, and the errors of a missing adapter or a missed deadline.
+
+use hwnas_core::table::LatencyTable;
+
+use crate::util::{fails, hwnas, ok, one_at_a_time, quick_gpu_profile, s};
+
+#[test]
+fn gpu_profile_fit_and_validate_on_wgpu() {
+    let _serial = one_at_a_time();
+    let out = ok(&["devices"]);
+    assert!(
+        out.contains("wgpu adapters") && !out.contains("wgpu adapters (0)"),
+        "a wgpu adapter is required (lavapipe in CI): {out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let device = quick_gpu_profile(dir.path(), "gpu-quick", "", "");
+    let table_path = dir.path().join("gpu-nb201.csv");
+    let out = ok(&[
+        "profile",
+        "--device",
+        s(&device),
+        "--space",
+        "nb201",
+        "--out",
+        s(&table_path),
+    ]);
+    assert!(
+        out.contains("measured 22 ops") && out.contains("throughput"),
+        "{out}"
+    );
+    let table = LatencyTable::read(&table_path).unwrap();
+    assert_eq!(table.rows.len(), 22);
+    assert_eq!(table.meta("backend"), Some("wgpu"));
+    assert!(table.meta("adapter").is_some() && table.meta("timing").is_some());
+    if table.meta("adapter_type") == Some("cpu (software)") {
+        assert!(
+            table
+                .meta("note")
+                .is_some_and(|n| n.contains("not predictor data"))
+        );
+    }
+    for row in &table.rows {
+        assert!(row.provider.starts_with("wgpu-"), "{row:?}");
+        assert!(row.median_us > 0.0 && row.runs >= 5, "{row:?}");
+    }
+    let t = |k: &str| table.get(k).unwrap().median_us;
+    assert!(
+        t("conv-in:1x16x32x32-out:16-k:3-s:1-g:1-pre:relu-act:none")
+            > t("conv-in:1x16x32x32-out:16-k:1-s:1-g:1-pre:relu-act:none")
+    );
+
+    // Whole networks run on the GPU too: calibrate on some, validate on others.
+    let model = dir.path().join("gpu.model.json");
+    let fitted = ok(&[
+        "fit",
+        "--table",
+        s(&table_path),
+        "--device",
+        s(&device),
+        "--out",
+        s(&model),
+        "--calibrate",
+        "6",
+    ]);
+    assert!(
+        fitted.contains("calibrated on 6 nb201 networks"),
+        "{fitted}"
+    );
+    let report = ok(&[
+        "validate",
+        "--model",
+        s(&model),
+        "--device",
+        s(&device),
+        "--samples",
+        "6",
+        "--repeat",
+        "2",
+        "--out",
+        s(&dir.path().join("val")),
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["samples"], 6);
+    assert!(
+        report["accuracy"]["rmspe"].as_f64().unwrap().is_finite(),
+        "{report}"
+    );
+}
+
+#[test]
+fn gpu_errors_name_what_to_fix_and_keep_what_was_measured() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let table_path = dir.path().join("t.csv");
+    let out = dir.path().join("none.csv");
+
+    let missing = quick_gpu_profile(dir.path(), "nogpu", "adapter = \"no-such-gpu-9000\"", "");
+    let err = fails(&[
+        "profile",
+        "--device",
+        s(&missing),
+        "--op",
+        "add-in:1x8x5x5",
+        "--out",
+        s(&out),
+    ]);
+    assert!(
+        err.contains("nogpu.toml") && err.contains("no-such-gpu-9000") && err.contains("found:"),
+        "{err}"
+    );
+
+    // One op at a time: the small op is measured and written before the big one misses a
+    // 50 ms deadline (it takes seconds on lavapipe, milliseconds on a real GPU: hence 1 ms there).
+    let deadline = quick_gpu_profile(
+        dir.path(),
+        "deadline",
+        "timeout_ms = 50.0",
+        "interleave = 1",
+    );
+    let big = "conv-in:1x256x64x64-out:256-k:3-s:1-g:1-pre:none-act:relu";
+    let run = hwnas(&[
+        "profile",
+        "--device",
+        s(&deadline),
+        "--op",
+        "add-in:1x8x5x5",
+        "--op",
+        big,
+        "--out",
+        s(&table_path),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let table = LatencyTable::read(&table_path).unwrap();
+    if table.meta("adapter_type") == Some("cpu (software)") {
+        assert!(!run.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("FAILED {big}")) && stderr.contains("wgpu.timeout_ms"),
+            "{stderr}"
+        );
+        assert_eq!(table.rows.len(), 1, "the op measured before is kept");
+        assert_eq!(table.rows[0].key, "add-in:1x8x5x5");
+    }
+}

@@ -1,0 +1,19 @@
+//! The `hwnas` binary end to end, one module per subject (as ripgrep's tests are): real ONNX
+//! Runtime on the CPU, the mock device, wgpu on lavapipe, OpenVINO, users' ONNX models, and the
+//! errors a user meets. Needs ORT and lavapipe (`./test.sh` installs them and sets
+//! ORT_DYLIB_PATH).
+//!
+//! These are scenario tests that read top to bottom like a user's session; they may run longer
+//! than the 120 lines library functions are held to.
+#![allow(clippy::too_many_lines)]
+
+mod farm;
+mod golden;
+mod gpu;
+mod hostile;
+mod onnx;
+mod openvino;
+mod pipeline;
+mod precision;
+mod search;
+mod util;

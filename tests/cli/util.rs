@@ -1,0 +1,64 @@
+//! Helpers: run the binary, expect success or failure, quick device profiles.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The tests here measure on the real CPU; one at a time, so that none measures while another
+/// loads the machine (two cores: a parallel test halves what a measurement sees).
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn hwnas(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hwnas"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run hwnas")
+}
+
+pub fn ok(args: &[&str]) -> String {
+    let out = hwnas(args);
+    assert!(
+        out.status.success(),
+        "hwnas {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn fails(args: &[&str]) -> String {
+    let out = hwnas(args);
+    assert!(!out.status.success(), "hwnas {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A quick CPU profile: the real ORT CPU EP with a short measurement, for tests.
+pub fn quick_cpu_profile(dir: &Path) -> PathBuf {
+    let path = dir.join("cpu-quick.toml");
+    std::fs::write(
+        &path,
+        "name = \"cpu-quick\"\nbackend = \"ort\"\n[measure]\nmin_runs = 10\nmax_ms = 50.0\ntarget_ci = 0.05\nround_ms = 5.0\n",
+    )
+    .unwrap();
+    path
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A short-measurement wgpu profile on the best adapter there (lavapipe in CI).
+pub fn quick_gpu_profile(dir: &Path, name: &str, extra_wgpu: &str, extra_measure: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"{name}\"\nbackend = \"wgpu\"\n[wgpu]\n{extra_wgpu}\n[measure]\nwarmup_runs = 1\nwarmup_ms = 0.0\nmin_runs = 5\nmax_ms = 100.0\ntarget_ci = 0.05\n{extra_measure}\n"
+        ),
+    )
+    .unwrap();
+    path
+}
