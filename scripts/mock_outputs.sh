@@ -7,7 +7,7 @@
 #   scripts/mock_outputs.sh target/release/hwnas /tmp/mock-out
 set -euo pipefail
 bin=$(realpath "$1")
-out=$2
+out=$(realpath -m "$2")
 cd "$(dirname "$0")/.."
 rm -rf "$out" && mkdir -p "$out"
 dev=device_profiles/mock.toml
@@ -66,6 +66,6 @@ for p in sorted(x for x in root.rglob("*") if x.is_file()):
     elif p.suffix == ".txt":
         t = re.sub(r"\b\d+(\.\d+)?\s*(ms|s) elapsed\b", "_ elapsed", p.read_text())
         t = re.sub(r"in \d+(\.\d+)? ?(ms|s)\b", "in _", t)
-        t = re.sub(r"(\d%\s+[\d.]+\s+)[\d.]+$", r"\1_", t, flags=re.M)  # fit times
+        t = re.sub(r"(\d%\s+[\d.]+)\s+[\d.]+$", r"\1 _", t, flags=re.M)  # fit times
         p.write_text(t)
 EOF
