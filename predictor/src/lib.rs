@@ -17,6 +17,5 @@ pub mod lsq;
 pub mod metrics;
 pub mod model;
 pub mod regress;
-pub mod svg;
 
 pub use model::{LatencyModel, ModelError, Prediction, Term};

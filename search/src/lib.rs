@@ -17,7 +17,9 @@
 //!   of each network (accuracy from an [`accuracy::AccuracySource`], latency per device from a
 //!   [`objective::LatencySource`], MFLOPs, parameters, peak activation memory), some of them
 //!   objectives, some bounded by [`objective::Constraint`]s. [`arch_table::ArchTable`] reads
-//!   tables keyed by architecture (accuracies, measured latencies); [`plot`] draws the front.
+//!   tables keyed by architecture (accuracies, measured latencies).
+//! - [`report::Report`] writes what a search leaves behind: the front as CSV, JSON and SVG
+//!   (drawn by `hwnas-plot`), the history, `--verify`'s and `--compare`'s results.
 //! - [`lut::Lut`] cuts a latency model into tables of terms for differentiable search.
 
 pub mod accuracy;
@@ -28,7 +30,6 @@ pub mod hypervolume;
 pub mod lut;
 pub mod nsga2;
 pub mod objective;
-pub mod plot;
 pub mod problem;
 pub mod reinforce;
 pub mod report;

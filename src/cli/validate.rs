@@ -10,7 +10,6 @@ use hwnas_core::rng::SplitMix64;
 use hwnas_core::stats::{Stats, quantile_sorted};
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::metrics::Accuracy;
-use hwnas_predictor::svg;
 use hwnas_search::space::{SearchSpace, builtin};
 use serde_json::json;
 
@@ -261,8 +260,8 @@ fn write_plot(
         .zip(predicted_us)
         .map(|(m, p)| (m / 1e3, p / 1e3))
         .collect();
-    write_atomic(path, svg::scatter(title, &points))
-        .with_context(|| format!("writing {}", path.display()))
+    let svg = hwnas_plot::predicted_vs_measured(title, &points)?;
+    write_atomic(path, svg).with_context(|| format!("writing {}", path.display()))
 }
 
 /// `validate --onnx`: each model predicted from its mapped layers and measured end to end.

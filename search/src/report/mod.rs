@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use hwnas_core::files::write_atomic;
+use hwnas_plot::Axes;
 use serde_json::{Value, json};
 
 use crate::objective::{ArchProblem, Metric, Metrics};
-use crate::plot::{self, Axes};
 use crate::problem::Outcome;
 
 mod compare;
@@ -191,7 +191,11 @@ impl Report<'_, '_> {
         write("front.json", json)?;
         write("front.csv", self.csv(&ordered))?;
         write("history.csv", self.history_csv())?;
-        write("front.svg", self.svg())
+        let svg = self.svg().map_err(|e| ReportError::Write {
+            path: dir.join("front.svg"),
+            message: e.to_string(),
+        })?;
+        write("front.svg", svg)
     }
 
     fn csv(&self, ordered: &[(usize, usize)]) -> String {
@@ -247,7 +251,8 @@ impl Report<'_, '_> {
         out
     }
 
-    fn svg(&self) -> String {
+    /// The front over everything evaluated; metrics other than accuracy on log axes.
+    fn svg(&self) -> Result<String, hwnas_plot::PlotError> {
         let p = self.problem;
         let (x, y) = (self.x_metric(), self.y_metric());
         let point = |i: usize| {
@@ -272,11 +277,13 @@ impl Report<'_, '_> {
             self.outcome.archive.len()
         );
         let (xn, yn) = (p.metric_name(x), p.metric_name(y));
-        plot::pareto(
+        hwnas_plot::pareto(
             &Axes {
                 title: &title,
                 x: &xn,
                 y: &yn,
+                x_log: x != Metric::Accuracy,
+                y_log: y != Metric::Accuracy,
             },
             &all,
             &front,
