@@ -7,4 +7,5 @@ source scripts/setup.sh
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+bash scripts/check_sizes.sh
 cargo test --workspace
