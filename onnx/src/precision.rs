@@ -32,8 +32,41 @@ pub fn convert(model: &ModelProto, precision: Precision) -> ModelProto {
         match precision {
             Precision::Fp32 => {}
             Precision::Fp16 => to_fp16(graph),
-            Precision::Int8 => to_qdq(graph),
+            Precision::Int8 => to_qdq(graph, WeightRange::Full),
         }
+    }
+    model
+}
+
+/// How many levels int8 weights use on each side of zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightRange {
+    /// ±127: what ORT's quantiser writes by default and NPU compilers take, and what
+    /// [`convert`] builds.
+    Full,
+    /// ±63 (7 bits), ORT's `reduce_range`. On x86 CPUs without VNNI (AVX2, AVX-512F) ORT
+    /// multiplies uint8 activations by int8 weights in pairs summed to int16, which saturates
+    /// with full-range weights (255 · 127 · 2 is over 32767); 7-bit weights (255 · 63 · 2 =
+    /// 32130) cannot. It also times differently there (~9% slower nb201 networks on an AVX2
+    /// VM), so tables are built at the full range, as deployed models are.
+    Reduced,
+}
+
+impl WeightRange {
+    fn levels(self) -> f32 {
+        match self {
+            WeightRange::Full => 127.0,
+            WeightRange::Reduced => 63.0,
+        }
+    }
+}
+
+/// `model` as int8 QDQ with weights over `range` (what [`convert`] does at int8 with
+/// [`WeightRange::Full`]).
+pub fn to_int8(model: &ModelProto, range: WeightRange) -> ModelProto {
+    let mut model = model.clone();
+    if let Some(graph) = model.graph.as_mut() {
+        to_qdq(graph, range);
     }
     model
 }
@@ -187,7 +220,7 @@ fn non_negative(graph: &GraphProto) -> HashSet<String> {
     set
 }
 
-fn to_qdq(graph: &mut GraphProto) {
+fn to_qdq(graph: &mut GraphProto, range: WeightRange) {
     let positive = non_negative(graph);
     let weights: HashMap<String, TensorProto> = graph
         .initializer
@@ -256,7 +289,7 @@ fn to_qdq(graph: &mut GraphProto) {
             let Some(w) = n.input.get(slot).and_then(|name| weights.get(name)) else {
                 continue;
             };
-            let (stored, dq) = dequantized_weight(&n, slot, w, &mut weight_scale);
+            let (stored, dq) = dequantized_weight(&n, slot, w, range, &mut weight_scale);
             initializers.extend(stored);
             n.input[slot] = dq.output[0].clone();
             nodes.push(dq);
@@ -303,11 +336,12 @@ fn dequantized_weight(
     n: &NodeProto,
     slot: usize,
     w: &TensorProto,
+    range: WeightRange,
     weight_scale: &mut Vec<f32>,
 ) -> (Vec<TensorProto>, NodeProto) {
     let values = w.f32_values().expect("a float initializer");
     let (q, scale, zp) = if slot == 1 {
-        let (q, scale) = quantize_weights(&values, &w.dims, n.op_type == "Conv");
+        let (q, scale) = quantize_weights(&values, &w.dims, n.op_type == "Conv", range.levels());
         weight_scale.clone_from(&scale);
         let zp = TensorProto::from_i8("", &[], &vec![0; scale.len()]);
         (q, scale, zp)
@@ -357,8 +391,13 @@ fn dequantized_weight(
 }
 
 /// Symmetric int8 weights, per output channel (the first axis) or per tensor: the scale maps
-/// the largest magnitude to 127.
-fn quantize_weights(values: &[f32], dims: &[i64], per_channel: bool) -> (TensorProto, Vec<f32>) {
+/// the largest magnitude to `levels`.
+fn quantize_weights(
+    values: &[f32],
+    dims: &[i64],
+    per_channel: bool,
+    levels: f32,
+) -> (TensorProto, Vec<f32>) {
     let channels = if per_channel {
         dims.first().copied().unwrap_or(1).max(1) as usize
     } else {
@@ -370,7 +409,7 @@ fn quantize_weights(values: &[f32], dims: &[i64], per_channel: bool) -> (TensorP
             let max = values[c * per..(c + 1) * per]
                 .iter()
                 .fold(0.0f32, |m, v| m.max(v.abs()));
-            if max > 0.0 { max / 127.0 } else { 1.0 }
+            if max > 0.0 { max / levels } else { 1.0 }
         })
         .collect();
     let q: Vec<i8> = values
@@ -379,7 +418,7 @@ fn quantize_weights(values: &[f32], dims: &[i64], per_channel: bool) -> (TensorP
         .map(|(i, v)| {
             (v / scale[i / per.max(1)])
                 .round_ties_even()
-                .clamp(-127.0, 127.0) as i8
+                .clamp(-levels, levels) as i8
         })
         .collect();
     (TensorProto::from_i8("", dims, &q), scale)
