@@ -2,7 +2,7 @@
 //!
 //! ONNX for hwnas: the prost messages ([`proto`]), op and network models ([`build`],
 //! [`network::NetworkModel`]), import of any ONNX CNN as a network ([`import`], with its node
-//! [`patterns`]), the plain-Rust [`reference`] evaluator every backend is checked against,
+//! [`patterns`]), the plain-Rust [`mod@reference`] evaluator every backend is checked against,
 //! fp16/int8 conversion ([`precision`]), and five CNN families written as torch exports them
 //! ([`zoo`]).
 

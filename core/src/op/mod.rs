@@ -79,7 +79,7 @@ impl fmt::Display for Tensor {
 
 /// The number format an op runs in: fp32, fp16, or int8 as the QuantizeLinear /
 /// DequantizeLinear (QDQ) graphs NPUs and ONNX Runtime's int8 kernels take
-/// ([`crate::onnx::precision`]). One table, model and device profile hold one precision.
+/// (`hwnas_onnx::precision`). One table, model and device profile hold one precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {

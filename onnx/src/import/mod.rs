@@ -2,7 +2,7 @@
 //!
 //! [`read_model`] decodes a file (bounded: protobuf's 2 GiB limit, and prost never allocates
 //! more than the bytes it is given); [`import`] walks the graph in order, infers every tensor's
-//! shape and maps node groups to [`Op`]s:
+//! shape and maps node groups to [`Op`](hwnas_core::op::Op)s:
 //!
 //! | ONNX | op |
 //! |---|---|
