@@ -16,7 +16,6 @@ impl Lowering {
     pub(super) fn activation_node(&mut self, at: &At<'_>) -> Result<usize, PlanError> {
         let (nodes, i, node) = (at.nodes, at.i, at.node);
         let out = at.out.clone();
-        let input = |l: &Lowering, k: usize| l.input(at, k);
         let act = activation(node, self)?;
         // Swish: Sigmoid(t) read only by Mul(t, sigmoid).
         let act_in = node.input.first().cloned().unwrap_or_default();
@@ -55,13 +54,13 @@ impl Lowering {
         if consumed == 1 && act != Act::Swish && self.readers(&out) == 1 {
             let reader = nodes[i + 1..].iter().find(|n| n.input.contains(&out));
             if reader.is_some_and(|r| r.op_type == "Conv" && r.input[0] == out) {
-                let src = input(self, 0)?;
+                let src = self.input(at, 0)?;
                 self.deferred.insert(out, (src, act));
                 return Ok(1);
             }
         }
         // ...or its own kernel.
-        let x = input(self, 0)?;
+        let x = self.input(at, 0)?;
         let dims = self.buffers[x].dims.clone();
         let y = self.define(&out, dims.clone(), None);
         self.push(Step::Eltwise(eltwise(x, Operand::None, y, &dims, act)));
@@ -77,12 +76,11 @@ impl Lowering {
         let node = at.node;
         let out = at.out.clone();
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
-        let x = input(self, 0)?;
+        let x = self.input(at, 0)?;
         let eps = node.attr("epsilon").map_or(1e-5, |a| a.f);
         let params: Vec<Vec<f32>> = (1..5)
             .map(|k| {
-                let id = input(self, k)?;
+                let id = self.input(at, k)?;
                 self.buffers[id]
                     .data
                     .clone()
@@ -123,8 +121,7 @@ impl Lowering {
         let (node, op) = (at.node, at.node.op_type.as_str());
         let out = at.out.clone();
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
-        let (a, b) = (input(self, 0)?, input(self, 1)?);
+        let (a, b) = (self.input(at, 0)?, self.input(at, 1)?);
         let (da, db) = (self.buffers[a].dims.clone(), self.buffers[b].dims.clone());
         // The bigger operand is the one the output follows.
         let (x, o, dx, dother) = if da.iter().product::<usize>() >= db.iter().product::<usize>() {
@@ -186,10 +183,9 @@ impl Lowering {
         let (node, op) = (at.node, at.node.op_type.as_str());
         let out = at.out.clone();
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
         let (x, extra) = match self.padded.get(&node.input[0]) {
             Some(&(src, p)) => (src, p),
-            None => (input(self, 0)?, [0; 4]),
+            None => (self.input(at, 0)?, [0; 4]),
         };
         let dims = self.buffers[x].dims.clone();
         let [n, c, h, w] = dims4(&dims).map_err(bad)?;
@@ -228,8 +224,7 @@ impl Lowering {
     pub(super) fn global_pool(&mut self, at: &At<'_>) -> Result<usize, PlanError> {
         let out = at.out.clone();
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
-        let x = input(self, 0)?;
+        let x = self.input(at, 0)?;
         let dims = self.buffers[x].dims.clone();
         let [n, c, h, w] = dims4(&dims).map_err(bad)?;
         let y = self.define(&out, vec![n, c, 1, 1], None);
@@ -246,13 +241,10 @@ impl Lowering {
         let node = at.node;
         let out = at.out.clone();
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
-        let x = input(self, 0)?;
+        let x = self.input(at, 0)?;
         let dims = self.buffers[x].dims.clone();
         let [n, c, h, w] = dims4(&dims).map_err(bad)?;
-        let mut axes = attr_ints(node, "axes")
-            .or_else(|| node.input.get(1).and_then(|n| self.ints.get(n)).cloned())
-            .unwrap_or_default();
+        let mut axes = self.ints_attr_or_input(node, "axes", 1).unwrap_or_default();
         for a in axes.iter_mut() {
             if *a < 0 {
                 *a += 4;
@@ -278,9 +270,8 @@ impl Lowering {
         let (node, op) = (at.node, at.node.op_type.as_str());
         let out = at.out.clone();
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
-        let x = input(self, 0)?;
-        let w = input(self, 1)?;
+        let x = self.input(at, 0)?;
+        let w = self.input(at, 1)?;
         let dx = self.buffers[x].dims.clone();
         let dw = self.buffers[w].dims.clone();
         if dx.len() != 2 || dw.len() != 2 {
@@ -306,7 +297,7 @@ impl Lowering {
         }
         let b = match node.input.get(2).filter(|s| !s.is_empty()) {
             Some(_) => {
-                let b = input(self, 2)?;
+                let b = self.input(at, 2)?;
                 if self.buffers[b].numel() != n_out {
                     return Err(bad(format!("bias must have {n_out} values")));
                 }
@@ -333,8 +324,7 @@ impl Lowering {
         let node = at.node;
         let out = at.out.clone();
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
-        let x = input(self, 0)?;
+        let x = self.input(at, 0)?;
         let dims = self.buffers[x].dims.clone();
         let axis = node.attr("axis").map_or(-1, |a| a.i);
         let last = dims.len() as i64 - 1;

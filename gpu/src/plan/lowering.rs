@@ -136,6 +136,16 @@ impl Lowering {
         }
     }
 
+    /// Integers given as an attribute (older opsets) or as constant input `k` (newer ones).
+    pub(super) fn ints_attr_or_input(
+        &self,
+        node: &NodeProto,
+        attr: &str,
+        k: usize,
+    ) -> Option<Vec<i64>> {
+        attr_ints(node, attr).or_else(|| node.input.get(k).and_then(|n| self.ints.get(n)).cloned())
+    }
+
     /// Input `k` of the node as a buffer (not an activation deferred to a conv).
     pub(super) fn input(&self, at: &At<'_>, k: usize) -> Result<usize, PlanError> {
         let name = at

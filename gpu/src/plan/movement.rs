@@ -5,7 +5,7 @@
 use hwnas_onnx::patterns;
 use hwnas_onnx::proto::NodeProto;
 
-use super::lowering::{At, Lowering, attr_ints, dims4, reshaped};
+use super::lowering::{At, Lowering, dims4, reshaped};
 use super::{PlanError, Step};
 
 impl Lowering {
@@ -13,8 +13,7 @@ impl Lowering {
         let (node, op) = (at.node, at.node.op_type.as_str());
         let out = at.out.clone();
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
-        let x = input(self, 0)?;
+        let x = self.input(at, 0)?;
         let dims = self.buffers[x].dims.clone();
         if op != "Flatten" {
             self.names.insert(out, x);
@@ -40,10 +39,8 @@ impl Lowering {
         let (nodes, i, node) = (at.nodes, at.i, at.node);
         let out = at.out.clone();
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
-        let x = input(self, 0)?;
-        let pads = attr_ints(node, "pads")
-            .or_else(|| node.input.get(1).and_then(|n| self.ints.get(n)).cloned());
+        let x = self.input(at, 0)?;
+        let pads = self.ints_attr_or_input(node, "pads", 1);
         let zero = node.input.get(2).filter(|n| !n.is_empty()).is_none_or(|n| {
             self.lookup(n)
                 .and_then(|id| self.buffers[id].data.as_ref())
@@ -75,15 +72,14 @@ impl Lowering {
     pub(super) fn split(&mut self, at: &At<'_>) -> Result<usize, PlanError> {
         let node = at.node;
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
-        let x = input(self, 0)?;
+        let x = self.input(at, 0)?;
         let dims = self.buffers[x].dims.clone();
         if node.attr("axis").map_or(0, |a| a.i) != 1 || dims.len() < 2 {
             return Err(bad("only a Split along axis 1 runs on the GPU".into()));
         }
         let parts = node.output.len().max(1);
-        let sizes: Vec<usize> = attr_ints(node, "split")
-            .or_else(|| node.input.get(1).and_then(|n| self.ints.get(n)).cloned())
+        let sizes: Vec<usize> = self
+            .ints_attr_or_input(node, "split", 1)
             .map(|v| v.iter().map(|&s| s.max(0) as usize).collect())
             .unwrap_or_else(|| vec![dims[1] / parts; parts]);
         if sizes.len() != parts || sizes.iter().sum::<usize>() != dims[1] {
@@ -116,9 +112,8 @@ impl Lowering {
         let node = at.node;
         let out = at.out.clone();
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
         let parts: Vec<usize> = (0..node.input.len())
-            .map(|k| input(self, k))
+            .map(|k| self.input(at, k))
             .collect::<Result<_, _>>()?;
         let dims0 = self.buffers[parts[0]].dims.clone();
         let axis = node.attr("axis").map_or(0, |a| a.i);
@@ -156,8 +151,7 @@ impl Lowering {
         let node = at.node;
         let out = at.out.clone();
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
-        let x = input(self, 0)?;
+        let x = self.input(at, 0)?;
         let dims = self.buffers[x].dims.clone();
         let int = |k: usize| -> Option<i64> {
             node.input
@@ -200,8 +194,7 @@ impl Lowering {
         let (nodes, i, node) = (at.nodes, at.i, at.node);
         let out = at.out.clone();
         let bad = |why: String| at.bad(why);
-        let input = |l: &Lowering, k: usize| l.input(at, k);
-        let x = input(self, 0)?;
+        let x = self.input(at, 0)?;
         let dims = self.buffers[x].dims.clone();
         let shape = node
             .input
