@@ -2,12 +2,12 @@
 //! `fit --calibrate`, `validate` and `search --verify` (the measuring is
 //! `hwnas_profiler::networks`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use hwnas_core::backend::Backend;
 use hwnas_core::network::Network;
-use hwnas_core::op::{Precision, Tensor};
+use hwnas_core::op::Precision;
 use hwnas_core::stats::Stats;
 use hwnas_profiler::backend;
 use hwnas_profiler::device::DeviceProfile;
@@ -45,15 +45,6 @@ pub fn open_device(
         .map_err(|e| anyhow::anyhow!("device profile {}: {e}", path.display()))?;
     let rt = runtime(&profile, path, library)?;
     Ok((profile, rt))
-}
-
-/// Latency statistics of each ONNX file (one at a time: they are whole models).
-pub fn measure_files(
-    rt: &mut dyn Backend,
-    files: &[(PathBuf, Tensor)],
-    cfg: &MeasureConfig,
-) -> anyhow::Result<Vec<Stats>> {
-    Ok(networks::measure_files(rt, files, cfg)?)
 }
 
 /// Latency statistics of each network, measured in interleaved groups, with a progress bar

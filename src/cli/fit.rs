@@ -10,6 +10,7 @@ use hwnas_core::table::LatencyTable;
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::calibrate::Calibration;
 use hwnas_predictor::regress::{Family, OpRegressor, compare};
+use hwnas_profiler::networks;
 use hwnas_search::space::builtin;
 
 use super::e2e;
@@ -131,7 +132,7 @@ fn calibrate_on_files(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
         samples.push(model.kind_sums(&model.terms(&m.network))?);
         files.push((path.clone(), m.network.input));
     }
-    let measured = e2e::measure_files(rt.as_mut(), &files, &profile.measure)?;
+    let measured = networks::measure_files(rt.as_mut(), &files, &profile.measure)?;
     let samples: Vec<_> = samples
         .into_iter()
         .zip(&measured)

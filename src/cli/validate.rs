@@ -10,6 +10,7 @@ use hwnas_core::rng::SplitMix64;
 use hwnas_core::stats::{Stats, quantile_sorted};
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::metrics::Accuracy;
+use hwnas_profiler::networks;
 use hwnas_search::space::{SearchSpace, builtin};
 use serde_json::json;
 
@@ -276,7 +277,7 @@ fn validate_onnx(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode> 
             .iter()
             .filter(|l| l.source == hwnas_predictor::model::Source::Regressed)
             .count();
-        let measured = e2e::measure_files(
+        let measured = networks::measure_files(
             rt.as_mut(),
             &[(file.clone(), m.network.input)],
             &profile.measure,

@@ -13,7 +13,7 @@ use hwnas_core::rng::SplitMix64;
 
 /// Why the simulated device runs no whole network: its law is per op, and a network's time is
 /// what calibration and validation must learn from real hardware.
-pub const NETWORKS_ON_REAL_DEVICES: &str = "the simulated device times single ops only; networks are measured end to end on real devices only";
+const NETWORKS_ON_REAL_DEVICES: &str = "the simulated device times single ops only; networks are measured end to end on real devices only";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MockDevice {
