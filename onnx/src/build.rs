@@ -9,7 +9,9 @@ use crate::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     ValueInfoProto,
 };
-use hwnas_core::op::{Activation, Conv, MbConv, Op, PoolKind, Tensor};
+use hwnas_core::op::{
+    Activation, Conv, LEAKY_RELU_ALPHA, MbConv, Op, PoolKind, ResizeMode, Tensor,
+};
 use hwnas_core::rng::SplitMix64;
 
 pub const OPSET: i64 = 17;
@@ -175,6 +177,32 @@ impl GraphBuilder {
                 let flat = self.node("Flatten", &[x], vec![AttributeProto::int("axis", 1)]);
                 self.node("Softmax", &[&flat], vec![AttributeProto::int("axis", 1)])
             }
+            // AlexNet's and GoogLeNet's constants.
+            Op::Lrn(l) => self.node(
+                "LRN",
+                &[x],
+                vec![
+                    AttributeProto::int("size", l.size as i64),
+                    AttributeProto::float("alpha", 1e-4),
+                    AttributeProto::float("beta", 0.75),
+                    AttributeProto::float("bias", 1.0),
+                ],
+            ),
+            // As torch exports `interpolate`: nearest with floor, bilinear with half pixels.
+            Op::Resize(r) => {
+                let t = r.input;
+                let sizes = self.int64_constant(&[t.n as i64, t.c as i64, r.h as i64, r.w as i64]);
+                let (coordinates, nearest) = match r.mode {
+                    ResizeMode::Nearest => ("asymmetric", "floor"),
+                    ResizeMode::Linear => ("pytorch_half_pixel", "round_prefer_floor"),
+                };
+                let attrs = vec![
+                    AttributeProto::string("mode", r.mode.name()),
+                    AttributeProto::string("coordinate_transformation_mode", coordinates),
+                    AttributeProto::string("nearest_mode", nearest),
+                ];
+                self.node("Resize", &[x, "", "", &sizes], attrs)
+            }
         }
     }
 
@@ -228,18 +256,20 @@ impl GraphBuilder {
 
     fn conv(&mut self, x: &str, c: &Conv) -> String {
         let cin_g = (c.input.c / c.groups) as i64;
-        let fan_in = cin_g as u32 * c.k * c.k;
-        let w = self.weight(&[c.cout as i64, cin_g, c.k as i64, c.k as i64], fan_in);
+        let (kh, kw) = (c.k as i64, c.kw() as i64);
+        let fan_in = (cin_g * kh * kw) as u32;
+        let w = self.weight(&[c.cout as i64, cin_g, kh, kw], fan_in);
         let b = self.weight(&[c.cout as i64], fan_in);
-        let p = c.pad() as i64;
+        let (ph, pw) = (c.pads().0 as i64, c.pads().1 as i64);
+        let d = c.dilation as i64;
         self.node(
             "Conv",
             &[x, &w, &b],
             vec![
-                AttributeProto::ints("kernel_shape", &[c.k as i64; 2]),
+                AttributeProto::ints("kernel_shape", &[kh, kw]),
                 AttributeProto::ints("strides", &[c.stride as i64; 2]),
-                AttributeProto::ints("pads", &[p; 4]),
-                AttributeProto::ints("dilations", &[1, 1]),
+                AttributeProto::ints("pads", &[ph, pw, ph, pw]),
+                AttributeProto::ints("dilations", &[d, d]),
                 AttributeProto::int("group", c.groups as i64),
             ],
         )
@@ -263,6 +293,12 @@ impl GraphBuilder {
             Activation::HSwish => self.node("HardSwish", &[x], vec![]),
             Activation::HSigmoid => self.hard_sigmoid(x),
             Activation::Sigmoid => self.node("Sigmoid", &[x], vec![]),
+            Activation::Tanh => self.node("Tanh", &[x], vec![]),
+            Activation::LeakyRelu => self.node(
+                "LeakyRelu",
+                &[x],
+                vec![AttributeProto::float("alpha", LEAKY_RELU_ALPHA)],
+            ),
             Activation::Swish => {
                 let s = self.node("Sigmoid", &[x], vec![]);
                 self.node("Mul", &[x, &s], vec![])
@@ -305,6 +341,8 @@ impl GraphBuilder {
                 k: 1,
                 stride: 1,
                 groups: 1,
+                kw: None,
+                dilation: 1,
                 pad: None,
                 pre_act: Activation::None,
                 act: Activation::Relu,

@@ -65,6 +65,7 @@ pub struct NodeProto {
 pub mod attribute_type {
     pub const FLOAT: i32 = 1;
     pub const INT: i32 = 2;
+    pub const STRING: i32 = 3;
     pub const INTS: i32 = 7;
 }
 
@@ -94,9 +95,15 @@ pub mod data_type {
     pub const FLOAT: i32 = 1;
     pub const UINT8: i32 = 2;
     pub const INT8: i32 = 3;
+    pub const UINT16: i32 = 4;
+    pub const INT16: i32 = 5;
     pub const INT32: i32 = 6;
     pub const INT64: i32 = 7;
+    pub const BOOL: i32 = 9;
     pub const FLOAT16: i32 = 10;
+    pub const DOUBLE: i32 = 11;
+    pub const UINT32: i32 = 12;
+    pub const UINT64: i32 = 13;
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -107,12 +114,17 @@ pub struct TensorProto {
     pub data_type: i32,
     #[prost(float, repeated, tag = "4")]
     pub float_data: Vec<f32>,
+    /// INT32, INT16, INT8, UINT16, UINT8, BOOL and FLOAT16 (as bits) values, when not raw.
+    #[prost(int32, repeated, tag = "5")]
+    pub int32_data: Vec<i32>,
     #[prost(int64, repeated, tag = "7")]
     pub int64_data: Vec<i64>,
     #[prost(string, tag = "8")]
     pub name: String,
     #[prost(bytes = "vec", tag = "9")]
     pub raw_data: Vec<u8>,
+    #[prost(double, repeated, tag = "10")]
+    pub double_data: Vec<f64>,
     /// Where the values live when `data_location` is external: `location`, `offset`, `length`.
     #[prost(message, repeated, tag = "13")]
     pub external_data: Vec<StringStringEntryProto>,
@@ -331,6 +343,14 @@ impl AttributeProto {
             name: name.into(),
             r#type: attribute_type::FLOAT,
             f,
+            ..Default::default()
+        }
+    }
+    pub fn string(name: &str, s: &str) -> Self {
+        AttributeProto {
+            name: name.into(),
+            r#type: attribute_type::STRING,
+            s: s.as_bytes().to_vec(),
             ..Default::default()
         }
     }

@@ -25,6 +25,8 @@ fn op() -> impl Strategy<Value = Op> {
                         k: 2 * k - 1,
                         stride: s,
                         groups,
+                        kw: None,
+                        dilation: 1,
                         pad: None,
                         pre_act: pre,
                         act: a,

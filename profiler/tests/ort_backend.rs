@@ -45,6 +45,17 @@ const CASES: &[&str] = &[
     "slice-in:1x12x4x4-out:5",
     "slice-in:1x12x4x4-out:5-at:6",
     "softmax-in:2x10x1x1",
+    "conv-in:1x8x12x12-out:8-k:3-s:1-g:1-d:2-pre:none-act:none",
+    "conv-in:1x8x13x13-out:8-k:3-s:1-g:8-d:4-p:2-pre:none-act:relu",
+    "conv-in:1x8x9x9-out:12-k:1x7-s:1-g:1-pre:none-act:relu",
+    "conv-in:1x8x9x9-out:12-k:7x1-s:2-g:1-pre:none-act:none",
+    "act-in:1x16x4x4-act:tanh-bn:0",
+    "act-in:1x16x4x4-act:leakyrelu-bn:1",
+    "lrn-in:1x16x5x5-size:5",
+    "lrn-in:2x3x4x4-size:3",
+    "resize-in:1x8x5x7-to:10x14-mode:nearest",
+    "resize-in:1x8x5x7-to:16x9-mode:linear",
+    "resize-in:1x8x10x10-to:4x4-mode:linear",
 ];
 
 fn assert_matches_reference(rt: &OrtRuntime, op: &Op) {

@@ -24,6 +24,8 @@ impl Op {
             Op::Shuffle(_) => "shuffle",
             Op::Slice(_) => "slice",
             Op::Softmax(_) => "softmax",
+            Op::Lrn(_) => "lrn",
+            Op::Resize(_) => "resize",
         }
     }
 
@@ -38,6 +40,8 @@ impl Op {
             Op::Concat(c) => c.input,
             Op::Shuffle(s) => s.input,
             Op::Slice(s) => s.input,
+            Op::Lrn(l) => l.input,
+            Op::Resize(r) => r.input,
             Op::GlobalAvgPool(t)
             | Op::Add(t)
             | Op::Skip(t)
@@ -77,6 +81,8 @@ impl Op {
             Op::Concat(c) => c.input.with_channels(c.cout),
             Op::Shuffle(s) => s.input,
             Op::Slice(s) => s.input.with_channels(s.cout),
+            Op::Lrn(l) => l.input,
+            Op::Resize(r) => Tensor::new(r.input.n, r.input.c, r.h, r.w),
         }
     }
 
@@ -115,6 +121,13 @@ impl Op {
             Op::Concat(_) | Op::Shuffle(_) | Op::Slice(_) => 0,
             // exp, sum and divide per element.
             Op::Softmax(t) => 3 * t.numel(),
+            // A square and an add per window element, then scale, bias, power and divide.
+            Op::Lrn(l) => l.input.numel() * (2 * l.size as u64 + 4),
+            Op::Resize(r) => match r.mode {
+                ResizeMode::Nearest => 0,
+                // Two lerps along W and one along H: 3 multiply-adds per output element.
+                ResizeMode::Linear => 6 * self.output().numel(),
+            },
         }
     }
 
@@ -207,11 +220,15 @@ impl Op {
                         c.groups, c.input.c, c.cout
                     ));
                 }
-                if c.k > c.input.h + 2 * c.pad() || c.k > c.input.w + 2 * c.pad() {
+                if c.kw() == 0 || c.dilation == 0 || c.kw == Some(c.k) {
+                    return invalid("the kernel width and d must be at least 1, kw not k".into());
+                }
+                let ((ph, pw), (sh, sw)) = (c.pads(), c.span());
+                if sh > c.input.h + 2 * ph || sw > c.input.w + 2 * pw {
                     return invalid("kernel larger than the padded input".into());
                 }
-                if c.pad() >= c.k {
-                    return invalid(format!("padding {} for a {}x{} kernel", c.pad(), c.k, c.k));
+                if ph >= sh || pw >= sw {
+                    return invalid(format!("padding {} for a {}x{} kernel", ph.max(pw), sh, sw));
                 }
             }
             Op::MbConv(m) => {
@@ -267,6 +284,16 @@ impl Op {
                         "out ({}) from channel {} must fit in the input's {} channels, and be fewer",
                         s.cout, s.start, s.input.c
                     ));
+                }
+            }
+            Op::Lrn(l) => {
+                if l.size == 0 || l.size % 2 == 0 {
+                    return invalid(format!("size ({}) must be odd", l.size));
+                }
+            }
+            Op::Resize(r) => {
+                if r.h == 0 || r.w == 0 || r.h as u64 * r.w as u64 > 1 << 26 {
+                    return invalid(format!("output size {}x{}", r.h, r.w));
                 }
             }
             Op::GlobalAvgPool(_)

@@ -12,12 +12,18 @@ impl Op {
         let b = |v: bool| u8::from(v);
         match self {
             Op::Conv(c) => format!(
-                "conv-in:{}-out:{}-k:{}-s:{}-g:{}{}-pre:{}-act:{}",
+                "conv-in:{}-out:{}-k:{}{}-s:{}-g:{}{}{}-pre:{}-act:{}",
                 c.input,
                 c.cout,
                 c.k,
+                c.kw.map_or(String::new(), |w| format!("x{w}")),
                 c.stride,
                 c.groups,
+                if c.dilation == 1 {
+                    String::new()
+                } else {
+                    format!("-d:{}", c.dilation)
+                },
                 c.pad.map_or(String::new(), |p| format!("-p:{p}")),
                 c.pre_act,
                 c.act
@@ -47,6 +53,14 @@ impl Op {
             Op::Shuffle(s) => format!("shuffle-in:{}-g:{}", s.input, s.groups),
             Op::Slice(s) if s.start == 0 => format!("slice-in:{}-out:{}", s.input, s.cout),
             Op::Slice(s) => format!("slice-in:{}-out:{}-at:{}", s.input, s.cout, s.start),
+            Op::Lrn(l) => format!("lrn-in:{}-size:{}", l.input, l.size),
+            Op::Resize(r) => format!(
+                "resize-in:{}-to:{}x{}-mode:{}",
+                r.input,
+                r.h,
+                r.w,
+                r.mode.name()
+            ),
             Op::GlobalAvgPool(t)
             | Op::Add(t)
             | Op::Skip(t)
@@ -73,19 +87,25 @@ impl Op {
         }
         let input = Tensor::parse(fields.take("in")?)?;
         let op = match kind {
-            "conv" => Op::Conv(
-                Conv {
-                    input,
-                    cout: fields.num("out")?,
-                    k: fields.num("k")?,
-                    stride: fields.num("s")?,
-                    groups: fields.num("g")?,
-                    pad: None,
-                    pre_act: fields.take("pre")?.parse()?,
-                    act: fields.take("act")?.parse()?,
-                }
-                .with_pad_field(fields.optional_num("p")?),
-            ),
+            "conv" => {
+                let (k, kw) = kernel(fields.take("k")?)?;
+                Op::Conv(
+                    Conv {
+                        input,
+                        cout: fields.num("out")?,
+                        k,
+                        stride: fields.num("s")?,
+                        groups: fields.num("g")?,
+                        kw: None,
+                        dilation: fields.optional_num("d")?.unwrap_or(1),
+                        pad: None,
+                        pre_act: fields.take("pre")?.parse()?,
+                        act: fields.take("act")?.parse()?,
+                    }
+                    .with_kernel(k, kw)
+                    .with_pad_field(fields.optional_num("p")?),
+                )
+            }
             "mbconv" => Op::MbConv(MbConv {
                 input,
                 cout: fields.num("out")?,
@@ -135,11 +155,54 @@ impl Op {
                 cout: fields.num("out")?,
                 start: fields.optional_num("at")?.unwrap_or(0),
             }),
+            "lrn" => Op::Lrn(Lrn {
+                input,
+                size: fields.num("size")?,
+            }),
+            "resize" => {
+                let to = fields.take("to")?;
+                let size = to
+                    .split_once('x')
+                    .and_then(|(h, w)| Some((h.parse().ok()?, w.parse().ok()?)));
+                let Some((h, w)) = size else {
+                    return Err(OpError::Field {
+                        field: "to".into(),
+                        value: to.into(),
+                        expected: "HxW, e.g. 56x56".into(),
+                    });
+                };
+                let mode = match fields.take("mode")? {
+                    "nearest" => ResizeMode::Nearest,
+                    "linear" => ResizeMode::Linear,
+                    v => {
+                        return Err(OpError::Field {
+                            field: "mode".into(),
+                            value: v.into(),
+                            expected: "nearest or linear".into(),
+                        });
+                    }
+                };
+                Op::Resize(Resize { input, h, w, mode })
+            }
             other => return Err(OpError::UnknownKind(other.into())),
         };
         fields.finish()?;
         op.validate()?;
         Ok(op)
+    }
+}
+
+/// A conv's `k` field: `3` (square) or `1x7` (height x width).
+fn kernel(v: &str) -> Result<(u32, u32), OpError> {
+    let bad = || OpError::Field {
+        field: "k".into(),
+        value: v.into(),
+        expected: "a kernel size, e.g. 3, or HxW, e.g. 1x7".into(),
+    };
+    let num = |s: &str| s.parse::<u32>().map_err(|_| bad());
+    match v.split_once('x') {
+        Some((h, w)) => Ok((num(h)?, num(w)?)),
+        None => num(v).map(|k| (k, k)),
     }
 }
 

@@ -132,10 +132,16 @@ pub enum Activation {
     /// Hard sigmoid, `relu6(x + 3) / 6`.
     HSigmoid,
     Sigmoid,
+    Tanh,
+    /// `max(x, 0.01 x)`, PyTorch's default slope (the slope does not change the time).
+    LeakyRelu,
 }
 
+/// The slope [`Activation::LeakyRelu`] is built and evaluated with.
+pub const LEAKY_RELU_ALPHA: f32 = 0.01;
+
 impl Activation {
-    pub const ALL: [Activation; 7] = [
+    pub const ALL: [Activation; 9] = [
         Activation::None,
         Activation::Relu,
         Activation::Relu6,
@@ -143,6 +149,8 @@ impl Activation {
         Activation::Swish,
         Activation::HSigmoid,
         Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::LeakyRelu,
     ];
 
     pub fn name(self) -> &'static str {
@@ -154,6 +162,8 @@ impl Activation {
             Activation::Swish => "swish",
             Activation::HSigmoid => "hsigmoid",
             Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::LeakyRelu => "leakyrelu",
         }
     }
 
@@ -168,6 +178,8 @@ impl Activation {
             Activation::Swish => x / (1.0 + (-x).exp()),
             Activation::HSigmoid => relu6(x + 3.0) / 6.0,
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Tanh => x.tanh(),
+            Activation::LeakyRelu => x.max(LEAKY_RELU_ALPHA * x),
         }
     }
 }
@@ -187,23 +199,35 @@ impl FromStr for Activation {
             .ok_or_else(|| OpError::Field {
                 field: "act".into(),
                 value: s.into(),
-                expected: "one of none, relu, relu6, hswish, swish, hsigmoid, sigmoid".into(),
+                expected:
+                    "one of none, relu, relu6, hswish, swish, hsigmoid, sigmoid, tanh, leakyrelu"
+                        .into(),
             })
     }
 }
 
-/// Convolution with symmetric padding ("same", `k / 2`, unless `pad` says otherwise), folded
-/// batch norm (a bias), an optional pre-activation on its input (NAS-Bench-201's ReLU-Conv-BN)
-/// and an optional activation after.
+/// Convolution with symmetric padding ("same", `dilation * (k / 2)` per axis, unless `pad` says
+/// otherwise), folded batch norm (a bias), an optional pre-activation on its input
+/// (NAS-Bench-201's ReLU-Conv-BN) and an optional activation after. The kernel is `k x k`, or
+/// `k x kw` (height x width, e.g. Inception's 1x7 and 7x1), optionally dilated (DeepLab's atrous
+/// convolutions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Conv {
     pub input: Tensor,
     pub cout: u32,
+    /// The kernel's height (and width, unless `kw` is set).
     pub k: u32,
     pub stride: u32,
     pub groups: u32,
-    /// Padding on every side when it is not `k / 2` (e.g. SqueezeNet's unpadded stem); `None`
-    /// is "same". Keep it canonical: never `Some(k / 2)` (see [`Conv::with_pad`]).
+    /// The kernel's width when it differs from its height; `None` for a square kernel (keep it
+    /// canonical: never `Some(k)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kw: Option<u32>,
+    /// Spacing of the kernel's taps (1: a plain convolution).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub dilation: u32,
+    /// Padding on every side when it is not "same" (e.g. SqueezeNet's unpadded stem); `None`
+    /// is "same". Keep it canonical (see [`Conv::with_pad`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pad: Option<u32>,
     pub pre_act: Activation,
@@ -287,6 +311,45 @@ pub enum Op {
     Slice(Slice),
     /// Softmax over the channels.
     Softmax(Tensor),
+    /// Local response normalization across channels (AlexNet, GoogLeNet).
+    Lrn(Lrn),
+    /// A spatial resize (ONNX Resize or Upsample), e.g. a segmentation head's upsampling.
+    Resize(Resize),
+}
+
+/// Local response normalization: every element divided by a power of the sum of squares of
+/// the `size` channels around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Lrn {
+    pub input: Tensor,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeMode {
+    /// The nearest input pixel.
+    Nearest,
+    /// Bilinear interpolation of the 4 nearest input pixels.
+    Linear,
+}
+
+impl ResizeMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ResizeMode::Nearest => "nearest",
+            ResizeMode::Linear => "linear",
+        }
+    }
+}
+
+/// Resize every channel to `h x w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Resize {
+    pub input: Tensor,
+    pub h: u32,
+    pub w: u32,
+    pub mode: ResizeMode,
 }
 
 /// Two tensors joined along channels: `input` and one of the same batch and size with
@@ -315,7 +378,7 @@ pub struct Slice {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpError {
     #[error(
-        "unknown op kind `{0}` (known: conv, mbconv, avgpool, maxpool, gap, linear, add, act, skip, zero, scale, concat, shuffle, slice, softmax)"
+        "unknown op kind `{0}` (known: conv, mbconv, avgpool, maxpool, gap, linear, add, act, skip, zero, scale, concat, shuffle, slice, softmax, lrn, resize)"
     )]
     UnknownKind(String),
     #[error("op key `{key}`: missing field `{field}`")]
@@ -367,9 +430,34 @@ fn out_size(size: u32, k: u32, stride: u32, pad: u32) -> u32 {
     (size + 2 * pad).saturating_sub(k) / stride + 1
 }
 
+fn one() -> u32 {
+    1
+}
+
+fn is_one(v: &u32) -> bool {
+    *v == 1
+}
+
 impl Conv {
-    pub fn pad(&self) -> u32 {
-        self.pad.unwrap_or(self.k / 2)
+    /// The kernel's width.
+    pub fn kw(&self) -> u32 {
+        self.kw.unwrap_or(self.k)
+    }
+    /// The "same" padding of each axis (height, width).
+    fn same_pad(&self) -> (u32, u32) {
+        (
+            self.dilation * (self.k / 2),
+            self.dilation * (self.kw() / 2),
+        )
+    }
+    /// Padding on each side along the height and along the width.
+    pub fn pads(&self) -> (u32, u32) {
+        self.pad.map_or(self.same_pad(), |p| (p, p))
+    }
+    /// The extent of the dilated kernel (height, width).
+    pub fn span(&self) -> (u32, u32) {
+        let d = self.dilation;
+        (d * (self.k - 1) + 1, d * (self.kw().max(1) - 1) + 1)
     }
 
     fn with_pad_field(self, pad: Option<u32>) -> Conv {
@@ -382,24 +470,35 @@ impl Conv {
     /// The same conv with `pad` on every side, stored canonically.
     pub fn with_pad(self, pad: u32) -> Conv {
         Conv {
-            pad: (pad != self.k / 2).then_some(pad),
+            pad: (self.same_pad() != (pad, pad)).then_some(pad),
+            ..self
+        }
+    }
+    /// The same conv with a `k x kw` kernel, stored canonically.
+    pub fn with_kernel(self, k: u32, kw: u32) -> Conv {
+        Conv {
+            k,
+            kw: (kw != k).then_some(kw),
             ..self
         }
     }
     pub fn output(&self) -> Tensor {
+        let ((ph, pw), (sh, sw)) = (self.pads(), self.span());
         Tensor::new(
             self.input.n,
             self.cout,
-            out_size(self.input.h, self.k, self.stride, self.pad()),
-            out_size(self.input.w, self.k, self.stride, self.pad()),
+            out_size(self.input.h, sh, self.stride, ph),
+            out_size(self.input.w, sw, self.stride, pw),
         )
     }
+    fn taps(&self) -> u64 {
+        (self.input.c / self.groups) as u64 * self.k as u64 * self.kw() as u64
+    }
     pub fn macs(&self) -> u64 {
-        self.output().numel() * (self.input.c / self.groups) as u64 * (self.k * self.k) as u64
+        self.output().numel() * self.taps()
     }
     pub fn params(&self) -> u64 {
-        self.cout as u64 * (self.input.c / self.groups) as u64 * (self.k * self.k) as u64
-            + self.cout as u64
+        self.cout as u64 * self.taps() + self.cout as u64
     }
 }
 
@@ -429,6 +528,8 @@ impl MbConv {
                 k: 1,
                 stride: 1,
                 groups: 1,
+                kw: None,
+                dilation: 1,
                 pad: None,
                 pre_act: Activation::None,
                 act: self.act,
@@ -442,6 +543,8 @@ impl MbConv {
             k: self.k,
             stride: self.stride,
             groups: mid,
+            kw: None,
+            dilation: 1,
             pad: None,
             pre_act: Activation::None,
             act: self.act,
@@ -454,6 +557,8 @@ impl MbConv {
             k: 1,
             stride: 1,
             groups: 1,
+            kw: None,
+            dilation: 1,
             pad: None,
             pre_act: Activation::None,
             act: Activation::None,

@@ -7,6 +7,8 @@ fn conv(cin: u32, h: u32, cout: u32, k: u32, s: u32, g: u32) -> Conv {
         k,
         stride: s,
         groups: g,
+        kw: None,
+        dilation: 1,
         pad: None,
         pre_act: Activation::None,
         act: Activation::Relu,

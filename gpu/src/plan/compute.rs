@@ -376,9 +376,7 @@ impl Lowering {
         if b.is_some_and(|b| self.buffers[b].numel() != cout) {
             return Err(format!("bias must have {cout} values"));
         }
-        if attr_ints(node, "dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
-            return Err("dilated convolutions are not supported".into());
-        }
+        let dilation = pair(attr_ints(node, "dilations"), Some(1))?;
         if node
             .attr("auto_pad")
             .is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET")
@@ -391,8 +389,15 @@ impl Lowering {
             (pad.0 + extra[0], pad.1 + extra[1]),
             (pad_end.0 + extra[2], pad_end.1 + extra[3]),
         );
-        let ho = out_size(h, kh as u32, stride.0, (pad.0, pad_end.0), false)?;
-        let wo = out_size(wi, kw as u32, stride.1, (pad.1, pad_end.1), false)?;
+        let span = |k: usize, d: u32| d * (k as u32 - 1) + 1;
+        let ho = out_size(h, span(kh, dilation.0), stride.0, (pad.0, pad_end.0), false)?;
+        let wo = out_size(
+            wi,
+            span(kw, dilation.1),
+            stride.1,
+            (pad.1, pad_end.1),
+            false,
+        )?;
         let y = self.define(out, vec![n, cout, ho as usize, wo as usize], None);
         self.push(Step::Conv(ConvStep {
             x,
@@ -410,6 +415,7 @@ impl Lowering {
             kh: kh as u32,
             kw: kw as u32,
             stride,
+            dilation,
             pad,
             groups: groups as u32,
             pre_act,

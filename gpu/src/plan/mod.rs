@@ -73,6 +73,8 @@ pub struct ConvStep {
     pub kh: u32,
     pub kw: u32,
     pub stride: (u32, u32),
+    /// Spacing of the kernel's taps (height, width).
+    pub dilation: (u32, u32),
     /// Top and left padding (bottom and right only change the output size).
     pub pad: (u32, u32),
     pub groups: u32,

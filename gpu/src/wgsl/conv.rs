@@ -158,6 +158,8 @@ fn conv_direct(c: &ConvStep, epi: &Epilogue) -> Kernel {
         ("KW", c.kw),
         ("SH", c.stride.0),
         ("SW", c.stride.1),
+        ("DH", c.dilation.0),
+        ("DW", c.dilation.1),
         ("PH", c.pad.0),
         ("PW", c.pad.1),
         ("CT", ct),
@@ -190,13 +192,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var ci = 0u; ci < CIN_G; ci++) {{
         let xplane = (n * CIN + g * CIN_G + ci) * H * W;
         for (var ky = 0u; ky < KH; ky++) {{
-            let iy = i32(oy * SH + ky) - i32(PH);
+            let iy = i32(oy * SH + ky * DH) - i32(PH);
             if (iy < 0 || iy >= i32(H)) {{ continue; }}
             let xrow = xplane + u32(iy) * W;
             for (var kx = 0u; kx < KW; kx++) {{
                 var xv: vec4<f32>;
                 for (var j = 0u; j < 4u; j++) {{
-                    let ix = i32((ox0 + j) * SW + kx) - i32(PW);
+                    let ix = i32((ox0 + j) * SW + kx * DW) - i32(PW);
                     let v = x[xrow + u32(clamp(ix, 0, i32(W) - 1))];
                     xv[j] = select(0.0, pre(v), ix >= 0 && ix < i32(W));
                 }}

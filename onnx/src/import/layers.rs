@@ -18,32 +18,32 @@ impl<'g> Mapper<'g> {
             Val::Unknown => return unmapped("reads the output of an unmapped node"),
             _ => return unmapped("input is not an N x C x H x W activation"),
         };
-        let wdims = match self.get(node, 1)? {
-            Val::Const { dims, .. } => dims.clone(),
-            _ => return unmapped("weights that are not constants"),
-        };
+        let wdims = self.weight_dims(node)?;
         let [cout, _, kh, kw] = wdims[..] else {
             return unmapped(format!("a {}-D weight (2-D convs only)", wdims.len()));
         };
         let ints = |k: &str| node.attr(k).map(|a| a.ints.clone());
-        if ints("dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
-            return unmapped("a dilated convolution");
-        }
-        if kh != kw {
-            return unmapped(format!("a {kh}x{kw} kernel (square kernels only)"));
+        let dilation = ints("dilations").unwrap_or_else(|| vec![1, 1]);
+        if dilation.len() != 2 || dilation[0] != dilation[1] || dilation[0] < 1 {
+            return unmapped(format!(
+                "dilations {dilation:?} (the same on both axes only)"
+            ));
         }
         let stride = ints("strides").unwrap_or_else(|| vec![1, 1]);
         if stride.len() != 2 || stride[0] != stride[1] {
             return unmapped(format!("strides {stride:?}"));
         }
-        let k = kh;
+        let d = dilation[0];
+        let same = [d * (kh / 2), d * (kw / 2)];
         let auto = node
             .attr("auto_pad")
             .map(|a| a.s.clone())
             .unwrap_or_default();
         let mut pads = match auto.as_slice() {
             b"" | b"NOTSET" => ints("pads").unwrap_or_else(|| vec![0; 4]),
-            b"SAME_UPPER" | b"SAME_LOWER" if k % 2 == 1 => vec![k / 2; 4],
+            b"SAME_UPPER" | b"SAME_LOWER" if kh % 2 == 1 && kw % 2 == 1 && stride[0] == 1 => {
+                vec![same[0], same[1], same[0], same[1]]
+            }
             b"VALID" => vec![0; 4],
             other => return unmapped(format!("auto_pad {}", String::from_utf8_lossy(other))),
         };
@@ -51,33 +51,40 @@ impl<'g> Mapper<'g> {
             return unmapped(format!("pads {pads:?}"));
         }
         // A Pad node before the conv adds to its padding: (top, left, bottom, right).
-        for (p, e) in pads
-            .iter_mut()
-            .zip([extra[0], extra[1], extra[2], extra[3]])
-        {
+        for (p, e) in pads.iter_mut().zip(extra) {
             *p += e as i64;
         }
-        if pads.iter().any(|&p| p != pads[0]) || !(0..k).contains(&pads[0]) {
+        let symmetric = pads[0] == pads[2] && pads[1] == pads[3];
+        let pad = if symmetric && pads[..2] == same {
+            None
+        } else if pads.iter().all(|&p| p == pads[0]) {
+            Some(pads[0])
+        } else {
             return unmapped(format!(
-                "padding {pads:?} for a {k}x{k} kernel (only the same padding on every side, less than k)"
+                "padding {pads:?} for a {kh}x{kw} kernel (the same padding on every side, or \"same\" per axis)"
             ));
-        }
+        };
         let groups = node.attr("group").map_or(1, |a| a.i);
-        let op = Op::Conv(
-            Conv {
-                input: shape,
-                cout: u32::try_from(cout)
-                    .map_err(|_| Problem::Invalid(format!("conv `{name}` has {cout} outputs")))?,
-                k: u32::try_from(k)
-                    .map_err(|_| Problem::Invalid(format!("conv `{name}` kernel {k}")))?,
-                stride: u32::try_from(stride[0]).unwrap_or(0),
-                groups: u32::try_from(groups).unwrap_or(0),
-                pad: None,
-                pre_act: Activation::None,
-                act: Activation::None,
-            }
-            .with_pad(pads[0] as u32),
-        );
+        let num = |v: i64, what: &str| {
+            u32::try_from(v).map_err(|_| Problem::Invalid(format!("conv `{name}`: {what} {v}")))
+        };
+        let conv = Conv {
+            input: shape,
+            cout: num(cout, "outputs")?,
+            k: num(kh, "kernel")?,
+            stride: num(stride[0], "stride")?,
+            groups: num(groups, "groups")?,
+            kw: None,
+            dilation: num(d, "dilation")?,
+            pad: None,
+            pre_act: Activation::None,
+            act: Activation::None,
+        }
+        .with_kernel(num(kh, "kernel")?, num(kw, "kernel")?);
+        let op = Op::Conv(match pad {
+            Some(p) => conv.with_pad(num(p, "padding")?),
+            None => conv,
+        });
         let output = op.output();
         let v = self.push(op, &[value], vec![name])?;
         self.act_val(out, v, output);
@@ -94,6 +101,8 @@ impl<'g> Mapper<'g> {
             "Clip" => Activation::Relu6,
             "HardSwish" => Activation::HSwish,
             "HardSigmoid" => Activation::HSigmoid,
+            "Tanh" => Activation::Tanh,
+            "LeakyRelu" => Activation::LeakyRelu,
             _ => Activation::Sigmoid,
         };
         let (mut out, mut names, mut consumed) = (out, vec![name], 1);
@@ -144,25 +153,50 @@ impl<'g> Mapper<'g> {
         Ok(consumed)
     }
 
+    /// Add, Sub, Mul, Div and n-input Sum: of two activations an `add` (a `scale` for a
+    /// squeeze-excitation's per-channel Mul); with a constant operand an affine step.
     pub(super) fn binary(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
         let (node, name, out) = (at.node, at.name.clone(), at.out);
-        let a = self.get(node, 0)?.clone();
-        let b = self.get(node, 1)?.clone();
-        let is_const = |v: &Val| matches!(v, Val::Const { .. });
-        if is_const(&a) || is_const(&b) {
-            return unmapped(format!("{} with a constant", node.op_type));
-        }
-        let (va, ta) = self.act_in(node, 0)?;
-        let (vb, tb) = self.act_in(node, 1)?;
-        if node.op_type == "Add" {
-            if ta != tb {
-                return unmapped(format!("adding {ta} and {tb} (broadcasting)"));
-            }
-            let v = self.push(Op::Add(ta), &[va, vb], vec![name])?;
-            self.act_val(out, v, ta);
+        let operands: Vec<Val> = (0..node.input.len())
+            .map(|k| self.get(node, k).cloned())
+            .collect::<Result<_, _>>()?;
+        if let [only] = &operands[..] {
+            self.set(out, only.clone());
             return Ok(1);
         }
-        // Mul: a per-channel scale (squeeze-excitation) either way round.
+        let is_const = |v: &Val| matches!(v, Val::Const(_) | Val::Opaque);
+        if operands.len() == 2 && operands.iter().any(is_const) {
+            return self.affine(at);
+        }
+        let parts: Vec<(Value, Tensor)> = (0..node.input.len())
+            .map(|k| self.act_in(node, k))
+            .collect::<Result<_, _>>()?;
+        let (va, ta) = parts[0];
+        if node.op_type == "Mul" {
+            let (vb, tb) = parts[1];
+            return self.scale(at, (va, ta), (vb, tb));
+        }
+        if !matches!(node.op_type.as_str(), "Add" | "Sum") {
+            return unmapped(format!("{} of two activations", node.op_type));
+        }
+        let mut value = va;
+        for &(vb, tb) in &parts[1..] {
+            if tb != ta {
+                return unmapped(format!("adding {ta} and {tb} (broadcasting)"));
+            }
+            value = self.push(Op::Add(ta), &[value, vb], vec![name.clone()])?;
+        }
+        self.act_val(out, value, ta);
+        Ok(1)
+    }
+
+    /// Mul of an activation by an `N x C x 1 x 1` one (squeeze-excitation), either way round.
+    fn scale(
+        &mut self,
+        at: &At<'_, 'g>,
+        (va, ta): (Value, Tensor),
+        (vb, tb): (Value, Tensor),
+    ) -> Result<usize, Problem> {
         let ((vx, tx), (vs, ts)) = if tb.h * tb.w == 1 && ta.h * ta.w > 1 {
             ((va, ta), (vb, tb))
         } else {
@@ -171,8 +205,60 @@ impl<'g> Mapper<'g> {
         if (ts.n, ts.c, ts.h, ts.w) != (tx.n, tx.c, 1, 1) {
             return unmapped(format!("multiplying {ta} by {tb}"));
         }
-        let v = self.push(Op::Scale(tx), &[vx, vs], vec![name])?;
-        self.act_val(out, v, tx);
+        let v = self.push(Op::Scale(tx), &[vx, vs], vec![at.name.clone()])?;
+        self.act_val(at.out, v, tx);
+        Ok(1)
+    }
+
+    /// An activation and a constant (scalar or per channel) combined element-wise: a batch
+    /// norm written out (Caffe2's and many converters' Mul + Add). Folded into the conv before
+    /// it as ONNX Runtime's ConvMulFusion and ConvAddFusion do, or into the affine step before
+    /// it; otherwise timed as an `act` op with its affine batch norm.
+    fn affine(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
+        let node = at.node;
+        let k = usize::from(matches!(self.get(node, 0)?, Val::Const(_) | Val::Opaque));
+        let (value, shape) = self.act_in(node, k)?;
+        let per_channel = match self.get(node, 1 - k)? {
+            Val::Const(c) => {
+                let d = &c.dims;
+                let numel: i64 = d.iter().product();
+                let flat = shape.h * shape.w == 1 && d.last() == Some(&numel);
+                let spatial = d.len() >= 3 && d[d.len() - 3] == numel;
+                numel == 1 || (numel == shape.c as i64 && (flat || spatial))
+            }
+            _ => false,
+        };
+        if !per_channel {
+            return unmapped(format!(
+                "{} of {shape} and a constant that is not per channel",
+                node.op_type
+            ));
+        }
+        let source = self.get(node, k).cloned()?;
+        if let Value::Node(p) = value
+            && self.readers(&node.input[k]) == 1
+        {
+            let absorbs = match &self.network.nodes[p].op {
+                Op::Conv(c) => c.act == Activation::None,
+                Op::Act(a) => a.bn && a.act == Activation::None,
+                _ => false,
+            };
+            if absorbs {
+                self.layers[p].push(at.name.clone());
+                self.set(at.out, source);
+                return Ok(1);
+            }
+        }
+        let op = Op::Act(ActOp {
+            input: shape,
+            act: Activation::None,
+            bn: true,
+        });
+        let v = self.push(op, &[value], vec![at.name.clone()])?;
+        match source {
+            Val::Flat { n, f, .. } => self.set(at.out, Val::Flat { value: v, n, f }),
+            _ => self.act_val(at.out, v, shape),
+        }
         Ok(1)
     }
 
@@ -195,7 +281,9 @@ impl<'g> Mapper<'g> {
         for (v, e) in p.iter_mut().zip(extra) {
             *v += e as i64;
         }
-        if p.iter().any(|&v| v != p[0]) {
+        let p: Vec<u32> = p.iter().map(|&v| u32::try_from(v).unwrap_or(u32::MAX)).collect();
+        // Extra padding at the end (Caffe's way of writing ceil mode) only adds a last window.
+        if p[0] != p[1] || p[2] < p[0] || p[3] < p[1] {
             return unmapped(format!("asymmetric padding {p:?}"));
         }
         let pool = Pool {
@@ -207,19 +295,29 @@ impl<'g> Mapper<'g> {
             },
             k: u32::try_from(k[0]).unwrap_or(0),
             stride: u32::try_from(s[0]).unwrap_or(0),
-            pad: u32::try_from(p[0]).unwrap_or(u32::MAX),
+            pad: p[0],
         };
+        let ceil = node.attr("ceil_mode").is_some_and(|a| a.i != 0);
+        let size = |side, end| window_output(side, pool.k, pool.stride, pool.pad, end, ceil);
+        // An average over the whole image (Inception v1's last pool) is a global pool.
+        if pool.kind == PoolKind::Avg
+            && (size(shape.h, p[2]), size(shape.w, p[3])) == (Some(1), Some(1))
+            && pool.k >= shape.h.max(shape.w)
+        {
+            let v = self.push(Op::GlobalAvgPool(shape), &[value], vec![name])?;
+            self.act_val(out, v, Tensor::new(shape.n, shape.c, 1, 1));
+            return Ok(1);
+        }
         let op = Op::Pool(pool);
         let mut output = op.output();
-        // Ceil mode adds a last, partial window where floor mode stops short. The op is timed
-        // in floor mode (one row and column fewer); the tensor after it keeps its true size.
-        let ceil = |side| window_output(side, pool.k, pool.stride, pool.pad, pool.pad, true);
-        if node.attr("ceil_mode").is_some_and(|a| a.i != 0)
-            && let (Some(h), Some(w)) = (ceil(shape.h), ceil(shape.w))
+        // Ceil mode and extra end padding add a last, partial window where the op (floor mode,
+        // symmetric padding) stops short. The op is timed one row and column smaller; the
+        // tensor after it keeps its true size.
+        if let (Some(h), Some(w)) = (size(shape.h, p[2]), size(shape.w, p[3]))
             && (h, w) != (output.h, output.w)
         {
             self.notes.push(format!(
-                "`{name}`: ceil-mode pooling timed in floor mode ({}x{} outputs instead of {h}x{w})",
+                "`{name}`: a pool with a last, partial window timed without it ({}x{} outputs instead of {h}x{w})",
                 output.h, output.w
             ));
             output = Tensor::new(output.n, output.c, h, w);
@@ -240,10 +338,7 @@ impl<'g> Mapper<'g> {
             Val::Unknown => return unmapped("reads the output of an unmapped node"),
             _ => return unmapped("a matrix product of a spatial tensor (flatten it first)"),
         };
-        let wdims = match self.get(node, 1)? {
-            Val::Const { dims, .. } => dims.clone(),
-            _ => return unmapped("weights that are not constants"),
-        };
+        let wdims = self.weight_dims(node)?;
         let trans_b = node.op_type == "Gemm" && node.attr("transB").is_some_and(|a| a.i != 0);
         let [a, b] = wdims[..] else {
             return unmapped(format!("a {}-D weight", wdims.len()));
@@ -266,7 +361,7 @@ impl<'g> Mapper<'g> {
             && next
                 .input
                 .iter()
-                .any(|x| matches!(self.vals.get(x.as_str()), Some(Val::Const { .. })))
+                .any(|x| matches!(self.vals.get(x.as_str()), Some(Val::Const(_))))
             && let Some(o) = next.output.first()
         {
             names.push(node_name(next, i + 1));

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use hwnas_core::network::{Network, Value};
 use hwnas_core::op::{Op, Tensor};
 
+use super::fold::{self, Constant};
 use super::{Unmapped, node_name};
-use crate::proto::{GraphProto, NodeProto, TensorProto};
+use crate::proto::{GraphProto, NodeProto};
 
 /// The node a handler maps: `nodes[i]`, its name for reports, and its (first) output.
 pub(super) struct At<'a, 'g> {
@@ -26,16 +27,24 @@ type Handler<'g> = for<'a> fn(&mut Mapper<'g>, &At<'a, 'g>) -> Result<usize, Pro
 /// and one method in `layers.rs` (it computes) or `views.rs` (it moves or describes data).
 fn handlers<'g>() -> [(&'static [&'static str], Handler<'g>); 17] {
     [
-        (&["Constant"], Mapper::constant),
-        (&["Shape"], Mapper::shape),
         (&["Identity", "Dropout"], Mapper::identity),
         (&["Conv"], Mapper::conv),
         (&["BatchNormalization"], Mapper::batch_norm),
         (
-            &["Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid"],
+            &[
+                "Relu",
+                "Clip",
+                "HardSwish",
+                "HardSigmoid",
+                "Sigmoid",
+                "Tanh",
+                "LeakyRelu",
+            ],
             Mapper::activation,
         ),
-        (&["Add", "Mul"], Mapper::binary),
+        (&["Add", "Sub", "Mul", "Div", "Sum"], Mapper::binary),
+        (&["LRN"], Mapper::lrn),
+        (&["Resize", "Upsample"], Mapper::resize),
         (&["GlobalAveragePool"], Mapper::global_pool),
         (&["ReduceMean"], Mapper::reduce_mean),
         (&["AveragePool", "MaxPool"], Mapper::pool),
@@ -49,16 +58,6 @@ fn handlers<'g>() -> [(&'static [&'static str], Handler<'g>); 17] {
     ]
 }
 
-/// Op types that compute shapes when every input is a constant or a shape.
-const SHAPE_ARITHMETIC: [&str; 6] = [
-    "Gather",
-    "Unsqueeze",
-    "Squeeze",
-    "Cast",
-    "ConstantOfShape",
-    "Range",
-];
-
 /// What a value of the graph is, as far as latency goes.
 #[derive(Debug, Clone)]
 pub(super) enum Val {
@@ -71,14 +70,10 @@ pub(super) enum Val {
     },
     /// An activation seen as `N x F` (after Flatten or a flattening Reshape).
     Flat { value: Value, n: u32, f: u32 },
-    /// A constant: its dims, and its values when they are integers or a few floats.
-    Const {
-        dims: Vec<i64>,
-        ints: Option<Vec<i64>>,
-        floats: Option<Vec<f32>>,
-    },
-    /// Shape arithmetic (Shape, Gather, Unsqueeze, ...): costs nothing.
-    Shape(Option<Vec<i64>>),
+    /// A constant (an initializer, or computed from constants and shapes: costs nothing).
+    Const(Constant),
+    /// A constant hwnas could not compute (an op the folder does not evaluate).
+    Opaque,
     /// The output of a node that could not be mapped, shape unknown.
     Unknown,
 }
@@ -110,22 +105,11 @@ fn dim_u32(d: i64, what: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{what} has dimension {d}"))
 }
 
-/// Values of a constant tensor, kept only when small (shapes, bounds, scalars).
-pub(super) fn const_val(t: &TensorProto) -> Val {
-    let numel: i64 = t.dims.iter().product();
-    let small = numel <= 64;
-    Val::Const {
-        dims: t.dims.clone(),
-        ints: if small { t.i64_values() } else { None },
-        floats: if small { t.f32_values() } else { None },
-    }
-}
-
 impl<'g> Mapper<'g> {
     pub(super) fn new(graph: &'g GraphProto, batch: u32) -> Result<Mapper<'g>, String> {
         let mut vals = HashMap::new();
         for t in &graph.initializer {
-            vals.insert(t.name.as_str(), const_val(t));
+            vals.insert(t.name.as_str(), Val::Const(Constant::from_tensor(t)));
         }
         let mut input = None;
         for vi in &graph.input {
@@ -226,6 +210,14 @@ impl<'g> Mapper<'g> {
             _ => unmapped("input is a constant, not an activation"),
         }
     }
+    /// The dims of a node's weight (input 1).
+    pub(super) fn weight_dims(&self, node: &NodeProto) -> Result<Vec<i64>, Problem> {
+        match self.get(node, 1)? {
+            Val::Const(c) => Ok(c.dims.clone()),
+            Val::Opaque => unmapped("weights made by a node hwnas cannot evaluate"),
+            _ => unmapped("weights that are not constants"),
+        }
+    }
     pub(super) fn readers(&self, name: &str) -> usize {
         self.readers.get(name).copied().unwrap_or(0)
     }
@@ -307,10 +299,7 @@ impl<'g> Mapper<'g> {
             .first()
             .map(String::as_str)
             .ok_or_else(|| Problem::Invalid(format!("node `{name}` has no output")))?;
-        if self.is_shape_arithmetic(node) {
-            for o in &node.output {
-                self.set(o.as_str(), Val::Shape(None));
-            }
+        if self.fold(node) {
             return Ok(1);
         }
         let op_type = node.op_type.as_str();
@@ -332,12 +321,31 @@ impl<'g> Mapper<'g> {
         )
     }
 
-    fn is_shape_arithmetic(&self, node: &NodeProto) -> bool {
-        let shape_or_const = |v: Option<&Val>| matches!(v, Some(Val::Shape(_) | Val::Const { .. }));
-        let inputs = || node.input.iter().map(|n| self.vals.get(n.as_str()));
-        (SHAPE_ARITHMETIC.contains(&node.op_type.as_str())
-            && inputs().all(|v| v.is_none() || shape_or_const(v)))
-            || (node.op_type == "Concat" && inputs().all(shape_or_const))
+    /// Fold a node whose result is a constant: every input is one, or it reads only the shape
+    /// of an activation. Returns whether it was.
+    fn fold(&mut self, node: &'g NodeProto) -> bool {
+        let reads_shape = matches!(node.op_type.as_str(), "Shape" | "Size");
+        let mut inputs = Vec::with_capacity(node.input.len());
+        for name in &node.input {
+            let c = match self.vals.get(name.as_str()) {
+                _ if name.is_empty() => None,
+                Some(Val::Const(c)) => Some(c.clone()),
+                Some(Val::Opaque) => None,
+                Some(Val::Act { shape, .. }) if reads_shape => {
+                    Some(Constant::new(shape.dims().to_vec(), None))
+                }
+                Some(Val::Flat { n, f, .. }) if reads_shape => {
+                    Some(Constant::new(vec![*n as i64, *f as i64], None))
+                }
+                _ => return false,
+            };
+            inputs.push(c);
+        }
+        let refs: Vec<Option<&Constant>> = inputs.iter().map(Option::as_ref).collect();
+        for (o, c) in node.output.iter().zip(fold::fold(node, &refs)) {
+            self.set(o.as_str(), c.map_or(Val::Opaque, Val::Const));
+        }
+        true
     }
 
     /// Integers given as an attribute (older opsets) or as a constant input (newer ones).
@@ -353,7 +361,7 @@ impl<'g> Mapper<'g> {
                 .get(input)
                 .and_then(|n| self.vals.get(n.as_str()))
             {
-                Some(Val::Const { ints, .. }) => ints.clone(),
+                Some(Val::Const(c)) => c.int_values().map(<[i64]>::to_vec),
                 _ => None,
             }
         })

@@ -29,8 +29,10 @@ use prost::Message;
 use crate::proto::{ModelProto, NodeProto};
 use hwnas_core::network::Network;
 
+mod fold;
 mod layers;
 mod mapper;
+mod spatial;
 mod views;
 
 use mapper::{Mapper, Problem};

@@ -5,42 +5,11 @@
 use hwnas_core::network::Value;
 use hwnas_core::op::{Concat, Op, Shuffle, Slice, Tensor};
 
-use super::mapper::{At, Mapper, Problem, Val, const_val, unmapped};
+use super::mapper::{At, Mapper, Problem, Val, unmapped};
 use super::node_name;
 use crate::patterns;
 
 impl<'g> Mapper<'g> {
-    pub(super) fn constant(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
-        let node = at.node;
-        let v = match node.attr("value").and_then(|a| a.t.as_ref()) {
-            Some(t) => const_val(t),
-            None => match node.attr("value_ints").or(node.attr("value_int")) {
-                Some(a) => Val::Const {
-                    dims: vec![a.ints.len().max(1) as i64],
-                    ints: Some(if a.ints.is_empty() {
-                        vec![a.i]
-                    } else {
-                        a.ints.clone()
-                    }),
-                    floats: None,
-                },
-                None => Val::Shape(None),
-            },
-        };
-        self.set(at.out, v);
-        Ok(1)
-    }
-
-    pub(super) fn shape(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
-        let dims = match self.get(at.node, 0)? {
-            Val::Act { shape, .. } => Some(shape.dims().to_vec()),
-            Val::Flat { n, f, .. } => Some(vec![*n as i64, *f as i64]),
-            _ => None,
-        };
-        self.set(at.out, Val::Shape(dims));
-        Ok(1)
-    }
-
     pub(super) fn identity(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
         let v = self.get(at.node, 0)?.clone();
         self.set(at.out, v);
@@ -92,9 +61,9 @@ impl<'g> Mapper<'g> {
         let pads = self.ints_attr_or_input(node, "pads", 1);
         let zero_value = match node.input.get(2).and_then(|n| self.vals.get(n.as_str())) {
             None => true,
-            Some(Val::Const { floats, .. }) => {
-                floats.as_ref().is_none_or(|f| f.iter().all(|&v| v == 0.0))
-            }
+            Some(Val::Const(c)) => c
+                .float_values()
+                .is_some_and(|f| f.iter().all(|&v| v == 0.0)),
             _ => false,
         };
         match pads.as_deref() {
@@ -122,8 +91,7 @@ impl<'g> Mapper<'g> {
         let node = nodes[i];
         let (value, shape) = self.act_in(node, 0)?;
         let target = match self.get(node, 1)? {
-            Val::Const { ints: Some(v), .. } => Some(v.clone()),
-            Val::Shape(v) => v.clone(),
+            Val::Const(c) => c.int_values().map(<[i64]>::to_vec),
             _ => None,
         };
         // Channel shuffle: N x g x C/g x H x W, Transpose(0, 2, 1, 3, 4), back to N x C x H x W.
@@ -176,7 +144,7 @@ impl<'g> Mapper<'g> {
         let (value, shape) = self.act_in(node, 0)?;
         let const_ints = |this: &Self, k: usize| -> Option<Vec<i64>> {
             match node.input.get(k).and_then(|n| this.vals.get(n.as_str())) {
-                Some(Val::Const { ints, .. }) => ints.clone(),
+                Some(Val::Const(c)) => c.int_values().map(<[i64]>::to_vec),
                 _ => None,
             }
         };

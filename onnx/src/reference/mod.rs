@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+mod resample;
+
 use crate::proto::{ModelProto, NodeProto, data_type};
 
 /// A dense fp32 tensor.
@@ -49,6 +51,14 @@ pub fn evaluate(model: &ModelProto, inputs: &[(&str, Nd)]) -> Result<Vec<Nd>, Re
     for (name, nd) in inputs {
         values.insert(name.to_string(), nd.clone());
     }
+    // An optional input left out (Resize's roi and scales) is named "".
+    values.insert(
+        String::new(),
+        Nd {
+            dims: vec![0],
+            data: vec![],
+        },
+    );
     for node in &graph.node {
         let args: Vec<&Nd> = node
             .input
@@ -172,6 +182,13 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
         },
         "Relu" => map(a[0], |v| v.max(0.0)),
         "Sigmoid" => map(a[0], |v| 1.0 / (1.0 + (-v).exp())),
+        "Tanh" => map(a[0], f32::tanh),
+        "LeakyRelu" => {
+            let alpha = node.attr("alpha").map_or(0.01, |a| a.f);
+            map(a[0], |v| if v < 0.0 { alpha * v } else { v })
+        }
+        "LRN" => resample::lrn(node, a[0]).map_err(bad)?,
+        "Resize" | "Upsample" => resample::resize(node, a).map_err(bad)?,
         "HardSwish" => map(a[0], |v| v * hard_sigmoid(1.0 / 6.0, 0.5)(v)),
         "HardSigmoid" => {
             let alpha = node.attr("alpha").map_or(0.2, |a| a.f);
@@ -352,13 +369,14 @@ fn conv(node: &NodeProto, a: &[&Nd]) -> Result<Nd, String> {
     let groups = node.attr("group").map_or(1, |a| a.i as usize);
     let s = attr_ints(node, "strides", &[1, 1]);
     let p = attr_ints(node, "pads", &[0, 0, 0, 0]);
+    let d = attr_ints(node, "dilations", &[1, 1]);
     if cin != cin_g * groups {
         return Err(format!(
             "{cin} input channels vs weight {cin_g} x {groups} groups"
         ));
     }
-    let ho = (h + p[0] + p[2] - kh) / s[0] + 1;
-    let wo = (wd + p[1] + p[3] - kw) / s[1] + 1;
+    let ho = (h + p[0] + p[2] - (d[0] * (kh - 1) + 1)) / s[0] + 1;
+    let wo = (wd + p[1] + p[3] - (d[1] * (kw - 1) + 1)) / s[1] + 1;
     let cout_g = cout / groups;
     let mut out = vec![0f32; n * cout * ho * wo];
     for b in 0..n {
@@ -371,12 +389,12 @@ fn conv(node: &NodeProto, a: &[&Nd]) -> Result<Nd, String> {
                     for ci in 0..cin_g {
                         let c = g * cin_g + ci;
                         for ky in 0..kh {
-                            let iy = (oy * s[0] + ky) as isize - p[0] as isize;
+                            let iy = (oy * s[0] + ky * d[0]) as isize - p[0] as isize;
                             if iy < 0 || iy >= h as isize {
                                 continue;
                             }
                             for kx in 0..kw {
-                                let ix = (ox * s[1] + kx) as isize - p[1] as isize;
+                                let ix = (ox * s[1] + kx * d[1]) as isize - p[1] as isize;
                                 if ix < 0 || ix >= wd as isize {
                                     continue;
                                 }
