@@ -7,14 +7,21 @@
 #     `onnxruntime-openvino` wheel (ORT 1.24.1 + Intel OpenVINO) in ./.venv-openvino, which
 #     device_profiles/openvino-cpu.toml loads. Skip with HWNAS_SKIP_OPENVINO=1.
 #   - Mesa's Vulkan driver (lavapipe), for the wgpu GPU backend on machines without a GPU.
+#   - The `onnx` wheel in ./.venv, for the ONNX Model Zoo networks it ships (real third-party
+#     files the tests import), exported as HWNAS_ONNX_ZOO.
 # The installs run in a strict subshell, so sourcing this leaves the caller's shell options alone.
 
 HWNAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ORT_PYPI_VERSION="${ORT_PYPI_VERSION:-1.31.1}"
 ORT_OPENVINO_PYPI_VERSION="${ORT_OPENVINO_PYPI_VERSION:-1.24.1}"
+ONNX_PYPI_VERSION="${ONNX_PYPI_VERSION:-1.23.2}"
 
 hwnas_find_ort() {
     ls "$HWNAS_ROOT"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1
+}
+
+hwnas_find_onnx_zoo() {
+    ls -d "$HWNAS_ROOT"/.venv/lib/python3*/site-packages/onnx/backend/test/data/light 2>/dev/null | head -n1
 }
 
 hwnas_install() (
@@ -42,6 +49,12 @@ hwnas_install() (
     fi
     [ -n "$(hwnas_find_ort)" ] || { echo "setup: onnxruntime wheel installed but no libonnxruntime.so found" >&2; exit 1; }
 
+    if [ -z "$(hwnas_find_onnx_zoo)" ]; then
+        echo "setup: installing onnx==$ONNX_PYPI_VERSION (its model-zoo test networks) into $HWNAS_ROOT/.venv" >&2
+        "$HWNAS_ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "onnx==$ONNX_PYPI_VERSION"
+    fi
+    [ -n "$(hwnas_find_onnx_zoo)" ] || { echo "setup: onnx wheel installed but it has no backend/test/data/light models" >&2; exit 1; }
+
     if [ "${HWNAS_SKIP_OPENVINO:-0}" != 1 ] && ! ls "$HWNAS_ROOT"/.venv-openvino/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* >/dev/null 2>&1; then
         echo "setup: installing onnxruntime-openvino==$ORT_OPENVINO_PYPI_VERSION into $HWNAS_ROOT/.venv-openvino" >&2
         python3 -m venv "$HWNAS_ROOT/.venv-openvino"
@@ -57,6 +70,8 @@ hwnas_install() (
 if hwnas_install; then
     ORT_DYLIB_PATH="$(hwnas_find_ort)"
     export ORT_DYLIB_PATH
+    HWNAS_ONNX_ZOO="$(hwnas_find_onnx_zoo)"
+    export HWNAS_ONNX_ZOO
     export WGPU_BACKEND="${WGPU_BACKEND:-vulkan}"
     # Mesa complains loudly without a private runtime directory.
     export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/hwnas-xdg-$(id -u)}"

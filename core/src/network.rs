@@ -107,6 +107,11 @@ impl Network {
         self.ops().map(Op::params).sum()
     }
 
+    /// Multiply-adds of the convolutions and linear layers, as model zoos count "FLOPs".
+    pub fn macs(&self) -> u64 {
+        self.ops().map(Op::macs).sum()
+    }
+
     /// Peak activation memory of running the network op by op, batch as given: at each op,
     /// the tensors still needed later plus the op's own working set. Skip and zero ops alias
     /// their input rather than own a buffer.

@@ -3,8 +3,8 @@
 //! ONNX for hwnas: the prost messages ([`proto`]), op and network models ([`build`],
 //! [`network::NetworkModel`]), import of any ONNX CNN as a network ([`import`], with its node
 //! [`patterns`]), the plain-Rust [`mod@reference`] evaluator every backend is checked against,
-//! fp16/int8 conversion ([`precision`]), and five CNN families written as torch exports them
-//! ([`zoo`]).
+//! fp16/int8 conversion ([`precision`]), five CNN families written as torch exports them
+//! ([`zoo`]), and seeded weights for structure-only files ([`weights`]).
 
 pub mod build;
 pub mod import;
@@ -13,6 +13,7 @@ pub mod patterns;
 pub mod precision;
 pub mod proto;
 pub mod reference;
+pub mod weights;
 pub mod zoo;
 
 pub use build::{BuildError, INPUT_NAMES, OUTPUT_NAME, op_inputs, op_model};

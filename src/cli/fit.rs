@@ -128,7 +128,7 @@ fn calibrate_on_files(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
     let mut files = Vec::new();
     let mut samples = Vec::new();
     for path in &args.calibrate_onnx {
-        let m = super::onnx_model::load(path, Default::default())?;
+        let m = super::onnx_model::load(path, Default::default(), false)?;
         samples.push(model.kind_sums(&model.terms(&m.network))?);
         files.push((path.clone(), m.network.input));
     }

@@ -143,16 +143,21 @@ fn predict_onnx(
 ) -> anyhow::Result<ExitCode> {
     let mut json = Vec::new();
     for file in &args.onnx.onnx {
-        let m = onnx_model::load(file, args.onnx.options())?;
+        let m = args.onnx.load(file)?;
         let (p, layers) = onnx_model::predict(model, &m, file)?;
         if args.json {
-            json.push(serde_json::json!({
+            let mut entry = serde_json::json!({
                 "onnx": file, "device": model.device, "input": m.network.input.to_string(),
                 "latency_us": p.latency_us, "low_us": p.low_us, "high_us": p.high_us, "sum_us": p.sum_us,
                 "calibrated": p.calibrated, "layers": onnx_model::layers_json(&layers),
-                "unmapped": onnx_model::unmapped_json(&m), "notes": m.notes,
-            }));
+                "notes": m.notes,
+            });
+            merge(&mut entry, onnx_model::unmapped_fields(&m));
+            json.push(entry);
             continue;
+        }
+        if let Some(line) = onnx_model::partial_line(file, &m) {
+            println!("{line}");
         }
         println!("{}", onnx_model::summary_line(file, &m));
         println!(
@@ -199,5 +204,12 @@ pub(super) fn check_precision(
             model.precision()
         ),
         _ => Ok(()),
+    }
+}
+
+/// Add `extra`'s fields to the JSON object `into`.
+pub(super) fn merge(into: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(into), serde_json::Value::Object(extra)) = (into.as_object_mut(), extra) {
+        into.extend(extra);
     }
 }

@@ -198,7 +198,7 @@ fn ops_to_profile(args: &Args) -> anyhow::Result<Vec<Op>> {
         ops.extend(builtin(name)?.ops().into_iter().filter(|o| !o.is_free()));
     }
     for path in &args.onnx.onnx {
-        let m = super::onnx_model::load(path, args.onnx.options())?;
+        let m = args.onnx.load(path)?;
         ops.extend(m.network.ops().filter(|o| !o.is_free()));
     }
     for key in &args.op {

@@ -271,7 +271,7 @@ fn validate_onnx(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode> 
         e2e::open_device(&args.device, args.ort_library.as_deref(), model.precision())?;
     let mut rows = Vec::new();
     for file in &args.onnx.onnx {
-        let m = onnx_model::load(file, args.onnx.options())?;
+        let m = args.onnx.load(file)?;
         let (p, layers) = onnx_model::predict(model, &m, file)?;
         let regressed = layers
             .iter()
@@ -283,13 +283,15 @@ fn validate_onnx(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode> 
             &profile.measure,
         )?
         .remove(0);
-        rows.push(json!({
+        let mut row = json!({
             "onnx": file, "input": m.network.input.to_string(), "ops": layers.len(),
-            "ops_from_regressor": regressed, "unmapped": m.unmapped.len(),
+            "ops_from_regressor": regressed,
             "predicted_us": p.latency_us, "low_us": p.low_us, "high_us": p.high_us, "sum_us": p.sum_us,
             "measured_us": measured.median, "measured_p10_us": measured.p10, "measured_p90_us": measured.p90,
             "error": p.latency_us / measured.median - 1.0,
-        }));
+        });
+        super::predict::merge(&mut row, onnx_model::unmapped_fields(&m));
+        rows.push(row);
     }
     let report = json!({
         "model": args.model.display().to_string(), "device": profile.name,
@@ -316,7 +318,7 @@ fn validate_onnx(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode> 
             100.0 * r["error"].as_f64().unwrap_or(f64::NAN),
             r["ops"].as_u64().unwrap_or(0),
             r["ops_from_regressor"].as_u64().unwrap_or(0),
-            r["unmapped"].as_u64().unwrap_or(0),
+            r["unmapped_nodes"].as_u64().unwrap_or(0),
             r["onnx"].as_str().unwrap_or("?")
         );
     }

@@ -15,5 +15,6 @@ mod onnx;
 mod openvino;
 mod pipeline;
 mod precision;
+mod real_models;
 mod search;
 mod util;

@@ -131,6 +131,17 @@ impl Op {
         }
     }
 
+    /// Multiply-adds of the op's convolutions and linear layers (what model zoos publish as
+    /// "FLOPs" or "MACs"); 0 for everything else.
+    pub fn macs(&self) -> u64 {
+        match self {
+            Op::Conv(c) => c.macs(),
+            Op::MbConv(m) => m.convs().iter().map(Conv::macs).sum::<u64>() + m.se_macs(),
+            Op::Linear(l) => l.input.numel() * l.cout as u64,
+            _ => 0,
+        }
+    }
+
     /// Learned parameters after folding batch norm into the preceding convolution.
     pub fn params(&self) -> u64 {
         match self {

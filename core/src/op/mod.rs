@@ -571,7 +571,7 @@ impl MbConv {
         Tensor::new(self.input.n, self.cout, dw_out, dw_out_w)
     }
     /// Multiply-adds of the squeeze-excitation's two 1x1 convolutions.
-    fn se_macs(&self) -> u64 {
+    pub(super) fn se_macs(&self) -> u64 {
         if !self.se {
             return 0;
         }

@@ -281,7 +281,10 @@ impl<'g> Mapper<'g> {
         for (v, e) in p.iter_mut().zip(extra) {
             *v += e as i64;
         }
-        let p: Vec<u32> = p.iter().map(|&v| u32::try_from(v).unwrap_or(u32::MAX)).collect();
+        let p: Vec<u32> = p
+            .iter()
+            .map(|&v| u32::try_from(v).unwrap_or(u32::MAX))
+            .collect();
         // Extra padding at the end (Caffe's way of writing ceil mode) only adds a last window.
         if p[0] != p[1] || p[2] < p[0] || p[3] < p[1] {
             return unmapped(format!("asymmetric padding {p:?}"));

@@ -25,7 +25,7 @@ type Handler<'g> = for<'a> fn(&mut Mapper<'g>, &At<'a, 'g>) -> Result<usize, Pro
 
 /// Every ONNX op type the importer maps, and its handler. Adding an ONNX op is one line here
 /// and one method in `layers.rs` (it computes) or `views.rs` (it moves or describes data).
-fn handlers<'g>() -> [(&'static [&'static str], Handler<'g>); 17] {
+fn handlers<'g>() -> [(&'static [&'static str], Handler<'g>); 18] {
     [
         (&["Identity", "Dropout"], Mapper::identity),
         (&["Conv"], Mapper::conv),
@@ -50,6 +50,7 @@ fn handlers<'g>() -> [(&'static [&'static str], Handler<'g>); 17] {
         (&["AveragePool", "MaxPool"], Mapper::pool),
         (&["Flatten"], Mapper::flatten),
         (&["Reshape"], Mapper::reshape),
+        (&["Transpose"], Mapper::transpose),
         (&["Gemm", "MatMul"], Mapper::linear),
         (&["Concat"], Mapper::concat),
         (&["Split", "Slice"], Mapper::split),
@@ -70,6 +71,14 @@ pub(super) enum Val {
     },
     /// An activation seen as `N x F` (after Flatten or a flattening Reshape).
     Flat { value: Value, n: u32, f: u32 },
+    /// An activation seen as `N x g x C/g x H x W` (`transposed`: as `N x C/g x g x H x W`):
+    /// a channel shuffle under way.
+    Grouped {
+        value: Value,
+        shape: Tensor,
+        groups: u32,
+        transposed: bool,
+    },
     /// A constant (an initializer, or computed from constants and shapes: costs nothing).
     Const(Constant),
     /// A constant hwnas could not compute (an op the folder does not evaluate).
@@ -249,10 +258,12 @@ impl<'g> Mapper<'g> {
     /// An unmapped node: reported, and passed over when it is element-wise (one activation in,
     /// and the same shape out) so the graph after it still maps.
     pub(super) fn pass_over(&mut self, node: &'g NodeProto, i: usize, why: String) {
+        let flops = self.estimate_flops(node);
         self.unmapped.push(Unmapped {
             node: node_name(node, i),
             op_type: node.op_type.clone(),
             why,
+            flops,
         });
         const ELEMENTWISE: [&str; 16] = [
             "LeakyRelu",
@@ -288,6 +299,42 @@ impl<'g> Mapper<'g> {
         for o in &node.output {
             self.set(o.as_str(), out.clone());
         }
+    }
+
+    /// FLOPs of a node hwnas could not map, from its first input's shape: a convolution or
+    /// matrix product by its weight's dims (a convolution's output as large as its input over
+    /// the stride), anything else one operation per input element. `None` when that shape is
+    /// unknown.
+    fn estimate_flops(&self, node: &NodeProto) -> Option<u64> {
+        let (numel, channels) = match self.vals.get(node.input.first()?.as_str())? {
+            Val::Act { shape, .. } | Val::Grouped { shape, .. } => (shape.numel(), shape.c),
+            Val::Flat { n, f, .. } => (u64::from(*n) * u64::from(*f), *f),
+            Val::Const(_) | Val::Opaque => return Some(0),
+            Val::Unknown => return None,
+        };
+        let weight: Option<Vec<u64>> =
+            match node.input.get(1).and_then(|w| self.vals.get(w.as_str())) {
+                Some(Val::Const(c)) => c.dims.iter().map(|&d| u64::try_from(d).ok()).collect(),
+                _ => None,
+            };
+        let stride: u64 = node
+            .attr("strides")
+            .map_or(1, |a| a.ints.iter().map(|&s| s.max(1) as u64).product());
+        let pixels = numel / u64::from(channels.max(1));
+        Some(match (node.op_type.as_str(), weight.as_deref()) {
+            // Weight: cout x cin/g x taps; each output pixel and channel takes cin/g x taps MACs.
+            ("Conv", Some([cout, cin_g, taps @ ..])) => {
+                2 * pixels / stride * cout * cin_g * taps.iter().product::<u64>()
+            }
+            // Weight: cin x cout/g x taps; each input element feeds cout/g x taps outputs.
+            ("ConvTranspose", Some([_, cout_g, taps @ ..])) => {
+                2 * numel * cout_g * taps.iter().product::<u64>()
+            }
+            ("Gemm" | "MatMul", Some(w)) => {
+                2 * numel * w.iter().product::<u64>() / u64::from(channels.max(1))
+            }
+            _ => numel,
+        })
     }
 
     /// Map `nodes[i]`: shape arithmetic costs nothing; every other node goes to its handler.

@@ -95,6 +95,22 @@ pub struct Unmapped {
     pub node: String,
     pub op_type: String,
     pub why: String,
+    /// Its estimated FLOPs, where its input's shape is known (see [`Imported::unmapped_share`]).
+    pub flops: Option<u64>,
+}
+
+/// The first unmapped nodes, one per line, for error messages.
+pub fn list_unmapped(unmapped: &[Unmapped]) -> String {
+    const SHOWN: usize = 20;
+    let mut lines: Vec<String> = unmapped
+        .iter()
+        .take(SHOWN)
+        .map(|u| format!("  {} ({}): {}", u.node, u.op_type, u.why))
+        .collect();
+    if unmapped.len() > SHOWN {
+        lines.push(format!("  ... and {} more", unmapped.len() - SHOWN));
+    }
+    lines.join("\n")
 }
 
 /// A model as vocabulary ops.
@@ -116,6 +132,16 @@ pub struct Imported {
 }
 
 impl Imported {
+    /// The unmapped nodes' share of the model's FLOPs (mapped plus unmapped), and how many
+    /// unmapped nodes have no estimate (their input's shape is unknown, typically because an
+    /// earlier node did not map): with any of those the share is a lower bound.
+    pub fn unmapped_share(&self) -> (f64, usize) {
+        let known: u64 = self.unmapped.iter().filter_map(|u| u.flops).sum();
+        let unknown = self.unmapped.iter().filter(|u| u.flops.is_none()).count();
+        let total = self.network.flops() + known;
+        (known as f64 / total.max(1) as f64, unknown)
+    }
+
     /// Unmapped nodes counted per op type, most frequent first.
     pub fn unmapped_counts(&self) -> Vec<(String, usize)> {
         let mut counts: Vec<(String, usize)> = Vec::new();
@@ -181,9 +207,10 @@ pub fn import(
         }
     }
     if m.network.nodes.is_empty() {
-        return Err(invalid(
-            "no node maps to an op hwnas can time (see the unmapped nodes)".into(),
-        ));
+        return Err(invalid(format!(
+            "no node maps to an op hwnas can time; the unmapped nodes:\n{}",
+            list_unmapped(&m.unmapped)
+        )));
     }
     Ok(Imported {
         network: m.network,

@@ -5,9 +5,8 @@
 use hwnas_core::network::Value;
 use hwnas_core::op::{Concat, Op, Shuffle, Slice, Tensor};
 
+use super::fold;
 use super::mapper::{At, Mapper, Problem, Val, unmapped};
-use super::node_name;
-use crate::patterns;
 
 impl<'g> Mapper<'g> {
     pub(super) fn identity(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
@@ -86,34 +85,77 @@ impl<'g> Mapper<'g> {
         }
     }
 
+    /// Reshape: a flatten to `N x F`, or one step of a channel shuffle (to
+    /// `N x g x C/g x H x W`, and after the Transpose back to `N x C x H x W`).
     pub(super) fn reshape(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
-        let (nodes, i, name, out) = (at.nodes, at.i, at.name.clone(), at.out);
+        let (nodes, i, out) = (at.nodes, at.i, at.out);
         let node = nodes[i];
-        let (value, shape) = self.act_in(node, 0)?;
         let target = match self.get(node, 1)? {
             Val::Const(c) => c.int_values().map(<[i64]>::to_vec),
             _ => None,
         };
-        // Channel shuffle: N x g x C/g x H x W, Transpose(0, 2, 1, 3, 4), back to N x C x H x W.
-        if let Some([_, g, cg, _, _]) = target.as_deref()
-            && g * cg == shape.c as i64
-            && let Some((t, back)) = patterns::shuffle_tail(nodes, i)
+        if let Val::Grouped {
+            value,
+            shape,
+            groups,
+            transposed,
+        } = *self.get(node, 0)?
         {
-            let op = Op::Shuffle(Shuffle {
-                input: shape,
-                groups: u32::try_from(*g).unwrap_or(0),
-            });
-            let names = vec![name, node_name(t, i + 1), node_name(back, i + 2)];
-            let v = self.push(op, &[value], names)?;
-            self.act_val(back.output[0].as_str(), v, shape);
-            return Ok(3);
+            let (n, c, h, w) = (
+                shape.n as i64,
+                shape.c as i64,
+                shape.h as i64,
+                shape.w as i64,
+            );
+            let g = groups as i64;
+            let grouped = if transposed {
+                [n, c / g, g, h, w]
+            } else {
+                [n, g, c / g, h, w]
+            };
+            let back = target
+                .as_deref()
+                .and_then(|t| fold::reshape_dims(&grouped, t, false));
+            if back.as_deref() != Some(&shape.dims()[..]) {
+                return unmapped(format!("a reshape of a grouped {shape} to {target:?}"));
+            }
+            let v = if transposed {
+                let op = Op::Shuffle(Shuffle {
+                    input: shape,
+                    groups,
+                });
+                self.push(op, &[value], vec![at.name.clone()])?
+            } else {
+                value
+            };
+            self.act_val(out, v, shape);
+            return Ok(1);
+        }
+        let (value, shape) = self.act_in(node, 0)?;
+        let dims = target
+            .as_deref()
+            .and_then(|t| fold::reshape_dims(&shape.dims(), t, false));
+        // The first step of a channel shuffle: N x g x C/g x H x W.
+        if let Some([n, g, _, h, w]) = dims.as_deref()
+            && [*n, *h, *w] == [shape.n as i64, shape.h as i64, shape.w as i64]
+        {
+            self.set(
+                out,
+                Val::Grouped {
+                    value,
+                    shape,
+                    groups: u32::try_from(*g).unwrap_or(0),
+                    transposed: false,
+                },
+            );
+            return Ok(1);
         }
         // Flattening to N x F (a constant shape, or a computed one feeding a linear layer).
-        let numel = shape.numel() as i64;
-        let flat = match target.as_deref() {
-            Some([n, f]) => {
-                (*n == shape.n as i64 || *n == 0 || *n == -1)
-                    && (*f == -1 || *f * shape.n as i64 == numel)
+        let flat = match dims.as_deref() {
+            Some([n, _]) => *n == shape.n as i64,
+            Some(d) if d == shape.dims() => {
+                self.act_val(out, value, shape);
+                return Ok(1);
             }
             Some(other) => {
                 return unmapped(format!("a reshape of {shape} to {other:?}"));
@@ -136,6 +178,34 @@ impl<'g> Mapper<'g> {
             },
         );
         Ok(1)
+    }
+
+    /// The middle of a channel shuffle: `Transpose(0, 2, 1, 3, 4)` of a grouped view.
+    pub(super) fn transpose(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
+        let perm = at.node.attr("perm").map(|a| a.ints.clone());
+        match *self.get(at.node, 0)? {
+            Val::Grouped {
+                value,
+                shape,
+                groups,
+                transposed: false,
+            } if perm.as_deref() == Some(&[0, 2, 1, 3, 4]) => {
+                self.set(
+                    at.out,
+                    Val::Grouped {
+                        value,
+                        shape,
+                        groups,
+                        transposed: true,
+                    },
+                );
+                Ok(1)
+            }
+            _ => unmapped(format!(
+                "a Transpose {:?} (only a channel shuffle's)",
+                perm.unwrap_or_default()
+            )),
+        }
     }
 
     /// Split (any number of outputs) or Slice along channels: one `slice` op per output.

@@ -421,7 +421,15 @@ impl Backend for OrtRuntime {
             key: path.display().to_string(),
             message,
         };
-        let session = self.session(ModelSource::File(path), None).map_err(err)?;
+        // A structure-only file (weights dropped to share it) runs with seeded weights.
+        let mut model = onnx::import::read_model(path).map_err(|e| err(e.to_string()))?;
+        let session = if onnx::weights::seed_missing(&mut model, 0) > 0 {
+            let bytes = prost::Message::encode_to_vec(&model);
+            self.session(ModelSource::Bytes(&bytes), None)
+        } else {
+            self.session(ModelSource::File(path), None)
+        }
+        .map_err(err)?;
         let name = session
             .inputs()
             .first()

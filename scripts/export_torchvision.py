@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Write real `torch.onnx.export` files of torchvision models, structure only, for hwnas's tests.
+
+Each model is built by torchvision (random weights, seeded: no download), exported by torch's
+exporter, and stripped of its float weights: every float initializer of more than 64 values
+keeps its name, type and dims but no values. hwnas reads only shapes, and seeds its own weights
+before it runs such a file (`hwnas_onnx::weights`). The small initializers (shape constants,
+biases) stay, so the graph is exactly what the exporter wrote.
+
+Also written: `manifest.json`, per file the model, resolution, torchvision's published
+multiply-adds (`weights.meta["_ops"]`, GFLOPS as torchvision counts them: multiply-adds, at
+the weights' own resolution) and the versions that made it.
+
+Usage: scripts/export_torchvision.py OUT_DIR [MODEL ...]   (in a venv with torch, torchvision
+and onnx, e.g. `python3 -m venv .venv-torch && .venv-torch/bin/pip install torch torchvision
+onnx`; naming models exports only those, and leaves the manifest alone)
+"""
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+import torchvision
+from torchvision import models
+
+SEED = 20261202
+OPSET = 17
+
+# (builder, weights enum, resolutions). The first resolution is the one torchvision publishes
+# its GFLOPS at; a second one checks another input size.
+CLASSIFICATION = [
+    ("alexnet", "AlexNet_Weights", [224]),
+    ("resnet18", "ResNet18_Weights", [224, 160]),
+    ("resnet50", "ResNet50_Weights", [224]),
+    ("resnext50_32x4d", "ResNeXt50_32X4D_Weights", [224]),
+    ("mobilenet_v2", "MobileNet_V2_Weights", [224, 160]),
+    ("mobilenet_v3_large", "MobileNet_V3_Large_Weights", [224, 160]),
+    ("mobilenet_v3_small", "MobileNet_V3_Small_Weights", [224]),
+    ("shufflenet_v2_x1_0", "ShuffleNet_V2_X1_0_Weights", [224, 160]),
+    ("squeezenet1_1", "SqueezeNet1_1_Weights", [224]),
+    ("densenet121", "DenseNet121_Weights", [224]),
+    ("googlenet", "GoogLeNet_Weights", [224]),
+    ("inception_v3", "Inception_V3_Weights", [299]),
+    ("efficientnet_b0", "EfficientNet_B0_Weights", [224, 160]),
+    ("mnasnet1_0", "MNASNet1_0_Weights", [224]),
+    ("regnet_y_400mf", "RegNet_Y_400MF_Weights", [224]),
+    ("vgg11", "VGG11_Weights", [224]),
+]
+SEGMENTATION = [
+    ("deeplabv3_mobilenet_v3_large", "DeepLabV3_MobileNet_V3_Large_Weights", [520, 256]),
+    ("lraspp_mobilenet_v3_large", "LRASPP_MobileNet_V3_Large_Weights", [520, 256]),
+]
+# Models hwnas maps only in part today (LayerNorm, GELU: transformer ops), for the tests of
+# the refusal of partial models. Written under partial/, not in the manifest.
+PARTIAL = [
+    ("convnext_tiny", "ConvNeXt_Tiny_Weights", [224]),
+]
+KEEP_VALUES = 64
+
+
+def build(name, weights_enum, segmentation):
+    builder = getattr(models.segmentation if segmentation else models, name)
+    kwargs = {"weights": None}
+    if segmentation:
+        kwargs["weights_backbone"] = None
+        kwargs["aux_loss"] = False
+        kwargs["num_classes"] = 21
+    if name in ("googlenet", "inception_v3"):
+        kwargs.update(aux_logits=False, init_weights=False)
+    model = builder(**kwargs).eval()
+    weights = getattr(models.segmentation if segmentation else models, weights_enum).DEFAULT
+    return model, weights.meta
+
+
+def strip(model):
+    """Drop the values of every float initializer with more than KEEP_VALUES elements."""
+    dropped = 0
+    for t in model.graph.initializer:
+        numel = 1
+        for d in t.dims:
+            numel *= d
+        if t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) and numel > KEEP_VALUES:
+            t.ClearField("raw_data")
+            t.ClearField("float_data")
+            t.ClearField("int32_data")
+            dropped += 1
+    return dropped
+
+
+class Logits(torch.nn.Module):
+    """Segmentation models return a dict; export its `out` tensor."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)["out"]
+
+
+def main():
+    out = Path(sys.argv[1])
+    only = set(sys.argv[2:])
+    (out / "partial").mkdir(parents=True, exist_ok=True)
+    manifest = []
+    for segmentation, table in ((False, CLASSIFICATION), (True, SEGMENTATION), (False, PARTIAL)):
+        for name, weights_enum, resolutions in table:
+            if only and name not in only:
+                continue
+            torch.manual_seed(SEED)
+            model, meta = build(name, weights_enum, segmentation)
+            if segmentation:
+                model = Logits(model)
+            for res in resolutions:
+                partial = table is PARTIAL
+                path = out / ("partial" if partial else "") / f"{name}-{res}.onnx"
+                x = torch.randn(1, 3, res, res)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(
+                        model, (x,), str(path), opset_version=OPSET, dynamo=False,
+                        input_names=["input"], output_names=["output"],
+                    )
+                m = onnx.load(str(path))
+                dropped = strip(m)
+                onnx.save(m, str(path))
+                print(f"{path.name}: {len(m.graph.node)} nodes, {path.stat().st_size} bytes", flush=True)
+                if partial:
+                    continue
+                manifest.append({
+                    "file": path.name,
+                    "model": name,
+                    "task": "segmentation" if segmentation else "classification",
+                    "resolution": res,
+                    "published_gmacs": meta["_ops"],
+                    "published_resolution": resolutions[0],
+                    "nodes": len(m.graph.node),
+                    "weights_dropped": dropped,
+                })
+    if only:
+        return
+    (out / "manifest.json").write_text(json.dumps({
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "onnx": onnx.__version__,
+        "opset": OPSET,
+        "seed": SEED,
+        "exporter": "torch.onnx.export(dynamo=False): the TorchScript exporter",
+        "models": manifest,
+    }, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
