@@ -32,11 +32,21 @@ type Handler = for<'a> fn(&mut Lowering, &At<'a>) -> Result<usize, PlanError>;
 
 /// Every ONNX op type the GPU runs, and its handler. Adding an ONNX op is one line here and one
 /// method in `compute.rs` (it computes) or `movement.rs` (it moves or views data).
-const HANDLERS: [(&[&str], Handler); 15] = [
+const HANDLERS: [(&[&str], Handler); 17] = [
     (
-        &["Relu", "Sigmoid", "HardSwish", "HardSigmoid", "Clip"],
+        &[
+            "Relu",
+            "Sigmoid",
+            "HardSwish",
+            "HardSigmoid",
+            "Clip",
+            "Tanh",
+            "LeakyRelu",
+        ],
         Lowering::activation_node,
     ),
+    (&["LRN"], Lowering::lrn),
+    (&["Resize", "Upsample"], Lowering::resize),
     (&["Identity", "Dropout", "Flatten"], Lowering::view),
     (&["Conv"], Lowering::conv_node),
     (&["Pad"], Lowering::pad),
@@ -208,7 +218,9 @@ pub(super) fn epilogue_slot(step: &mut Step) -> Option<&mut Act> {
         Step::GlobalAvgPool { .. }
         | Step::Copy { .. }
         | Step::Shuffle { .. }
-        | Step::Softmax { .. } => return None,
+        | Step::Softmax { .. }
+        | Step::Lrn(_)
+        | Step::Resize(_) => return None,
     };
     (*slot == Act::None).then_some(slot)
 }
@@ -224,6 +236,8 @@ pub(super) fn activation(node: &NodeProto, l: &Lowering) -> Result<Act, PlanErro
         "Relu" => Act::Relu,
         "Sigmoid" => Act::Sigmoid,
         "HardSwish" => Act::HardSwish,
+        "Tanh" => Act::Tanh,
+        "LeakyRelu" => Act::LeakyRelu(node.attr("alpha").map_or(0.01, |a| a.f)),
         "HardSigmoid" => Act::HardSigmoid(
             node.attr("alpha").map_or(0.2, |a| a.f),
             node.attr("beta").map_or(0.5, |a| a.f),

@@ -20,6 +20,7 @@ use hwnas_onnx::proto::{ModelProto, NodeProto};
 mod compute;
 mod lowering;
 mod movement;
+mod resample;
 
 use lowering::{Lowering, eltwise};
 
@@ -35,6 +36,9 @@ pub enum Act {
     Sigmoid,
     /// `x * sigmoid(x)`.
     Swish,
+    Tanh,
+    /// `x` where positive, else `alpha * x`.
+    LeakyRelu(f32),
 }
 
 /// What an element-wise step combines its input with.
@@ -169,6 +173,40 @@ pub enum Step {
         rows: u32,
         cols: u32,
     },
+    Lrn(LrnStep),
+    Resize(ResizeStep),
+}
+
+/// Local response normalization across channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LrnStep {
+    pub x: usize,
+    pub y: usize,
+    pub n: u32,
+    pub c: u32,
+    pub hw: u32,
+    pub size: u32,
+    pub alpha: f32,
+    pub beta: f32,
+    pub bias: f32,
+}
+
+/// Resize of every `h x w` plane to `ho x wo`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResizeStep {
+    pub x: usize,
+    pub y: usize,
+    pub planes: u32,
+    pub h: u32,
+    pub w: u32,
+    pub ho: u32,
+    pub wo: u32,
+    /// Bilinear, else nearest.
+    pub linear: bool,
+    /// ONNX's `coordinate_transformation_mode`.
+    pub coordinates: String,
+    /// ONNX's `nearest_mode`.
+    pub nearest: String,
 }
 
 impl Step {
@@ -183,6 +221,8 @@ impl Step {
             Step::Copy { .. } => "copy",
             Step::Shuffle { .. } => "shuffle",
             Step::Softmax { .. } => "softmax",
+            Step::Lrn(_) => "lrn",
+            Step::Resize(_) => "resize",
         }
     }
 
@@ -195,6 +235,8 @@ impl Step {
             Step::Gemm(s) => s.y,
             Step::Eltwise(s) => s.y,
             Step::Copy { y, .. } | Step::Shuffle { y, .. } | Step::Softmax { y, .. } => *y,
+            Step::Lrn(s) => s.y,
+            Step::Resize(s) => s.y,
         }
     }
 }

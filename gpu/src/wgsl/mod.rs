@@ -17,6 +17,7 @@ use std::fmt::Write;
 use crate::plan::{Act, ConvStep, EltwiseStep, Operand, PoolStep, Step};
 
 mod conv;
+mod resample;
 mod simple;
 
 use conv::{conv, gemm_rows};
@@ -70,6 +71,8 @@ pub fn kernel(step: &Step) -> Kernel {
             hw,
         } => shuffle(*x, *y, n * c * hw, *c, *groups, *hw),
         Step::Softmax { x, y, rows, cols } => softmax(*x, *y, *rows, *cols),
+        Step::Lrn(l) => resample::lrn(l),
+        Step::Resize(r) => resample::resize(r),
     }
 }
 
@@ -130,6 +133,8 @@ fn act_expr(act: Act) -> String {
         Act::HardSwish => "v * clamp(v / 6.0 + 0.5, 0.0, 1.0)".into(),
         Act::Sigmoid => "1.0 / (1.0 + exp(-v))".into(),
         Act::Swish => "v / (1.0 + exp(-v))".into(),
+        Act::Tanh => "tanh(v)".into(),
+        Act::LeakyRelu(a) => format!("select({} * v, v, v >= 0.0)", lit(a)),
     }
 }
 

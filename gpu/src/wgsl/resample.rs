@@ -1,0 +1,139 @@
+//! Local response normalization and resizing: one invocation per output element.
+
+use super::*;
+use crate::plan::{LrnStep, ResizeStep};
+
+/// Each of the `total` outputs by `body`, which computes `y[i]` for its `i`.
+fn per_element(
+    name: &'static str,
+    consts_src: String,
+    x: usize,
+    y: usize,
+    total: u32,
+    body: &str,
+) -> Kernel {
+    let (groups, wg) = flat_groups(total.div_ceil(64));
+    let mut s = consts_src;
+    s += &bindings(&["x"]);
+    let _ = write!(
+        s,
+        r#"
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {{
+    {wg}
+    let i = wg * 64u + li;
+    if (i >= {total}u) {{ return; }}
+{body}
+}}
+"#
+    );
+    Kernel {
+        name,
+        source: s,
+        reads: vec![x],
+        write: y,
+        workgroups: groups,
+    }
+}
+
+pub(super) fn lrn(l: &LrnStep) -> Kernel {
+    let total = l.n * l.c * l.hw;
+    let c = consts(&[
+        ("C", l.c),
+        ("HW", l.hw),
+        ("BEFORE", (l.size - 1) / 2),
+        ("AFTER", l.size / 2),
+    ]);
+    let body = format!(
+        r#"    let p = i % HW;
+    let ch = (i / HW) % C;
+    let base = i - ch * HW;
+    let lo = select(0u, ch - BEFORE, ch >= BEFORE);
+    let hi = min(ch + AFTER, C - 1u);
+    var sum = 0.0;
+    for (var k = lo; k <= hi; k++) {{
+        let v = x[base + k * HW];
+        sum += v * v;
+    }}
+    y[i] = x[i] / pow({} + {} * sum, {});"#,
+        lit(l.bias),
+        lit(l.alpha / l.size as f32),
+        lit(l.beta)
+    );
+    per_element("lrn", c, l.x, l.y, total, &body)
+}
+
+/// WGSL for the input coordinate of output index `o` along an axis (`IN` -> `OUT` elements),
+/// as ONNX's `coordinate_transformation_mode` defines it.
+fn source_coordinate(mode: &str, axis: &str) -> String {
+    let (inp, out) = (format!("f32({axis}_IN)"), format!("f32({axis}_OUT)"));
+    match mode {
+        "asymmetric" => format!("o * {inp} / {out}"),
+        "align_corners" => {
+            format!("select(0.0, o * ({inp} - 1.0) / ({out} - 1.0), {axis}_OUT > 1u)")
+        }
+        "pytorch_half_pixel" => {
+            format!("select(0.0, (o + 0.5) * {inp} / {out} - 0.5, {axis}_OUT > 1u)")
+        }
+        _ => format!("(o + 0.5) * {inp} / {out} - 0.5"),
+    }
+}
+
+/// WGSL rounding of a coordinate to a pixel, as ONNX's `nearest_mode` defines it.
+fn nearest_rounding(mode: &str) -> &'static str {
+    match mode {
+        "floor" => "floor(v)",
+        "ceil" => "ceil(v)",
+        "round_prefer_ceil" => "floor(v + 0.5)",
+        _ => "ceil(v - 0.5)",
+    }
+}
+
+pub(super) fn resize(r: &ResizeStep) -> Kernel {
+    let total = r.planes * r.ho * r.wo;
+    let mut c = consts(&[
+        ("Y_IN", r.h),
+        ("Y_OUT", r.ho),
+        ("X_IN", r.w),
+        ("X_OUT", r.wo),
+    ]);
+    let _ = write!(
+        c,
+        "fn src_y(o: f32) -> f32 {{ return {}; }}\nfn src_x(o: f32) -> f32 {{ return {}; }}\n",
+        source_coordinate(&r.coordinates, "Y"),
+        source_coordinate(&r.coordinates, "X")
+    );
+    let _ = write!(
+        c,
+        "fn pick(v: f32, size: u32) -> u32 {{ return u32(clamp({}, 0.0, f32(size - 1u))); }}\n",
+        nearest_rounding(&r.nearest)
+    );
+    let head = r#"    let ox = i % X_OUT;
+    let oy = (i / X_OUT) % Y_OUT;
+    let base = (i / (X_OUT * Y_OUT)) * Y_IN * X_IN;
+    let sy = src_y(f32(oy));
+    let sx = src_x(f32(ox));"#;
+    let body = if r.linear {
+        format!(
+            r#"{head}
+    let vy = clamp(sy, 0.0, f32(Y_IN - 1u));
+    let vx = clamp(sx, 0.0, f32(X_IN - 1u));
+    let y0 = u32(floor(vy));
+    let x0 = u32(floor(vx));
+    let y1 = min(y0 + 1u, Y_IN - 1u);
+    let x1 = min(x0 + 1u, X_IN - 1u);
+    let fy = vy - f32(y0);
+    let fx = vx - f32(x0);
+    let a = x[base + y0 * X_IN + x0];
+    let b = x[base + y0 * X_IN + x1];
+    let c = x[base + y1 * X_IN + x0];
+    let d = x[base + y1 * X_IN + x1];
+    let top = a + (b - a) * fx;
+    let bottom = c + (d - c) * fx;
+    y[i] = top + (bottom - top) * fy;"#
+        )
+    } else {
+        format!("{head}\n    y[i] = x[base + pick(sy, Y_IN) * X_IN + pick(sx, X_IN)];")
+    };
+    per_element("resize", c, r.x, r.y, total, &body)
+}
