@@ -23,6 +23,15 @@ pub enum BackendError {
     File(String),
 }
 
+/// One node of a runtime's profile: its name as the runtime reports it (the name of the file's
+/// node, or of the fused node that absorbed it), its op type and its median kernel time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTime {
+    pub name: String,
+    pub op_type: String,
+    pub us: f64,
+}
+
 /// A device that can run ops and whole networks.
 pub trait Backend {
     /// Where the timings come from, recorded in every table (device, library, versions...).
@@ -37,6 +46,19 @@ pub trait Backend {
     /// Build a user's ONNX file once, fed a seeded input of `input`'s shape.
     fn prepare_file(&mut self, path: &Path, input: Tensor)
     -> Result<Box<dyn Kernel>, BackendError>;
+
+    /// Where a user's ONNX file spends its time, node by node as the runtime ran it (after its
+    /// own fusions: a node here may stand for several of the file's): the median over `runs`
+    /// profiled runs. `Ok(None)` where the backend has no per-node profile.
+    fn profile_file_nodes(
+        &mut self,
+        path: &Path,
+        input: Tensor,
+        runs: usize,
+    ) -> Result<Option<Vec<NodeTime>>, BackendError> {
+        let _ = (path, input, runs);
+        Ok(None)
+    }
 
     /// A network's latency from its measurement, counted as this device's table rows count an
     /// op's: by default the wall time of a run (what a deployment pays).

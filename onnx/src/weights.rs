@@ -67,6 +67,10 @@ mod tests {
         assert_eq!(g.initializer[0].raw_data.len(), 4 * 8);
         assert_eq!(g.initializer[1].f32_values(), Some(vec![1.0, 2.0]));
         assert_eq!(model, again);
-        assert_eq!(seed_missing(&mut model, 7), 0, "a complete model is left alone");
+        assert_eq!(
+            seed_missing(&mut model, 7),
+            0,
+            "a complete model is left alone"
+        );
     }
 }

@@ -42,6 +42,11 @@ pub struct Args {
     /// networks sampled from a space: for predicting models outside any search space.
     #[arg(long, value_name = "FILE")]
     calibrate_onnx: Vec<PathBuf>,
+    /// Calibrate on the built-in reference networks (five CNN families at four resolutions,
+    /// measured end to end): one calibration for any imported model (`predict --onnx`).
+    /// Profile their ops first (`profile --reference`), or they come from the regressor.
+    #[arg(long, conflicts_with = "calibrate_onnx")]
+    calibrate_reference: bool,
     /// Seed of the held-out split and of the calibration sample.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -54,8 +59,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let table = LatencyTable::read(&args.table)?;
     let mut model = LatencyModel::from_table(&table, &args.table);
     fit_regressor(&args, &table, &mut model)?;
-    if !args.calibrate_onnx.is_empty() {
-        calibrate_on_files(&args, &mut model)?;
+    if args.calibrate_reference {
+        let dir = tempfile::tempdir().context("a folder for the reference networks")?;
+        let files = super::reference::write(dir.path())?;
+        let names = files.iter().map(|p| stem(p)).collect();
+        calibrate_on_files(&args, &mut model, &files, names, "reference networks")?;
+    } else if !args.calibrate_onnx.is_empty() {
+        let files = &args.calibrate_onnx;
+        let names = files.iter().map(|p| p.display().to_string()).collect();
+        calibrate_on_files(&args, &mut model, files, names, "ONNX models")?;
     } else if args.calibrate > 0 {
         calibrate_on_space(&args, &mut model)?;
     }
@@ -117,17 +129,29 @@ fn fit_regressor(
     Ok(())
 }
 
-/// Calibration on the user's ONNX models, measured end to end (`--calibrate-onnx`).
-fn calibrate_on_files(args: &Args, model: &mut LatencyModel) -> anyhow::Result<()> {
+fn stem(path: &std::path::Path) -> String {
+    path.file_stem()
+        .map_or(String::new(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Calibration on ONNX models measured end to end: the user's (`--calibrate-onnx`) or the
+/// reference networks (`--calibrate-reference`).
+fn calibrate_on_files(
+    args: &Args,
+    model: &mut LatencyModel,
+    paths: &[PathBuf],
+    names: Vec<String>,
+    what: &str,
+) -> anyhow::Result<()> {
     let device = args
         .device
         .as_ref()
-        .context("--calibrate-onnx measures the models end to end: give --device")?;
+        .context("calibrating measures the models end to end: give --device")?;
     let (profile, mut rt) =
         e2e::open_device(device, args.ort_library.as_deref(), model.precision())?;
     let mut files = Vec::new();
     let mut samples = Vec::new();
-    for path in &args.calibrate_onnx {
+    for path in paths {
         let m = super::onnx_model::load(path, Default::default(), false)?;
         samples.push(model.kind_sums(&model.terms(&m.network))?);
         files.push((path.clone(), m.network.input));
@@ -139,7 +163,7 @@ fn calibrate_on_files(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
         .map(|(sums, m)| (sums, m.median))
         .collect();
     let cal = Calibration::fit_models(&samples)?;
-    report_calibration(&cal, "ONNX models");
+    report_calibration(&cal, what);
     if cal.loo_rmspe > NOISY_CALIBRATION {
         eprintln!(
             "note: leaving one model out, the others predict it with {:.1}% RMS error: few or \
@@ -148,11 +172,7 @@ fn calibrate_on_files(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
             100.0 * cal.loo_rmspe
         );
     }
-    model.calibration_archs = args
-        .calibrate_onnx
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+    model.calibration_archs = names;
     model.calibration = Some(cal);
     model.rebuild();
     Ok(())

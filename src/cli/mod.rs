@@ -12,11 +12,13 @@ mod lut;
 mod onnx_model;
 mod predict;
 mod profile;
+mod reference;
 mod search;
 mod search_report;
 mod space;
 mod table;
 mod validate;
+mod validate_onnx;
 mod worker;
 
 #[derive(Parser)]

@@ -25,8 +25,12 @@ pub struct Args {
     #[arg(long)]
     device: PathBuf,
     /// Profile every distinct op of this search space (nb201, mbv3).
-    #[arg(long, required_unless_present_any = ["op", "onnx"])]
+    #[arg(long, required_unless_present_any = ["op", "onnx", "reference"])]
     space: Option<String>,
+    /// Also profile every op of the built-in reference networks (five CNN families at four
+    /// resolutions), which `fit --calibrate-reference` calibrates on.
+    #[arg(long)]
+    reference: bool,
     /// Profile this op key (repeatable), instead of or on top of a space.
     #[arg(long)]
     op: Vec<String>,
@@ -200,6 +204,11 @@ fn ops_to_profile(args: &Args) -> anyhow::Result<Vec<Op>> {
     for path in &args.onnx.onnx {
         let m = args.onnx.load(path)?;
         ops.extend(m.network.ops().filter(|o| !o.is_free()));
+    }
+    if args.reference {
+        for (_, net) in super::reference::networks()? {
+            ops.extend(net.ops().filter(|o| !o.is_free()));
+        }
     }
     for key in &args.op {
         let op = Op::from_key(key).with_context(|| format!("--op `{key}`"))?;

@@ -10,30 +10,29 @@ use hwnas_core::rng::SplitMix64;
 use hwnas_core::stats::{Stats, quantile_sorted};
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::metrics::Accuracy;
-use hwnas_profiler::networks;
 use hwnas_search::space::{SearchSpace, builtin};
 use serde_json::json;
 
 use super::e2e;
-use super::onnx_model::{self, OnnxArgs};
+use super::onnx_model::OnnxArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// The latency model (from `hwnas fit`).
     #[arg(long)]
-    model: PathBuf,
+    pub(super) model: PathBuf,
     /// Device profile to measure the networks on.
     #[arg(long)]
-    device: PathBuf,
+    pub(super) device: PathBuf,
     /// Search space to sample from (default: the model's).
     #[arg(long)]
     space: Option<String>,
     /// How many networks to sample, measure and predict.
     #[arg(long, default_value_t = 100)]
     samples: usize,
-    /// How many of them to measure a second time, for the noise floor.
+    /// How many of them (or of the --onnx models) to measure a second time, for the noise floor.
     #[arg(long, default_value_t = 20)]
-    repeat: usize,
+    pub(super) repeat: usize,
     /// Seed of the network sample.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -43,20 +42,24 @@ pub struct Args {
     out: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// The ONNX Runtime library, overriding the profile and $ORT_DYLIB_PATH.
     #[arg(long)]
-    ort_library: Option<PathBuf>,
+    pub(super) ort_library: Option<PathBuf>,
     /// Validate on these ONNX models instead of sampled networks: each is measured end to end
     /// as the file stands and compared with the prediction from its mapped layers.
     #[command(flatten)]
-    onnx: OnnxArgs,
+    pub(super) onnx: OnnxArgs,
+    /// With --onnx: show every model's time layer by layer (the runtime's own profile of the
+    /// file beside the table's op), not only for models predicted more than 10% off.
+    #[arg(long)]
+    pub(super) per_layer: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let model = LatencyModel::load(&args.model)?;
     if !args.onnx.onnx.is_empty() {
-        return validate_onnx(&args, &model);
+        return super::validate_onnx::run(&args, &model);
     }
     let space_name = args
         .space
@@ -217,7 +220,7 @@ fn held_out(
 
 /// How far two measurements of the same networks lie apart: median and p95 relative
 /// difference, and how many differ by over 10%.
-fn noise_floor(again: &[Stats], first: &[Stats]) -> (f64, f64, usize) {
+pub(super) fn noise_floor(again: &[Stats], first: &[Stats]) -> (f64, f64, usize) {
     let mut noise: Vec<f64> = again
         .iter()
         .zip(first)
@@ -263,64 +266,4 @@ fn write_plot(
         .collect();
     let svg = hwnas_plot::predicted_vs_measured(title, &points)?;
     write_atomic(path, svg).with_context(|| format!("writing {}", path.display()))
-}
-
-/// `validate --onnx`: each model predicted from its mapped layers and measured end to end.
-fn validate_onnx(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode> {
-    let (profile, mut rt) =
-        e2e::open_device(&args.device, args.ort_library.as_deref(), model.precision())?;
-    let mut rows = Vec::new();
-    for file in &args.onnx.onnx {
-        let m = args.onnx.load(file)?;
-        let (p, layers) = onnx_model::predict(model, &m, file)?;
-        let regressed = layers
-            .iter()
-            .filter(|l| l.source == hwnas_predictor::model::Source::Regressed)
-            .count();
-        let measured = networks::measure_files(
-            rt.as_mut(),
-            &[(file.clone(), m.network.input)],
-            &profile.measure,
-        )?
-        .remove(0);
-        let mut row = json!({
-            "onnx": file, "input": m.network.input.to_string(), "ops": layers.len(),
-            "ops_from_regressor": regressed,
-            "predicted_us": p.latency_us, "low_us": p.low_us, "high_us": p.high_us, "sum_us": p.sum_us,
-            "measured_us": measured.median, "measured_p10_us": measured.p10, "measured_p90_us": measured.p90,
-            "error": p.latency_us / measured.median - 1.0,
-        });
-        super::predict::merge(&mut row, onnx_model::unmapped_fields(&m));
-        rows.push(row);
-    }
-    let report = json!({
-        "model": args.model.display().to_string(), "device": profile.name,
-        "calibrated": model.calibration.is_some(), "models": rows,
-    });
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "ONNX models on `{}`, predicted by {}:",
-        profile.name,
-        args.model.display()
-    );
-    println!(
-        "  {:>12} {:>12} {:>8}  {:>6} {:>9} {:>8}  model",
-        "predicted ms", "measured ms", "error", "ops", "regressed", "unmapped"
-    );
-    for r in &rows {
-        println!(
-            "  {:>12.3} {:>12.3} {:>+7.1}%  {:>6} {:>9} {:>8}  {}",
-            r["predicted_us"].as_f64().unwrap_or(f64::NAN) / 1e3,
-            r["measured_us"].as_f64().unwrap_or(f64::NAN) / 1e3,
-            100.0 * r["error"].as_f64().unwrap_or(f64::NAN),
-            r["ops"].as_u64().unwrap_or(0),
-            r["ops_from_regressor"].as_u64().unwrap_or(0),
-            r["unmapped_nodes"].as_u64().unwrap_or(0),
-            r["onnx"].as_str().unwrap_or("?")
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -12,12 +12,16 @@ use crate::util::{fails, hwnas, ok, one_at_a_time, quick_cpu_profile, s};
 const TORCHVISION: &str = "tests/data/torchvision";
 
 fn manifest() -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(TORCHVISION).join("manifest.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(TORCHVISION)
+        .join("manifest.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn torchvision_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(TORCHVISION).join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(TORCHVISION)
+        .join(name)
 }
 
 /// The nine model-zoo networks of the `onnx` wheel (opset 9, IR 3, weights made by
@@ -53,9 +57,16 @@ fn torchvision_exports_map_completely_with_the_published_multiply_adds() {
     for m in models {
         let file = m["file"].as_str().unwrap();
         let imported = strict(&torchvision_file(file));
-        assert!(imported.unmapped.is_empty(), "{file}: {:?}", imported.unmapped);
+        assert!(
+            imported.unmapped.is_empty(),
+            "{file}: {:?}",
+            imported.unmapped
+        );
         let res = m["resolution"].as_u64().unwrap() as u32;
-        assert_eq!((imported.network.input.h, imported.network.input.w), (res, res));
+        assert_eq!(
+            (imported.network.input.h, imported.network.input.w),
+            (res, res)
+        );
         if m["resolution"] != m["published_resolution"] {
             continue;
         }
@@ -82,7 +93,11 @@ fn the_model_zoo_files_of_the_onnx_wheel_map_completely() {
                 n.op_type.as_str(),
                 "Conv" | "Gemm" | "LRN" | "MaxPool" | "AveragePool" | "Sum" | "Concat" | "Relu"
             );
-            let name = if n.name.is_empty() { format!("{}#{i}", n.op_type) } else { n.name.clone() };
+            let name = if n.name.is_empty() {
+                format!("{}#{i}", n.op_type)
+            } else {
+                n.name.clone()
+            };
             assert!(
                 !computes || covered.contains(&name),
                 "{}: {name} ({}) is in no op",
@@ -111,7 +126,12 @@ fn real_models_profile_predict_and_validate_on_onnx_runtime() {
     // Three ops per model: its first, middle and last, so every file's ops run on ORT.
     let mut keys = Vec::new();
     for f in &files {
-        let ops: Vec<_> = strict(f).network.ops().filter(|o| !o.is_free()).copied().collect();
+        let ops: Vec<_> = strict(f)
+            .network
+            .ops()
+            .filter(|o| !o.is_free())
+            .copied()
+            .collect();
         for op in [ops[0], ops[ops.len() / 2], ops[ops.len() - 1]] {
             keys.push(op.key());
         }
@@ -120,9 +140,21 @@ fn real_models_profile_predict_and_validate_on_onnx_runtime() {
     keys.dedup();
     let table = dir.path().join("real.csv");
     let op_args: Vec<&str> = keys.iter().flat_map(|k| ["--op", k.as_str()]).collect();
-    ok(&[&["profile", "--device", s(&device), "--out", s(&table)][..], &op_args].concat());
+    ok(&[
+        &["profile", "--device", s(&device), "--out", s(&table)][..],
+        &op_args,
+    ]
+    .concat());
     let model = dir.path().join("real.model.json");
-    ok(&["fit", "--table", s(&table), "--calibrate", "0", "--out", s(&model)]);
+    ok(&[
+        "fit",
+        "--table",
+        s(&table),
+        "--calibrate",
+        "0",
+        "--out",
+        s(&model),
+    ]);
     let onnx_args: Vec<&str> = files.iter().flat_map(|f| ["--onnx", s(f)]).collect();
     let json: serde_json::Value = serde_json::from_str(&ok(&[
         &["predict", "--model", s(&model), "--json"][..],
@@ -137,11 +169,22 @@ fn real_models_profile_predict_and_validate_on_onnx_runtime() {
     // End to end: a structure-only torch export and a model-zoo file.
     let small = [
         torchvision_file("mobilenet_v3_small-224.onnx"),
-        zoo_files().into_iter().find(|f| s(f).contains("squeezenet")).unwrap(),
+        zoo_files()
+            .into_iter()
+            .find(|f| s(f).contains("squeezenet"))
+            .unwrap(),
     ];
     let report: serde_json::Value = serde_json::from_str(&ok(&[
-        "validate", "--model", s(&model), "--device", s(&device), "--json", "--onnx",
-        s(&small[0]), "--onnx", s(&small[1]),
+        "validate",
+        "--model",
+        s(&model),
+        "--device",
+        s(&device),
+        "--json",
+        "--onnx",
+        s(&small[0]),
+        "--onnx",
+        s(&small[1]),
     ]))
     .unwrap();
     for r in report["models"].as_array().unwrap() {
@@ -157,7 +200,15 @@ fn a_partly_mapped_real_model_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("t.csv");
     let device = quick_cpu_profile(dir.path());
-    let err = fails(&["profile", "--device", s(&device), "--onnx", s(&convnext), "--out", s(&table)]);
+    let err = fails(&[
+        "profile",
+        "--device",
+        s(&device),
+        "--onnx",
+        s(&convnext),
+        "--out",
+        s(&table),
+    ]);
     assert!(
         err.contains("convnext_tiny-224.onnx")
             && err.contains("cannot be mapped")
@@ -167,26 +218,66 @@ fn a_partly_mapped_real_model_is_refused_unless_allowed() {
     );
     assert!(!table.exists(), "nothing is written for a refused model");
     // A model to predict with: any table will do (the mock device's, of a built-in space).
-    ok(&["profile", "--device", "device_profiles/mock.toml", "--space", "mbv3", "--out", s(&table)]);
+    ok(&[
+        "profile",
+        "--device",
+        "device_profiles/mock.toml",
+        "--space",
+        "mbv3",
+        "--out",
+        s(&table),
+    ]);
     let model = dir.path().join("m.json");
-    ok(&["fit", "--table", s(&table), "--calibrate", "0", "--out", s(&model)]);
+    ok(&[
+        "fit",
+        "--table",
+        s(&table),
+        "--calibrate",
+        "0",
+        "--out",
+        s(&model),
+    ]);
     for cmd in [
         vec!["predict", "--model", s(&model), "--onnx", s(&convnext)],
-        vec!["validate", "--model", s(&model), "--device", s(&device), "--onnx", s(&convnext)],
+        vec![
+            "validate",
+            "--model",
+            s(&model),
+            "--device",
+            s(&device),
+            "--onnx",
+            s(&convnext),
+        ],
     ] {
         let out = hwnas(&cmd);
         assert!(!out.status.success(), "{cmd:?} must refuse a partial model");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("LayerNormalization") && err.contains("--allow-unmapped"), "{err}");
+        assert!(
+            err.contains("LayerNormalization") && err.contains("--allow-unmapped"),
+            "{err}"
+        );
     }
-    let out = ok(&["predict", "--model", s(&model), "--onnx", s(&convnext), "--allow-unmapped"]);
+    let out = ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--onnx",
+        s(&convnext),
+        "--allow-unmapped",
+    ]);
     let first = out.lines().next().unwrap();
     assert!(
         first.starts_with("PARTIAL: ") && first.contains("% of the model's FLOPs"),
         "{out}"
     );
     let json: serde_json::Value = serde_json::from_str(&ok(&[
-        "predict", "--model", s(&model), "--onnx", s(&convnext), "--allow-unmapped", "--json",
+        "predict",
+        "--model",
+        s(&model),
+        "--onnx",
+        s(&convnext),
+        "--allow-unmapped",
+        "--json",
     ]))
     .unwrap();
     let p = &json[0];

@@ -88,11 +88,12 @@ impl Op {
         let input = Tensor::parse(fields.take("in")?)?;
         let op = match kind {
             "conv" => {
+                let cout = fields.num("out")?;
                 let (k, kw) = kernel(fields.take("k")?)?;
                 Op::Conv(
                     Conv {
                         input,
-                        cout: fields.num("out")?,
+                        cout,
                         k,
                         stride: fields.num("s")?,
                         groups: fields.num("g")?,

@@ -103,9 +103,9 @@ pub(super) fn resize(r: &ResizeStep) -> Kernel {
         source_coordinate(&r.coordinates, "Y"),
         source_coordinate(&r.coordinates, "X")
     );
-    let _ = write!(
+    let _ = writeln!(
         c,
-        "fn pick(v: f32, size: u32) -> u32 {{ return u32(clamp({}, 0.0, f32(size - 1u))); }}\n",
+        "fn pick(v: f32, size: u32) -> u32 {{ return u32(clamp({}, 0.0, f32(size - 1u))); }}",
         nearest_rounding(&r.nearest)
     );
     let head = r#"    let ox = i % X_OUT;

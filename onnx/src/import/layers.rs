@@ -153,8 +153,9 @@ impl<'g> Mapper<'g> {
         Ok(consumed)
     }
 
-    /// Add, Sub, Mul, Div and n-input Sum: of two activations an `add` (a `scale` for a
-    /// squeeze-excitation's per-channel Mul); with a constant operand an affine step.
+    /// Add, Sub, Mul, Div, and n-input Sum, Max, Min: of activations of one shape `add`s (a
+    /// `scale` for a squeeze-excitation's per-channel Mul); with a constant operand an affine
+    /// step.
     pub(super) fn binary(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
         let (node, name, out) = (at.node, at.name.clone(), at.out);
         let operands: Vec<Val> = (0..node.input.len())
@@ -172,13 +173,12 @@ impl<'g> Mapper<'g> {
             .map(|k| self.act_in(node, k))
             .collect::<Result<_, _>>()?;
         let (va, ta) = parts[0];
-        if node.op_type == "Mul" {
+        if node.op_type == "Mul" && parts[1].1 != ta {
             let (vb, tb) = parts[1];
             return self.scale(at, (va, ta), (vb, tb));
         }
-        if !matches!(node.op_type.as_str(), "Add" | "Sum") {
-            return unmapped(format!("{} of two activations", node.op_type));
-        }
+        // Sub, Div, Max, Min (and a Mul of equal shapes) move the same bytes and do one
+        // operation per element, as an add does: timed as one.
         let mut value = va;
         for &(vb, tb) in &parts[1..] {
             if tb != ta {

@@ -42,7 +42,10 @@ fn handlers<'g>() -> [(&'static [&'static str], Handler<'g>); 18] {
             ],
             Mapper::activation,
         ),
-        (&["Add", "Sub", "Mul", "Div", "Sum"], Mapper::binary),
+        (
+            &["Add", "Sub", "Mul", "Div", "Sum", "Max", "Min"],
+            Mapper::binary,
+        ),
         (&["LRN"], Mapper::lrn),
         (&["Resize", "Upsample"], Mapper::resize),
         (&["GlobalAveragePool"], Mapper::global_pool),
@@ -215,6 +218,9 @@ impl<'g> Mapper<'g> {
                 unmapped("reads a padded tensor (only a conv or pool can take a Pad)")
             }
             Val::Flat { value, n, f } => Ok((*value, Tensor::new(*n, *f, 1, 1))),
+            Val::Grouped { .. } => {
+                unmapped("reads a 5-D view of a tensor (only a channel shuffle's)")
+            }
             Val::Unknown => unmapped("reads the output of an unmapped node"),
             _ => unmapped("input is a constant, not an activation"),
         }

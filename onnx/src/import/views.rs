@@ -58,8 +58,9 @@ impl<'g> Mapper<'g> {
             .attr("mode")
             .is_none_or(|a| a.s.is_empty() || a.s == b"constant");
         let pads = self.ints_attr_or_input(node, "pads", 1);
+        // The fill value: input 2 (opset 11 on) or the `value` attribute (before).
         let zero_value = match node.input.get(2).and_then(|n| self.vals.get(n.as_str())) {
-            None => true,
+            None => node.attr("value").is_none_or(|a| a.f == 0.0),
             Some(Val::Const(c)) => c
                 .float_values()
                 .is_some_and(|f| f.iter().all(|&v| v == 0.0)),

@@ -32,6 +32,7 @@ use ort::value::Tensor;
 
 use super::{Backend, BackendError};
 use crate::device::{OptLevel, OrtSettings};
+use hwnas_core::backend::NodeTime;
 use hwnas_core::backend::{Kernel, KernelError, KernelReport};
 use hwnas_core::network::Network;
 use hwnas_core::op::{Op, Precision};
@@ -45,7 +46,7 @@ use kernels::{ModelSource, NetworkKernel, OrtKernel};
 pub use library::{available_providers, find_library, library_candidates, provider_name};
 use library::{library_version, load};
 use trace::latency_basis;
-pub use trace::{ProfiledRun, edge_conversions, parse_profile};
+pub use trace::{ProfiledRun, edge_conversions, node_times, parse_profile};
 
 /// A loaded ONNX Runtime library and the settings sessions are created with.
 pub struct OrtRuntime {
@@ -408,6 +409,45 @@ impl Backend for OrtRuntime {
             run_overhead_us: self.run_overhead_us,
             precision: self.precision,
         }))
+    }
+
+    /// The file run `runs` times with ORT's profiler on: each node's median kernel time.
+    fn profile_file_nodes(
+        &mut self,
+        path: &std::path::Path,
+        input: hwnas_core::op::Tensor,
+        runs: usize,
+    ) -> Result<Option<Vec<NodeTime>>, BackendError> {
+        let err = |message: String| BackendError::Prepare {
+            key: path.display().to_string(),
+            message,
+        };
+        let mut model = onnx::import::read_model(path).map_err(|e| err(e.to_string()))?;
+        onnx::weights::seed_missing(&mut model, 0);
+        let bytes = model.to_bytes();
+        let prefix = self.profile_dir.join("file");
+        let mut session = self
+            .session(ModelSource::Bytes(&bytes), Some(&prefix))
+            .map_err(err)?;
+        let name = session
+            .inputs()
+            .first()
+            .map(|i| i.name().to_string())
+            .ok_or_else(|| err("the model has no input".into()))?;
+        let x = Tensor::from_array((
+            input.dims().map(|d| d as usize),
+            onnx::build::model_input(input),
+        ))
+        .map_err(|e| err(e.to_string()))?;
+        for _ in 0..runs.max(1) {
+            session
+                .run(vec![(name.as_str(), &x)])
+                .map_err(|e| err(e.to_string()))?;
+        }
+        let file = session.end_profiling().map_err(|e| err(e.to_string()))?;
+        let text = std::fs::read_to_string(&file).map_err(|e| err(format!("{file}: {e}")));
+        let _ = std::fs::remove_file(&file);
+        node_times(&text?).map(Some).map_err(err)
     }
 
     /// An ONNX file (external data beside it is found by ORT), timed end to end like a network:

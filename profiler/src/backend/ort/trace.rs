@@ -112,6 +112,40 @@ pub fn parse_profile(text: &str, precision: Precision) -> Result<Vec<ProfiledRun
         .collect())
 }
 
+/// Each node's kernel time in an ORT profile, median over its runs, in execution order.
+pub fn node_times(text: &str) -> Result<Vec<NodeTime>, String> {
+    let events: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut times: std::collections::HashMap<String, Vec<f64>> = std::collections::HashMap::new();
+    for e in &events {
+        let Some(name) = e["name"]
+            .as_str()
+            .and_then(|n| n.strip_suffix("_kernel_time"))
+        else {
+            continue;
+        };
+        if e["cat"] != "Node" {
+            continue;
+        }
+        let samples = times.entry(name.to_string()).or_default();
+        if samples.is_empty() {
+            let op = e["args"]["op_name"].as_str().unwrap_or("").to_string();
+            order.push((name.to_string(), op));
+        }
+        // Durations are truncated to whole microseconds: half a microsecond unbiases them.
+        samples.push(e["dur"].as_f64().unwrap_or(0.0) + 0.5);
+    }
+    Ok(order
+        .into_iter()
+        .map(|(name, op_type)| {
+            let mut v = times.remove(&name).unwrap_or_default();
+            v.sort_by(f64::total_cmp);
+            let us = v.get(v.len() / 2).copied().unwrap_or(0.0);
+            NodeTime { name, op_type, us }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,210 @@
+//! `validate --onnx`: users' ONNX models predicted from their mapped layers and measured end to
+//! end as the files stand, the noise floor from measuring some of them twice, and, where a
+//! prediction and its measurement disagree, where the time went layer by layer: the runtime's
+//! own profile of the file, node by node, beside the table's op.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use hwnas_core::backend::NodeTime;
+use hwnas_core::op::Tensor;
+use hwnas_onnx::import::Imported;
+use hwnas_predictor::LatencyModel;
+use hwnas_predictor::metrics::Accuracy;
+use hwnas_profiler::networks;
+use serde_json::json;
+
+use super::e2e;
+use super::onnx_model::{self, LayerPrediction};
+use super::predict::merge;
+use super::validate::{Args, noise_floor};
+
+/// A prediction this far off gets its layer-by-layer breakdown without `--per-layer`.
+const EXPLAIN_ABOVE: f64 = 0.10;
+/// Profiled runs per breakdown.
+const PROFILED_RUNS: usize = 20;
+/// Layers shown per breakdown, the most different first.
+const SHOWN_LAYERS: usize = 8;
+
+pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode> {
+    let (profile, mut rt) =
+        e2e::open_device(&args.device, args.ort_library.as_deref(), model.precision())?;
+    let mut models = Vec::new();
+    for file in &args.onnx.onnx {
+        let m = args.onnx.load(file)?;
+        models.push((file.clone(), m));
+    }
+    let files: Vec<(PathBuf, Tensor)> = models
+        .iter()
+        .map(|(f, m)| (f.clone(), m.network.input))
+        .collect();
+    let measured = networks::measure_files(rt.as_mut(), &files, &profile.measure)?;
+    let repeat = args.repeat.min(files.len());
+    let again = networks::measure_files(rt.as_mut(), &files[..repeat], &profile.measure)?;
+    let (noise_median, noise_p95, noise_over_10) = noise_floor(&again, &measured[..repeat]);
+
+    let mut rows = Vec::new();
+    let (mut pred, mut meas) = (Vec::new(), Vec::new());
+    for ((file, m), measured) in models.iter().zip(&measured) {
+        let (p, layers) = onnx_model::predict(model, m, file)?;
+        let error = p.latency_us / measured.median - 1.0;
+        let regressed = layers
+            .iter()
+            .filter(|l| l.source == hwnas_predictor::model::Source::Regressed)
+            .count();
+        let mut row = json!({
+            "onnx": file, "input": m.network.input.to_string(), "ops": layers.len(),
+            "ops_from_regressor": regressed,
+            "predicted_us": p.latency_us, "low_us": p.low_us, "high_us": p.high_us, "sum_us": p.sum_us,
+            "measured_us": measured.median, "measured_p10_us": measured.p10, "measured_p90_us": measured.p90,
+            "error": error,
+        });
+        merge(&mut row, onnx_model::unmapped_fields(m));
+        if args.per_layer || error.abs() > EXPLAIN_ABOVE {
+            let nodes = rt.profile_file_nodes(file, m.network.input, PROFILED_RUNS)?;
+            if let Some(nodes) = nodes {
+                row["per_layer"] = per_layer(m, &layers, &nodes);
+            }
+        }
+        pred.push(p.latency_us);
+        meas.push(measured.median);
+        rows.push(row);
+    }
+    let accuracy = Accuracy::of(&pred, &meas);
+    let report = json!({
+        "model": args.model.display().to_string(), "device": profile.name,
+        "calibrated": model.calibration.is_some(), "accuracy": accuracy,
+        "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10},
+        "models": rows,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(args, &profile.name, &report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The runtime's nodes attributed to the model's layers: a runtime node belongs to the layer
+/// holding the file node of the same name, or of the longest name it starts with (ONNX
+/// Runtime names a fused node after the node it grew from). Nodes of no layer (layout
+/// reorders the runtime inserted) are reported as the runtime's own.
+fn per_layer(
+    m: &Imported,
+    layers: &[LayerPrediction<'_>],
+    nodes: &[NodeTime],
+) -> serde_json::Value {
+    let mut owner: HashMap<&str, usize> = HashMap::new();
+    for (i, names) in m.layers.iter().enumerate() {
+        for n in names {
+            owner.insert(n.as_str(), i);
+        }
+    }
+    let mut profiled = vec![0.0; layers.len()];
+    let mut runtime_own: HashMap<String, f64> = HashMap::new();
+    for n in nodes {
+        let layer = owner.get(n.name.as_str()).copied().or_else(|| {
+            owner
+                .iter()
+                .filter(|(name, _)| n.name.starts_with(*name))
+                .max_by_key(|(name, _)| name.len())
+                .map(|(_, &i)| i)
+        });
+        match layer {
+            Some(i) => profiled[i] += n.us,
+            None => *runtime_own.entry(n.op_type.clone()).or_default() += n.us,
+        }
+    }
+    let table_sum: f64 = layers.iter().map(|l| l.us).sum();
+    let profiled_sum: f64 = profiled.iter().sum::<f64>() + runtime_own.values().sum::<f64>();
+    let mut out: Vec<serde_json::Value> = layers
+        .iter()
+        .zip(&profiled)
+        .map(|(l, &p)| {
+            json!({"op": l.key, "table_us": l.us, "profiled_us": p, "onnx_nodes": l.nodes,
+                   "table_share": l.us / table_sum.max(1e-9), "profiled_share": p / profiled_sum.max(1e-9)})
+        })
+        .collect();
+    // The layers whose share of the time differs most first: where the prediction went wrong.
+    out.sort_by(|a, b| {
+        let gap = |v: &serde_json::Value| {
+            (v["profiled_share"].as_f64().unwrap_or(0.0) - v["table_share"].as_f64().unwrap_or(0.0))
+                .abs()
+        };
+        gap(b).total_cmp(&gap(a))
+    });
+    json!({"profiled_runs": PROFILED_RUNS, "layers": out, "runtime_own_us": runtime_own})
+}
+
+fn print_report(args: &Args, device: &str, report: &serde_json::Value) {
+    println!(
+        "ONNX models on `{device}`, predicted by {}:",
+        args.model.display()
+    );
+    println!(
+        "  {:>12} {:>12} {:>8}  {:>6} {:>9} {:>8}  model",
+        "predicted ms", "measured ms", "error", "ops", "regressed", "unmapped"
+    );
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let rows = report["models"].as_array().map_or(&[][..], Vec::as_slice);
+    for r in rows {
+        println!(
+            "  {:>12.3} {:>12.3} {:>+7.1}%  {:>6} {:>9} {:>8}  {}",
+            num(&r["predicted_us"]) / 1e3,
+            num(&r["measured_us"]) / 1e3,
+            100.0 * num(&r["error"]),
+            r["ops"].as_u64().unwrap_or(0),
+            r["ops_from_regressor"].as_u64().unwrap_or(0),
+            r["unmapped_nodes"].as_u64().unwrap_or(0),
+            r["onnx"].as_str().unwrap_or("?")
+        );
+    }
+    let (acc, noise) = (&report["accuracy"], &report["noise_floor"]);
+    println!(
+        "  within ±10%: {:.0}% of {} models (RMSPE {:.1}%, bias {:+.1}%); noise floor: the same \
+         model measured twice differs by {:.1}% (median), {:.1}% (p95) over {} models",
+        100.0 * num(&acc["within_10"]),
+        rows.len(),
+        100.0 * num(&acc["rmspe"]),
+        100.0 * num(&acc["bias"]),
+        100.0 * num(&noise["median_rel_diff"]),
+        100.0 * num(&noise["p95_rel_diff"]),
+        noise["repeated"]
+    );
+    for r in rows.iter().filter(|r| !r["per_layer"].is_null()) {
+        println!(
+            "\n{} ({:+.1}%): time per layer, ONNX Runtime's profile ({} runs) beside the table",
+            r["onnx"].as_str().unwrap_or("?"),
+            100.0 * num(&r["error"]),
+            r["per_layer"]["profiled_runs"]
+        );
+        println!(
+            "  {:>11} {:>7} {:>11} {:>7}  op",
+            "table us", "share", "profiled us", "share"
+        );
+        let layers = r["per_layer"]["layers"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        for l in layers.iter().take(SHOWN_LAYERS) {
+            println!(
+                "  {:>11.1} {:>6.1}% {:>11.1} {:>6.1}%  {}",
+                num(&l["table_us"]),
+                100.0 * num(&l["table_share"]),
+                num(&l["profiled_us"]),
+                100.0 * num(&l["profiled_share"]),
+                l["op"].as_str().unwrap_or("?")
+            );
+        }
+        if let Some(own) = r["per_layer"]["runtime_own_us"]
+            .as_object()
+            .filter(|o| !o.is_empty())
+        {
+            let list: Vec<String> = own
+                .iter()
+                .map(|(k, v)| format!("{k} {:.1} us", num(v)))
+                .collect();
+            println!("  the runtime's own nodes: {}", list.join(", "));
+        }
+    }
+}
