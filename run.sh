@@ -2,7 +2,8 @@
 # The main job: set up what is missing; then, for both built-in search spaces, profile this
 # machine's CPU through ONNX Runtime, fit a latency model calibrated on networks measured end to
 # end, and validate it on other networks measured end to end; the same for nb201 in int8 (QDQ);
-# profile, fit and validate nb201 on the GPU through wgpu; map two ONNX CNNs to ops, profile, predict and measure them; predict a
+# profile, fit and validate nb201 on the GPU through wgpu; map real ONNX CNNs (torchvision exports, the
+# ONNX Model Zoo) to ops, profile, predict and measure them; predict a
 # few networks; search
 # both spaces for the Pareto front of accuracy vs latency on this CPU and re-measure the front.
 # Results go to runs/latest/ (override with HWNAS_OUT=dir); an interrupted run continues where
@@ -71,15 +72,20 @@ $hwnas predict --model "$out/cpu-mbv3.model.json" --space mbv3 \
     --arch r224-d44444-k77777777777777777777-e66666666666666666666
 
 echo
-echo "== your own ONNX models: two common CNNs, their layers profiled, predicted and measured end to end"
-for family in resnet18 mobilenetv2; do
-    $hwnas export --family "$family" --resolution 224 --out "$out/$family.onnx"
-done
-onnx="--onnx $out/resnet18.onnx --onnx $out/mobilenetv2.onnx"
-$hwnas profile --device device_profiles/cpu.toml $onnx --out "$out/cpu-onnx.csv" --resume
-$hwnas predict --table "$out/cpu-onnx.csv" --onnx "$out/mobilenetv2.onnx"
-$hwnas fit --table "$out/cpu-onnx.csv" --calibrate 0 --out "$out/cpu-onnx.model.json"
-$hwnas validate --model "$out/cpu-onnx.model.json" --device device_profiles/cpu.toml $onnx
+echo "== your own ONNX models: real torchvision exports and ONNX Model Zoo files, every layer mapped,"
+echo "   profiled, predicted with a calibration on the reference networks, and measured end to end"
+tv=tests/data/torchvision
+onnx="--onnx $tv/mobilenet_v3_large-224.onnx --onnx $tv/resnet50-224.onnx --onnx $tv/shufflenet_v2_x1_0-224.onnx"
+onnx="$onnx --onnx $tv/deeplabv3_mobilenet_v3_large-256.onnx --onnx $tv/efficientnet_b0-224.onnx"
+onnx="$onnx --onnx $HWNAS_ONNX_ZOO/light_inception_v1.onnx --onnx $HWNAS_ONNX_ZOO/light_densenet121.onnx"
+$hwnas profile --device device_profiles/cpu.toml --reference $onnx --out "$out/cpu-real-onnx.csv" --resume
+$hwnas predict --table "$out/cpu-real-onnx.csv" --onnx "$tv/mobilenet_v3_large-224.onnx"
+$hwnas fit --table "$out/cpu-real-onnx.csv" --device device_profiles/cpu.toml --calibrate-reference --out "$out/cpu-real-onnx.model.json"
+$hwnas validate --model "$out/cpu-real-onnx.model.json" --device device_profiles/cpu.toml $onnx --repeat 7
+echo "(a model only partly mapped is refused; --allow-unmapped predicts the mapped part and says so:)"
+$hwnas predict --model "$out/cpu-real-onnx.model.json" --onnx "$tv/partial/convnext_tiny-224.onnx" --allow-unmapped \
+    > "$out/convnext-partial.txt" 2>/dev/null
+head -n 2 "$out/convnext-partial.txt"
 
 # NAS-Bench-201's CIFAR-10 accuracies, where the shared data set is present.
 nb201_acc=../shared/data/nb201/cifar10_test_acc.csv
@@ -101,5 +107,5 @@ echo "== both models as latency tables for differentiable (one-shot) search"
 $hwnas lut export --model "$out/cpu-mbv3.model.json" --space mbv3 --resolution 224 --out "$out/cpu-mbv3.lut-224.json"
 $hwnas lut export --model "$out/cpu-nb201.model.json" --space nb201 --out "$out/cpu-nb201.lut.json"
 echo
-echo "results in $out/: latency tables (cpu-*.csv, openvino-nb201.csv, gpu-nb201.csv, cpu-onnx.csv), models (*.model.json), validation reports and plots"
+echo "results in $out/: latency tables (cpu-*.csv, openvino-nb201.csv, gpu-nb201.csv, cpu-real-onnx.csv), models (*.model.json), validation reports and plots"
 echo "(*.validate-*.json, *.svg), search fronts (search-*/front.csv, front.json, front.svg), one-shot latency tables (*.lut*.json)"
