@@ -293,3 +293,39 @@ fn weights_in_external_data_are_not_needed_to_map_and_ort_finds_them() {
     let mut k = vec![rt.prepare_file(&path, m.network.input).unwrap()];
     assert!(measure_group(&mut k, &cfg).remove(0).is_ok());
 }
+
+#[test]
+fn tensorflow_same_padding_maps_where_it_is_symmetric_and_is_refused_where_not() {
+    // MobileNetV2 at 64 px: its first conv is 3x3 stride 2 on an even input, the second a 3x3
+    // depthwise at stride 1. Written with auto_pad instead of pads, as TensorFlow exports do.
+    let with_same_padding = |conv: usize| {
+        let mut model = zoo::build("mobilenetv2", 64).unwrap();
+        let graph = model.graph.as_mut().unwrap();
+        let i = (0..graph.node.len())
+            .filter(|&i| graph.node[i].op_type == "Conv")
+            .nth(conv)
+            .unwrap();
+        let node = &mut graph.node[i];
+        node.attribute.retain(|a| a.name != "pads");
+        node.attribute
+            .push(AttributeProto::string("auto_pad", "SAME_UPPER"));
+        import(&model, "same.onnx", ImportOptions::default())
+    };
+    let explicit: Vec<String> = imported(&zoo::build("mobilenetv2", 64).unwrap())
+        .network
+        .ops()
+        .map(|o| o.key())
+        .collect();
+    // Stride 1: one pixel on every side, the same ops as the explicit pads.
+    let m = with_same_padding(1).unwrap();
+    assert!(m.unmapped.is_empty(), "{:?}", m.unmapped);
+    let keys: Vec<String> = m.network.ops().map(|o| o.key()).collect();
+    assert_eq!(keys, explicit);
+    // Stride 2 on 64 px: one pixel in all, at the bottom and right only: not an op hwnas has,
+    // and the stem, so nothing after it maps either; the error lists the nodes.
+    let e = with_same_padding(0).unwrap_err().to_string();
+    assert!(
+        e.contains("/conv_2/Conv (Conv): padding [0, 0, 1, 1]"),
+        "{e}"
+    );
+}

@@ -41,8 +41,20 @@ impl<'g> Mapper<'g> {
             .unwrap_or_default();
         let mut pads = match auto.as_slice() {
             b"" | b"NOTSET" => ints("pads").unwrap_or_else(|| vec![0; 4]),
-            b"SAME_UPPER" | b"SAME_LOWER" if kh % 2 == 1 && kw % 2 == 1 && stride[0] == 1 => {
-                vec![same[0], same[1], same[0], same[1]]
+            // TensorFlow's "same": the output is ceil(size / stride), the padding split with
+            // the odd pixel at the end (UPPER) or the start (LOWER).
+            mode @ (b"SAME_UPPER" | b"SAME_LOWER") => {
+                let total = |size: u32, k: i64| {
+                    let (size, s) = (i64::from(size), stride[0].max(1));
+                    ((size + s - 1) / s - 1) * s + d * (k - 1) + 1 - size
+                };
+                let (th, tw) = (total(shape.h, kh).max(0), total(shape.w, kw).max(0));
+                let (h0, w0) = if mode == b"SAME_UPPER" {
+                    (th / 2, tw / 2)
+                } else {
+                    (th - th / 2, tw - tw / 2)
+                };
+                vec![h0, w0, th - h0, tw - w0]
             }
             b"VALID" => vec![0; 4],
             other => return unmapped(format!("auto_pad {}", String::from_utf8_lossy(other))),
