@@ -177,6 +177,22 @@ impl GraphBuilder {
                 let flat = self.node("Flatten", &[x], vec![AttributeProto::int("axis", 1)]);
                 self.node("Softmax", &[&flat], vec![AttributeProto::int("axis", 1)])
             }
+            Op::ConvTranspose(c) => {
+                let (k, cout_g) = (c.k as i64, (c.cout / c.groups) as i64);
+                let fan_in = (c.input.c / c.groups) * c.k * c.k / (c.stride * c.stride);
+                let w = self.weight(&[c.input.c as i64, cout_g, k, k], fan_in.max(1));
+                let b = self.weight(&[c.cout as i64], fan_in.max(1));
+                self.node(
+                    "ConvTranspose",
+                    &[x, &w, &b],
+                    vec![
+                        AttributeProto::ints("kernel_shape", &[k, k]),
+                        AttributeProto::ints("strides", &[c.stride as i64; 2]),
+                        AttributeProto::ints("pads", &[c.pad as i64; 4]),
+                        AttributeProto::int("group", c.groups as i64),
+                    ],
+                )
+            }
             // AlexNet's and GoogLeNet's constants.
             Op::Lrn(l) => self.node(
                 "LRN",

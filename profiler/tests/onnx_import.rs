@@ -329,3 +329,25 @@ fn tensorflow_same_padding_maps_where_it_is_symmetric_and_is_refused_where_not()
         "{e}"
     );
 }
+
+#[test]
+fn every_op_model_hwnas_builds_imports_back_to_the_same_op() {
+    // What profile times must be what import maps: the new kinds included.
+    for key in [
+        "conv-in:1x8x12x12-out:8-k:3-s:1-g:1-d:2-pre:none-act:none",
+        "conv-in:1x8x9x9-out:12-k:1x7-s:1-g:1-pre:none-act:relu",
+        "conv-in:1x8x9x9-out:12-k:7x1-s:2-g:1-pre:none-act:tanh",
+        "act-in:1x16x4x4-act:leakyrelu-bn:1",
+        "lrn-in:1x16x5x5-size:5",
+        "resize-in:1x8x5x7-to:10x14-mode:nearest",
+        "resize-in:1x8x5x7-to:16x9-mode:linear",
+        "convt-in:1x8x5x5-out:6-k:4-s:2-p:1-g:1",
+        "convt-in:2x8x4x6-out:8-k:3-s:1-p:0-g:2",
+    ] {
+        let op: hwnas_core::op::Op = key.parse().unwrap();
+        let m = imported(&hwnas_onnx::op_model(&op).unwrap());
+        assert!(m.unmapped.is_empty(), "{key}: {:?}", m.unmapped);
+        let keys: Vec<String> = m.network.ops().map(|o| o.key()).collect();
+        assert_eq!(keys, [key], "{key}");
+    }
+}

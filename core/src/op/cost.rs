@@ -26,6 +26,7 @@ impl Op {
             Op::Softmax(_) => "softmax",
             Op::Lrn(_) => "lrn",
             Op::Resize(_) => "resize",
+            Op::ConvTranspose(_) => "convt",
         }
     }
 
@@ -42,6 +43,7 @@ impl Op {
             Op::Slice(s) => s.input,
             Op::Lrn(l) => l.input,
             Op::Resize(r) => r.input,
+            Op::ConvTranspose(c) => c.input,
             Op::GlobalAvgPool(t)
             | Op::Add(t)
             | Op::Skip(t)
@@ -83,6 +85,7 @@ impl Op {
             Op::Slice(s) => s.input.with_channels(s.cout),
             Op::Lrn(l) => l.input,
             Op::Resize(r) => Tensor::new(r.input.n, r.input.c, r.h, r.w),
+            Op::ConvTranspose(c) => c.output(),
         }
     }
 
@@ -128,6 +131,7 @@ impl Op {
                 // Two lerps along W and one along H: 3 multiply-adds per output element.
                 ResizeMode::Linear => 6 * self.output().numel(),
             },
+            Op::ConvTranspose(c) => 2 * c.macs(),
         }
     }
 
@@ -138,6 +142,7 @@ impl Op {
             Op::Conv(c) => c.macs(),
             Op::MbConv(m) => m.convs().iter().map(Conv::macs).sum::<u64>() + m.se_macs(),
             Op::Linear(l) => l.input.numel() * l.cout as u64,
+            Op::ConvTranspose(c) => c.macs(),
             _ => 0,
         }
     }
@@ -151,6 +156,7 @@ impl Op {
                 (l.input.c as u64 * l.input.h as u64 * l.input.w as u64 + 1) * l.cout as u64
             }
             Op::Act(a) if a.bn => 2 * a.input.c as u64,
+            Op::ConvTranspose(c) => c.params(),
             _ => 0,
         }
     }
@@ -225,7 +231,7 @@ impl Op {
                 if c.cout == 0 || c.k == 0 || c.stride == 0 || c.groups == 0 {
                     return invalid("cout, k, s and g must be at least 1".into());
                 }
-                if c.input.c % c.groups != 0 || c.cout % c.groups != 0 {
+                if !c.input.c.is_multiple_of(c.groups) || !c.cout.is_multiple_of(c.groups) {
                     return invalid(format!(
                         "groups {} must divide input channels {} and output channels {}",
                         c.groups, c.input.c, c.cout
@@ -307,6 +313,11 @@ impl Op {
                     return invalid(format!("output size {}x{}", r.h, r.w));
                 }
             }
+            Op::ConvTranspose(c) => {
+                if let Some(why) = convt_problem(c) {
+                    return invalid(why);
+                }
+            }
             Op::GlobalAvgPool(_)
             | Op::Add(_)
             | Op::Act(_)
@@ -317,4 +328,20 @@ impl Op {
         }
         Ok(())
     }
+}
+
+/// What is wrong with a transposed convolution's parameters, if anything.
+fn convt_problem(c: &ConvTranspose) -> Option<String> {
+    if c.cout == 0 || c.k == 0 || c.stride == 0 || c.groups == 0 {
+        return Some("out, k, s and g must be at least 1".into());
+    }
+    if !c.input.c.is_multiple_of(c.groups) || !c.cout.is_multiple_of(c.groups) {
+        return Some(format!(
+            "groups {} must divide input channels {} and output channels {}",
+            c.groups, c.input.c, c.cout
+        ));
+    }
+    let o = c.output();
+    (c.pad >= c.k || o.h == 0 || o.w == 0 || o.numel() > 1 << 30)
+        .then(|| format!("padding {} for a {}x{} kernel", c.pad, c.k, c.k))
 }

@@ -54,6 +54,10 @@ impl Op {
             Op::Slice(s) if s.start == 0 => format!("slice-in:{}-out:{}", s.input, s.cout),
             Op::Slice(s) => format!("slice-in:{}-out:{}-at:{}", s.input, s.cout, s.start),
             Op::Lrn(l) => format!("lrn-in:{}-size:{}", l.input, l.size),
+            Op::ConvTranspose(c) => format!(
+                "convt-in:{}-out:{}-k:{}-s:{}-p:{}-g:{}",
+                c.input, c.cout, c.k, c.stride, c.pad, c.groups
+            ),
             Op::Resize(r) => format!(
                 "resize-in:{}-to:{}x{}-mode:{}",
                 r.input,
@@ -156,41 +160,52 @@ impl Op {
                 cout: fields.num("out")?,
                 start: fields.optional_num("at")?.unwrap_or(0),
             }),
+            "convt" => Op::ConvTranspose(ConvTranspose {
+                input,
+                cout: fields.num("out")?,
+                k: fields.num("k")?,
+                stride: fields.num("s")?,
+                pad: fields.num("p")?,
+                groups: fields.num("g")?,
+            }),
             "lrn" => Op::Lrn(Lrn {
                 input,
                 size: fields.num("size")?,
             }),
-            "resize" => {
-                let to = fields.take("to")?;
-                let size = to
-                    .split_once('x')
-                    .and_then(|(h, w)| Some((h.parse().ok()?, w.parse().ok()?)));
-                let Some((h, w)) = size else {
-                    return Err(OpError::Field {
-                        field: "to".into(),
-                        value: to.into(),
-                        expected: "HxW, e.g. 56x56".into(),
-                    });
-                };
-                let mode = match fields.take("mode")? {
-                    "nearest" => ResizeMode::Nearest,
-                    "linear" => ResizeMode::Linear,
-                    v => {
-                        return Err(OpError::Field {
-                            field: "mode".into(),
-                            value: v.into(),
-                            expected: "nearest or linear".into(),
-                        });
-                    }
-                };
-                Op::Resize(Resize { input, h, w, mode })
-            }
+            "resize" => resize(&mut fields, input)?,
             other => return Err(OpError::UnknownKind(other.into())),
         };
         fields.finish()?;
         op.validate()?;
         Ok(op)
     }
+}
+
+/// A resize's fields: `to:HxW` and `mode`.
+fn resize(fields: &mut KeyFields<'_>, input: Tensor) -> Result<Op, OpError> {
+    let to = fields.take("to")?;
+    let size = to
+        .split_once('x')
+        .and_then(|(h, w)| Some((h.parse().ok()?, w.parse().ok()?)));
+    let Some((h, w)) = size else {
+        return Err(OpError::Field {
+            field: "to".into(),
+            value: to.into(),
+            expected: "HxW, e.g. 56x56".into(),
+        });
+    };
+    let mode = match fields.take("mode")? {
+        "nearest" => ResizeMode::Nearest,
+        "linear" => ResizeMode::Linear,
+        v => {
+            return Err(OpError::Field {
+                field: "mode".into(),
+                value: v.into(),
+                expected: "nearest or linear".into(),
+            });
+        }
+    };
+    Ok(Op::Resize(Resize { input, h, w, mode }))
 }
 
 /// A conv's `k` field: `3` (square) or `1x7` (height x width).

@@ -229,6 +229,40 @@ pub enum Op {
     Lrn(Lrn),
     /// A spatial resize (ONNX Resize or Upsample), e.g. a segmentation head's upsampling.
     Resize(Resize),
+    /// A transposed convolution (a decoder's learned upsampling).
+    ConvTranspose(ConvTranspose),
+}
+
+/// Transposed convolution, k×k, stride s, padding p on every side, groups g, with a bias: the
+/// output is `(size - 1) * s - 2p + k` per axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ConvTranspose {
+    pub input: Tensor,
+    pub cout: u32,
+    pub k: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub groups: u32,
+}
+
+impl ConvTranspose {
+    pub fn output(&self) -> Tensor {
+        let side = |v: u32| ((v.max(1) - 1) * self.stride + self.k).saturating_sub(2 * self.pad);
+        Tensor::new(
+            self.input.n,
+            self.cout,
+            side(self.input.h),
+            side(self.input.w),
+        )
+    }
+    /// Each input element feeds `cout / g` output channels through `k x k` taps.
+    pub fn macs(&self) -> u64 {
+        self.input.numel() * (self.cout / self.groups.max(1)) as u64 * (self.k * self.k) as u64
+    }
+    pub fn params(&self) -> u64 {
+        self.input.c as u64 * (self.cout / self.groups.max(1)) as u64 * (self.k * self.k) as u64
+            + self.cout as u64
+    }
 }
 
 /// Local response normalization: every element divided by a power of the sum of squares of
@@ -292,7 +326,7 @@ pub struct Slice {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpError {
     #[error(
-        "unknown op kind `{0}` (known: conv, mbconv, avgpool, maxpool, gap, linear, add, act, skip, zero, scale, concat, shuffle, slice, softmax, lrn, resize)"
+        "unknown op kind `{0}` (known: conv, mbconv, avgpool, maxpool, gap, linear, add, act, skip, zero, scale, concat, shuffle, slice, softmax, lrn, resize, convt)"
     )]
     UnknownKind(String),
     #[error("op key `{key}`: missing field `{field}`")]

@@ -32,7 +32,7 @@ type Handler = for<'a> fn(&mut Lowering, &At<'a>) -> Result<usize, PlanError>;
 
 /// Every ONNX op type the GPU runs, and its handler. Adding an ONNX op is one line here and one
 /// method in `compute.rs` (it computes) or `movement.rs` (it moves or views data).
-const HANDLERS: [(&[&str], Handler); 17] = [
+const HANDLERS: [(&[&str], Handler); 18] = [
     (
         &[
             "Relu",
@@ -47,6 +47,7 @@ const HANDLERS: [(&[&str], Handler); 17] = [
     ),
     (&["LRN"], Lowering::lrn),
     (&["Resize", "Upsample"], Lowering::resize),
+    (&["ConvTranspose"], Lowering::conv_transpose),
     (&["Identity", "Dropout", "Flatten"], Lowering::view),
     (&["Conv"], Lowering::conv_node),
     (&["Pad"], Lowering::pad),
@@ -220,7 +221,8 @@ pub(super) fn epilogue_slot(step: &mut Step) -> Option<&mut Act> {
         | Step::Shuffle { .. }
         | Step::Softmax { .. }
         | Step::Lrn(_)
-        | Step::Resize(_) => return None,
+        | Step::Resize(_)
+        | Step::ConvTranspose(_) => return None,
     };
     (*slot == Act::None).then_some(slot)
 }

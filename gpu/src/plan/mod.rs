@@ -175,6 +175,27 @@ pub enum Step {
     },
     Lrn(LrnStep),
     Resize(ResizeStep),
+    ConvTranspose(ConvTransposeStep),
+}
+
+/// A transposed convolution, square kernel, uniform stride and padding, with a bias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvTransposeStep {
+    pub x: usize,
+    pub w: usize,
+    pub b: Option<usize>,
+    pub y: usize,
+    pub n: u32,
+    pub cin: u32,
+    pub h: u32,
+    pub w_in: u32,
+    pub cout: u32,
+    pub ho: u32,
+    pub wo: u32,
+    pub k: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub groups: u32,
 }
 
 /// Local response normalization across channels.
@@ -223,6 +244,7 @@ impl Step {
             Step::Softmax { .. } => "softmax",
             Step::Lrn(_) => "lrn",
             Step::Resize(_) => "resize",
+            Step::ConvTranspose(_) => "convt",
         }
     }
 
@@ -237,6 +259,7 @@ impl Step {
             Step::Copy { y, .. } | Step::Shuffle { y, .. } | Step::Softmax { y, .. } => *y,
             Step::Lrn(s) => s.y,
             Step::Resize(s) => s.y,
+            Step::ConvTranspose(s) => s.y,
         }
     }
 }

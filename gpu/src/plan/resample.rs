@@ -1,7 +1,8 @@
-//! LRN and Resize (also opset 7–9's Upsample) nodes.
+//! LRN, Resize (also opset 7–9's Upsample) and ConvTranspose nodes.
 
+use super::lowering::attr_ints;
 use super::lowering::{At, Lowering, dims4};
-use super::{LrnStep, PlanError, ResizeStep, Step};
+use super::{ConvTransposeStep, LrnStep, PlanError, ResizeStep, Step};
 
 impl Lowering {
     pub(super) fn lrn(&mut self, at: &At<'_>) -> Result<usize, PlanError> {
@@ -88,6 +89,59 @@ impl Lowering {
             linear: mode != "nearest",
             coordinates,
             nearest: string("nearest_mode", "round_prefer_floor"),
+        }));
+        Ok(1)
+    }
+
+    /// ConvTranspose: square kernel, uniform stride and padding, no dilation or output padding.
+    pub(super) fn conv_transpose(&mut self, at: &At<'_>) -> Result<usize, PlanError> {
+        let node = at.node;
+        let x = self.input(at, 0)?;
+        let w = self.input(at, 1)?;
+        let b = match node.input.get(2).filter(|s| !s.is_empty()) {
+            Some(_) => Some(self.input(at, 2)?),
+            None => None,
+        };
+        let [n, cin, h, wi] = dims4(&self.buffers[x].dims).map_err(|why| at.bad(why))?;
+        let [wcin, cout_g, kh, kw] = dims4(&self.buffers[w].dims).map_err(|why| at.bad(why))?;
+        let groups = node.attr("group").map_or(1, |a| a.i).max(1) as usize;
+        let stride = attr_ints(node, "strides").unwrap_or_else(|| vec![1, 1]);
+        let pads = attr_ints(node, "pads").unwrap_or_else(|| vec![0; 4]);
+        let uniform = |v: &[i64]| !v.is_empty() && v.iter().all(|&x| x == v[0] && x >= 0);
+        let plain =
+            |k: &str, one: i64| attr_ints(node, k).is_none_or(|v| v.iter().all(|&x| x == one));
+        if wcin != cin || kh != kw || !uniform(&stride) || !uniform(&pads) || stride[0] == 0 {
+            return Err(at.bad(format!(
+                "weight {:?}, strides {stride:?}, pads {pads:?}: square, uniform only",
+                self.buffers[w].dims
+            )));
+        }
+        if !plain("dilations", 1) || !plain("output_padding", 0) {
+            return Err(at.bad("dilations and output padding are not supported".into()));
+        }
+        let (s, p) = (stride[0] as usize, pads[0] as usize);
+        let side = |v: usize| ((v - 1) * s + kh).checked_sub(2 * p).filter(|&o| o > 0);
+        let (Some(ho), Some(wo)) = (side(h), side(wi)) else {
+            return Err(at.bad(format!("padding {p} leaves no output")));
+        };
+        let cout = cout_g * groups;
+        let y = self.define(&at.out, vec![n, cout, ho, wo], None);
+        self.push(Step::ConvTranspose(ConvTransposeStep {
+            x,
+            w,
+            b,
+            y,
+            n: n as u32,
+            cin: cin as u32,
+            h: h as u32,
+            w_in: wi as u32,
+            cout: cout as u32,
+            ho: ho as u32,
+            wo: wo as u32,
+            k: kh as u32,
+            stride: s as u32,
+            pad: p as u32,
+            groups: groups as u32,
         }));
         Ok(1)
     }

@@ -73,6 +73,7 @@ pub fn kernel(step: &Step) -> Kernel {
         Step::Softmax { x, y, rows, cols } => softmax(*x, *y, *rows, *cols),
         Step::Lrn(l) => resample::lrn(l),
         Step::Resize(r) => resample::resize(r),
+        Step::ConvTranspose(c) => resample::conv_transpose(c),
     }
 }
 

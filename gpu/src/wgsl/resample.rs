@@ -1,20 +1,22 @@
-//! Local response normalization and resizing: one invocation per output element.
+//! Local response normalization, resizing and transposed convolution: one invocation per
+//! output element.
 
 use super::*;
-use crate::plan::{LrnStep, ResizeStep};
+use crate::plan::{ConvTransposeStep, LrnStep, ResizeStep};
 
-/// Each of the `total` outputs by `body`, which computes `y[i]` for its `i`.
+/// Each of the `total` outputs by `body`, which computes `y[i]` for its `i`, reading `reads`
+/// (bound as `x`, then `w` and `b`).
 fn per_element(
     name: &'static str,
     consts_src: String,
-    x: usize,
+    reads: &[usize],
     y: usize,
     total: u32,
     body: &str,
 ) -> Kernel {
     let (groups, wg) = flat_groups(total.div_ceil(64));
     let mut s = consts_src;
-    s += &bindings(&["x"]);
+    s += &bindings(&["x", "w", "b"][..reads.len()]);
     let _ = write!(
         s,
         r#"
@@ -30,7 +32,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     Kernel {
         name,
         source: s,
-        reads: vec![x],
+        reads: reads.to_vec(),
         write: y,
         workgroups: groups,
     }
@@ -60,7 +62,7 @@ pub(super) fn lrn(l: &LrnStep) -> Kernel {
         lit(l.alpha / l.size as f32),
         lit(l.beta)
     );
-    per_element("lrn", c, l.x, l.y, total, &body)
+    per_element("lrn", c, &[l.x], l.y, total, &body)
 }
 
 /// WGSL for the input coordinate of output index `o` along an axis (`IN` -> `OUT` elements),
@@ -135,5 +137,52 @@ pub(super) fn resize(r: &ResizeStep) -> Kernel {
     } else {
         format!("{head}\n    y[i] = x[base + pick(sy, Y_IN) * X_IN + pick(sx, X_IN)];")
     };
-    per_element("resize", c, r.x, r.y, total, &body)
+    per_element("resize", c, &[r.x], r.y, total, &body)
+}
+
+pub(super) fn conv_transpose(c: &ConvTransposeStep) -> Kernel {
+    let total = c.n * c.cout * c.ho * c.wo;
+    let consts_src = consts(&[
+        ("CIN", c.cin),
+        ("CIN_G", c.cin / c.groups),
+        ("COUT", c.cout),
+        ("COUT_G", c.cout / c.groups),
+        ("H", c.h),
+        ("W", c.w_in),
+        ("HO", c.ho),
+        ("WO", c.wo),
+        ("K", c.k),
+        ("S", c.stride),
+        ("P", c.pad),
+    ]);
+    let bias = if c.b.is_some() { "b[co]" } else { "0.0" };
+    // Gather form: output (oy, ox) takes input (iy, ix) through tap (ky, kx) when
+    // iy * S + ky = oy + P.
+    let body = format!(
+        r#"    let ox = i % WO;
+    let oy = (i / WO) % HO;
+    let co = (i / (WO * HO)) % COUT;
+    let img = i / (WO * HO * COUT);
+    let g = co / COUT_G;
+    let cog = co % COUT_G;
+    var acc = {bias};
+    for (var cig = 0u; cig < CIN_G; cig++) {{
+        let ci = g * CIN_G + cig;
+        for (var ky = 0u; ky < K; ky++) {{
+            let ty = i32(oy + P) - i32(ky);
+            if (ty < 0 || u32(ty) % S != 0u || u32(ty) / S >= H) {{ continue; }}
+            let iy = u32(ty) / S;
+            for (var kx = 0u; kx < K; kx++) {{
+                let tx = i32(ox + P) - i32(kx);
+                if (tx < 0 || u32(tx) % S != 0u || u32(tx) / S >= W) {{ continue; }}
+                let ix = u32(tx) / S;
+                acc += x[((img * CIN + ci) * H + iy) * W + ix] * w[((ci * COUT_G + cog) * K + ky) * K + kx];
+            }}
+        }}
+    }}
+    y[i] = acc;"#
+    );
+    let mut reads = vec![c.x, c.w];
+    reads.extend(c.b);
+    per_element("convt", consts_src, &reads, c.y, total, &body)
 }

@@ -25,7 +25,7 @@ type Handler<'g> = for<'a> fn(&mut Mapper<'g>, &At<'a, 'g>) -> Result<usize, Pro
 
 /// Every ONNX op type the importer maps, and its handler. Adding an ONNX op is one line here
 /// and one method in `layers.rs` (it computes) or `views.rs` (it moves or describes data).
-fn handlers<'g>() -> [(&'static [&'static str], Handler<'g>); 18] {
+fn handlers<'g>() -> [(&'static [&'static str], Handler<'g>); 19] {
     [
         (&["Identity", "Dropout"], Mapper::identity),
         (&["Conv"], Mapper::conv),
@@ -48,6 +48,7 @@ fn handlers<'g>() -> [(&'static [&'static str], Handler<'g>); 18] {
         ),
         (&["LRN"], Mapper::lrn),
         (&["Resize", "Upsample"], Mapper::resize),
+        (&["ConvTranspose"], Mapper::conv_transpose),
         (&["GlobalAveragePool"], Mapper::global_pool),
         (&["ReduceMean"], Mapper::reduce_mean),
         (&["AveragePool", "MaxPool"], Mapper::pool),

@@ -1,7 +1,7 @@
 //! Nodes that resample or normalize over space and channels: Resize (and opset 7–9's
-//! Upsample), LRN.
+//! Upsample), ConvTranspose (a learned upsampling), LRN.
 
-use hwnas_core::op::{Lrn, Op, Resize, ResizeMode, Tensor};
+use hwnas_core::op::{ConvTranspose, Lrn, Op, Resize, ResizeMode, Tensor};
 
 use super::mapper::{At, Mapper, Problem, Val, unmapped};
 
@@ -77,6 +77,61 @@ impl<'g> Mapper<'g> {
         });
         let v = self.push(op, &[value], vec![at.name.clone()])?;
         self.act_val(at.out, v, Tensor::new(shape.n, shape.c, h, w));
+        Ok(1)
+    }
+}
+
+impl<'g> Mapper<'g> {
+    /// ConvTranspose: square kernels, equal strides, the same padding on every side, no
+    /// dilation or output padding.
+    pub(super) fn conv_transpose(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
+        let node = at.node;
+        let (value, shape) = self.act_in(node, 0)?;
+        let wdims = self.weight_dims(node)?;
+        let [cin, cout_g, kh, kw] = wdims[..] else {
+            return unmapped(format!("a {}-D weight (2-D only)", wdims.len()));
+        };
+        let ints = |k: &str| node.attr(k).map(|a| a.ints.clone());
+        let all_equal = |v: &[i64]| v.iter().all(|&x| x == v[0]);
+        let stride = ints("strides").unwrap_or_else(|| vec![1, 1]);
+        let pads = ints("pads").unwrap_or_else(|| vec![0; 4]);
+        let plain = |k: &str, one: i64| ints(k).is_none_or(|v| v.iter().all(|&x| x == one));
+        let auto = node
+            .attr("auto_pad")
+            .is_none_or(|a| a.s.is_empty() || a.s == b"NOTSET");
+        if kh != kw || !all_equal(&stride) || pads.len() != 4 || !all_equal(&pads) {
+            return unmapped(format!(
+                "a {kh}x{kw} kernel, strides {stride:?}, pads {pads:?} (square, uniform only)"
+            ));
+        }
+        if !plain("dilations", 1)
+            || !plain("output_padding", 0)
+            || !auto
+            || ints("output_shape").is_some()
+        {
+            return unmapped("dilations, output padding or an output shape");
+        }
+        let groups = node.attr("group").map_or(1, |a| a.i);
+        let num = |v: i64, what: &str| {
+            u32::try_from(v).map_err(|_| Problem::Invalid(format!("`{}`: {what} {v}", at.name)))
+        };
+        if cin != i64::from(shape.c) {
+            return Err(Problem::Invalid(format!(
+                "`{}`: weight {wdims:?} for {} input channels",
+                at.name, shape.c
+            )));
+        }
+        let op = Op::ConvTranspose(ConvTranspose {
+            input: shape,
+            cout: num(cout_g * groups, "outputs")?,
+            k: num(kh, "kernel")?,
+            stride: num(stride[0], "stride")?,
+            pad: num(pads[0], "padding")?,
+            groups: num(groups, "groups")?,
+        });
+        let output = op.output();
+        let v = self.push(op, &[value], vec![at.name.clone()])?;
+        self.act_val(at.out, v, output);
         Ok(1)
     }
 }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+mod conv_transpose;
 mod resample;
 
 use crate::proto::{ModelProto, NodeProto, data_type};
@@ -188,6 +189,7 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
             map(a[0], |v| if v < 0.0 { alpha * v } else { v })
         }
         "LRN" => resample::lrn(node, a[0]).map_err(bad)?,
+        "ConvTranspose" => conv_transpose::conv_transpose(node, a).map_err(bad)?,
         "Resize" | "Upsample" => resample::resize(node, a).map_err(bad)?,
         "HardSwish" => map(a[0], |v| v * hard_sigmoid(1.0 / 6.0, 0.5)(v)),
         "HardSigmoid" => {
