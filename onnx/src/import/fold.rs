@@ -265,7 +265,7 @@ fn cast(c: &Constant, to: i64) -> Option<Constant> {
     let to = i32::try_from(to).ok()?;
     let float = matches!(
         to,
-        data_type::FLOAT | data_type::FLOAT16 | data_type::DOUBLE | 16
+        data_type::FLOAT | data_type::FLOAT16 | data_type::DOUBLE | data_type::BFLOAT16
     );
     let values = match (&c.values, float) {
         (None, _) => None,
