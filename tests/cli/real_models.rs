@@ -286,3 +286,45 @@ fn a_partly_mapped_real_model_is_refused_unless_allowed() {
     let share = p["unmapped_flops_share"].as_f64().unwrap();
     assert!(share > 0.0 && share < 1.0, "{p}");
 }
+
+/// One calibration for files nobody calibrated on: the reference networks' ops profiled, the
+/// networks timed end to end, and the calibration applied to a real export.
+#[test]
+fn the_reference_networks_calibrate_a_device_for_any_model() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let device = quick_cpu_profile(dir.path());
+    let table = dir.path().join("reference.csv");
+    ok(&[
+        "profile",
+        "--device",
+        s(&device),
+        "--reference",
+        "--out",
+        s(&table),
+    ]);
+    let model = dir.path().join("reference.model.json");
+    let out = ok(&[
+        "fit",
+        "--table",
+        s(&table),
+        "--device",
+        s(&device),
+        "--calibrate-reference",
+        "--out",
+        s(&model),
+    ]);
+    assert!(out.contains("calibrated on 20 reference networks"), "{out}");
+    let file = torchvision_file("mobilenet_v3_small-224.onnx");
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--onnx",
+        s(&file),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(json[0]["calibrated"], true, "{json}");
+    assert!(json[0]["latency_us"].as_f64().unwrap() > 0.0, "{json}");
+}
