@@ -223,6 +223,36 @@ impl OrtRuntime {
         Ok(dispatch.error_on_failure())
     }
 
+    /// A session for a user's file (profiling to `profile` if given), its input's name, and a
+    /// seeded input of `input`'s shape. A structure-only file (weights dropped to share it)
+    /// runs with seeded weights; any other from its path, so that ORT finds external data.
+    fn file_session(
+        &self,
+        path: &Path,
+        input: hwnas_core::op::Tensor,
+        profile: Option<&Path>,
+    ) -> Result<(Session, String, Tensor<f32>), BackendError> {
+        let err = |message: String| file_error(path, message);
+        let mut model = onnx::import::read_model(path).map_err(|e| err(e.to_string()))?;
+        let session = if onnx::weights::seed_missing(&mut model, 0) > 0 {
+            self.session(ModelSource::Bytes(&model.to_bytes()), profile)
+        } else {
+            self.session(ModelSource::File(path), profile)
+        }
+        .map_err(err)?;
+        let name = session
+            .inputs()
+            .first()
+            .map(|i| i.name().to_string())
+            .ok_or_else(|| err("the model has no input".into()))?;
+        let x = Tensor::from_array((
+            input.dims().map(|d| d as usize),
+            onnx::build::model_input(input),
+        ))
+        .map_err(|e| err(e.to_string()))?;
+        Ok((session, name, x))
+    }
+
     /// A session for `model` with this runtime's settings; profiling to `profile` if given.
     fn session(&self, model: ModelSource<'_>, profile: Option<&Path>) -> Result<Session, String> {
         let level = match self.settings.optimization {
@@ -418,27 +448,9 @@ impl Backend for OrtRuntime {
         input: hwnas_core::op::Tensor,
         runs: usize,
     ) -> Result<Option<Vec<NodeTime>>, BackendError> {
-        let err = |message: String| BackendError::Prepare {
-            key: path.display().to_string(),
-            message,
-        };
-        let mut model = onnx::import::read_model(path).map_err(|e| err(e.to_string()))?;
-        onnx::weights::seed_missing(&mut model, 0);
-        let bytes = model.to_bytes();
+        let err = |message: String| file_error(path, message);
         let prefix = self.profile_dir.join("file");
-        let mut session = self
-            .session(ModelSource::Bytes(&bytes), Some(&prefix))
-            .map_err(err)?;
-        let name = session
-            .inputs()
-            .first()
-            .map(|i| i.name().to_string())
-            .ok_or_else(|| err("the model has no input".into()))?;
-        let x = Tensor::from_array((
-            input.dims().map(|d| d as usize),
-            onnx::build::model_input(input),
-        ))
-        .map_err(|e| err(e.to_string()))?;
+        let (mut session, name, x) = self.file_session(path, input, Some(&prefix))?;
         for _ in 0..runs.max(1) {
             session
                 .run(vec![(name.as_str(), &x)])
@@ -457,32 +469,10 @@ impl Backend for OrtRuntime {
         path: &std::path::Path,
         input: hwnas_core::op::Tensor,
     ) -> Result<Box<dyn Kernel>, BackendError> {
-        let err = |message: String| BackendError::Prepare {
-            key: path.display().to_string(),
-            message,
-        };
-        // A structure-only file (weights dropped to share it) runs with seeded weights.
-        let mut model = onnx::import::read_model(path).map_err(|e| err(e.to_string()))?;
-        let session = if onnx::weights::seed_missing(&mut model, 0) > 0 {
-            let bytes = prost::Message::encode_to_vec(&model);
-            self.session(ModelSource::Bytes(&bytes), None)
-        } else {
-            self.session(ModelSource::File(path), None)
-        }
-        .map_err(err)?;
-        let name = session
-            .inputs()
-            .first()
-            .map(|i| i.name().to_string())
-            .ok_or_else(|| err("the model has no input".into()))?;
-        let x = Tensor::from_array((
-            input.dims().map(|d| d as usize),
-            onnx::build::model_input(input),
-        ))
-        .map_err(|e| err(e.to_string()))?;
+        let (session, input_name, x) = self.file_session(path, input, None)?;
         Ok(Box::new(NetworkKernel {
             session,
-            input_name: name,
+            input_name,
             inputs: vec![x],
         }))
     }
@@ -508,5 +498,13 @@ impl Backend for OrtRuntime {
             input_name: onnx::INPUT_NAMES[0].into(),
             inputs,
         }))
+    }
+}
+
+/// An error preparing a user's file, named by its path.
+fn file_error(path: &Path, message: String) -> BackendError {
+    BackendError::Prepare {
+        key: path.display().to_string(),
+        message,
     }
 }
