@@ -31,6 +31,8 @@ fn bench(c: &mut Criterion) {
         round_ms: 2.5,
         interleave: OPS,
         max_noise: None,
+        probe_runs: 3,
+        cpu_clock: true,
     };
     let mut group = c.benchmark_group("measure_loop");
     group.throughput(Throughput::Elements(RUNS as u64 * OPS as u64));
@@ -39,7 +41,18 @@ fn bench(c: &mut Criterion) {
             let mut kernels: Vec<Box<dyn Kernel>> = (0..OPS)
                 .map(|_| Box::new(NoopKernel) as Box<dyn Kernel>)
                 .collect();
-            let results = measure_group(&mut kernels, &cfg);
+            let results = measure_group(&mut kernels, &cfg, None);
+            assert_eq!(results.len(), OPS);
+            results
+        })
+    });
+    // The same with the reference probe bracketing every batch (its runs are not counted).
+    group.bench_function("8_ops_x_2000_runs_probed", |b| {
+        b.iter(|| {
+            let mut kernels: Vec<Box<dyn Kernel>> = (0..OPS)
+                .map(|_| Box::new(NoopKernel) as Box<dyn Kernel>)
+                .collect();
+            let results = measure_group(&mut kernels, &cfg, Some(&mut NoopKernel));
             assert_eq!(results.len(), OPS);
             results
         })

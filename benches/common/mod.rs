@@ -20,7 +20,11 @@ pub fn mock_mbv3_model() -> LatencyModel {
         .iter()
         .map(|op| {
             let mut k = vec![dev.prepare(op).unwrap()];
-            Row::new(op, &measure_group(&mut k, &cfg).remove(0).unwrap(), "mock")
+            Row::new(
+                op,
+                &measure_group(&mut k, &cfg, None).remove(0).unwrap(),
+                "mock",
+            )
         })
         .collect();
     let table = LatencyTable { meta: vec![], rows };

@@ -61,9 +61,10 @@ pub trait Backend {
     }
 
     /// A network's latency from its measurement, counted as this device's table rows count an
-    /// op's: by default the wall time of a run (what a deployment pays).
+    /// op's: by default the run's time as the loop recorded it (what a deployment pays on a
+    /// quiet machine), corrected by the probe.
     fn network_latency(&self, m: &Measurement) -> Stats {
-        m.wall
+        m.stats
     }
 
     /// True for a simulated device (no hardware behind its times).
@@ -86,6 +87,14 @@ pub trait Backend {
 pub trait Kernel {
     /// Run the op once and return the wall-clock time of the call.
     fn run(&mut self) -> Result<Duration, KernelError>;
+
+    /// The CPU time the calling thread spent in the last run, for a kernel that does all its
+    /// work on the calling thread (ONNX Runtime with one intra-op thread): unlike wall time, it
+    /// does not count the time the OS gave another process on this core. `None` where the work
+    /// runs elsewhere (a thread pool, a GPU) and only wall time is the run's latency.
+    fn cpu_time_of_last_run(&self) -> Option<Duration> {
+        None
+    }
 
     /// Called once after the last run. Backends that can see inside a run report here the time
     /// each run cost as part of a network (see [`KernelReport`]).
@@ -115,7 +124,8 @@ pub struct KernelError(pub String);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
     /// The latency the table records: in-network times when the backend reports them,
-    /// otherwise wall-clock times of the call.
+    /// otherwise the run's time (thread CPU time where the kernel reports it, else wall-clock);
+    /// with the reference probe, corrected for the machine's speed (see [`Drift`]).
     pub stats: Stats,
     /// Wall-clock time of the whole call, as a user timing the lone op would see it.
     pub wall: Stats,
@@ -126,4 +136,38 @@ pub struct Measurement {
     pub in_network: bool,
     /// True when the op stopped at `max_runs` or `max_ms` before its CI reached `target_ci`.
     pub capped: bool,
+    /// The machine's speed while this was measured, when the reference probe ran beside it.
+    #[serde(default)]
+    pub drift: Option<Drift>,
+}
+
+/// What the reference probe saw next to one measurement. The probe is a fixed kernel run
+/// before and after every batch of runs; each run is divided by the probe's time around its
+/// batch, so a machine that slows down for a while slows the probe too and the ratio holds.
+/// `stats` are then expressed at `probe_us`, the probe's median over this measurement, until
+/// [`Measurement::at_probe_speed`] puts them at a table's nominal probe time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Drift {
+    /// Median time of the probe's runs next to this measurement's batches, in microseconds.
+    pub probe_us: f64,
+    /// Spread of those probe times: (p90 - p10) / median.
+    pub probe_spread: f64,
+    /// The latency before the correction (same basis as `stats`).
+    pub raw: Stats,
+}
+
+impl Measurement {
+    /// The measurement with `stats` expressed at a probe time of `nominal_us` (the speed a
+    /// table was measured at): scaled by `nominal_us / probe_us`. Without a probe, unchanged.
+    pub fn at_probe_speed(mut self, nominal_us: f64) -> Measurement {
+        if let Some(d) = self.drift.filter(|d| d.probe_us > 0.0 && nominal_us > 0.0) {
+            self.stats = self.stats.scaled(nominal_us / d.probe_us);
+        }
+        self
+    }
+
+    /// The latency before the probe's correction.
+    pub fn raw(&self) -> Stats {
+        self.drift.map_or(self.stats, |d| d.raw)
+    }
 }

@@ -60,6 +60,25 @@ pub fn cpu_mhz() -> Option<f64> {
     (!mhz.is_empty()).then(|| mhz.iter().sum::<f64>() / mhz.len() as f64)
 }
 
+/// CPU time consumed so far by the calling thread (Linux and other Unixes), where readable.
+/// A run timed by it does not count the time the OS gave another process on the core.
+pub fn thread_cpu_time() -> Option<std::time::Duration> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        (rc == 0).then(|| std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 /// The current UTC time as RFC 3339 (`2026-11-28T06:43:42Z`).
 pub fn utc_now() -> String {
     let secs = std::time::SystemTime::now()

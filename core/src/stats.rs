@@ -100,6 +100,19 @@ impl Stats {
         })
     }
 
+    /// The same statistics of samples all multiplied by `factor` (> 0): relative ones (CI,
+    /// counts) do not change.
+    pub fn scaled(self, factor: f64) -> Stats {
+        Stats {
+            median: self.median * factor,
+            p10: self.p10 * factor,
+            p90: self.p90 * factor,
+            mad: self.mad * factor,
+            min: self.min * factor,
+            ..self
+        }
+    }
+
     /// MAD relative to the median: the noise this op saw.
     pub fn mad_rel(&self) -> f64 {
         if self.median > 0.0 {

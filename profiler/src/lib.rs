@@ -7,12 +7,14 @@
 //!   (feature `ort`), a GPU through `hwnas_gpu` (feature `gpu`), a simulated device in
 //!   [`backend::mock`].
 //! - [`measure::measure_group`] is the one measurement loop: warm-up, interleaved rounds,
-//!   adaptive repetition until the median's confidence interval is tight, giving a
-//!   [`hwnas_core::backend::Measurement`] per kernel.
+//!   adaptive repetition until the median's confidence interval is tight, each batch bracketed
+//!   by the reference probe ([`measure::PROBE_KEY`]) that corrects for the machine's speed,
+//!   giving a [`hwnas_core::backend::Measurement`] per kernel.
 //! - [`profile::profile_ops`] runs it over a list of ops (in this process, or in a
 //!   [`worker::Worker`] process that is killed when a kernel hangs) and appends
-//!   [`hwnas_core::table::Row`]s to a latency table; [`networks`] times whole networks and
-//!   users' ONNX files end to end on the same backends.
+//!   [`hwnas_core::table::Row`]s to a latency table, expressed at the probe's nominal time
+//!   ([`profile::probe_nominal_us`]); [`networks`] times whole networks and users' ONNX files
+//!   end to end on the same backends, at a table's probe speed ([`networks::Speed`]).
 //! - [`fuzzing`] holds the entry points the fuzz targets drive, across every layer.
 
 pub mod backend;

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 
-use hwnas_core::backend::{Backend, BackendError, KernelError};
+use hwnas_core::backend::{Backend, BackendError, Drift, Kernel, KernelError, Measurement};
 use hwnas_core::network::Network;
 use hwnas_core::op::Tensor;
 use hwnas_core::stats::Stats;
 
 use crate::measure::{MeasureConfig, measure_group};
+use crate::profile::prepare_probe;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkMeasureError {
@@ -18,47 +19,96 @@ pub enum NetworkMeasureError {
     Run { name: String, error: KernelError },
 }
 
-/// Latency statistics of each ONNX file, fed a seeded input of its shape (one at a time: they
-/// are whole models).
+/// The speed networks are measured at: the probe time of the table their predictions come
+/// from (`None`: the table was measured without the probe, and so are they).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Speed {
+    pub probe_nominal_us: Option<f64>,
+}
+
+/// One network's latency, raw and at the table's speed, and the probe beside it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetworkTime {
+    /// At the table's probe speed (what predictions are compared with).
+    pub latency: Stats,
+    /// Before the probe's correction.
+    pub raw: Stats,
+    /// The probe's median and spread beside it, when it ran.
+    pub drift: Option<Drift>,
+}
+
+/// Latency of each ONNX file, fed a seeded input of its shape, all in interleaved rounds.
 pub fn measure_files(
     backend: &mut dyn Backend,
     files: &[(PathBuf, Tensor)],
     cfg: &MeasureConfig,
-) -> Result<Vec<Stats>, NetworkMeasureError> {
-    let mut out = Vec::with_capacity(files.len());
-    for (path, input) in files {
-        let mut kernels = vec![backend.prepare_file(path, *input)?];
-        let m = measure_group(&mut kernels, cfg)
-            .remove(0)
-            .map_err(|error| NetworkMeasureError::Run {
-                name: path.display().to_string(),
-                error,
-            })?;
-        out.push(backend.network_latency(&m));
-    }
-    Ok(out)
+    speed: Speed,
+) -> Result<Vec<NetworkTime>, NetworkMeasureError> {
+    let names: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+    measure_kernels(backend, &names, cfg, speed, &mut || {}, |b, i| {
+        b.prepare_file(&files[i].0, files[i].1)
+    })
 }
 
-/// Latency statistics of each network, measured `cfg.interleave` at a time in interleaved
-/// rounds; `done` is called after each network.
+/// Latency of each network, measured `cfg.interleave` at a time in interleaved rounds; `done`
+/// is called after each network.
 pub fn measure_networks(
     backend: &mut dyn Backend,
     nets: &[Network],
     cfg: &MeasureConfig,
+    speed: Speed,
     done: &mut dyn FnMut(),
-) -> Result<Vec<Stats>, NetworkMeasureError> {
-    let mut out = Vec::with_capacity(nets.len());
-    for group in nets.chunks(cfg.interleave.max(1)) {
+) -> Result<Vec<NetworkTime>, NetworkMeasureError> {
+    let names: Vec<String> = nets.iter().map(|n| format!("`{}`", n.name)).collect();
+    measure_kernels(backend, &names, cfg, speed, done, |b, i| {
+        b.prepare_network(&nets[i])
+    })
+}
+
+/// Without a nominal speed the probe is not run: the table it is compared with had none.
+fn measure_kernels(
+    backend: &mut dyn Backend,
+    names: &[String],
+    cfg: &MeasureConfig,
+    speed: Speed,
+    done: &mut dyn FnMut(),
+    prepare: impl Fn(&mut dyn Backend, usize) -> Result<Box<dyn Kernel>, BackendError>,
+) -> Result<Vec<NetworkTime>, NetworkMeasureError> {
+    let cfg = match speed.probe_nominal_us {
+        Some(_) => cfg.clone(),
+        None => MeasureConfig {
+            probe_runs: 0,
+            ..cfg.clone()
+        },
+    };
+    let mut probe = prepare_probe(backend, &cfg)?;
+    let mut out = Vec::with_capacity(names.len());
+    let indices: Vec<usize> = (0..names.len()).collect();
+    for group in indices.chunks(cfg.interleave.max(1)) {
         let mut kernels = group
             .iter()
-            .map(|n| backend.prepare_network(n))
+            .map(|&i| prepare(backend, i))
             .collect::<Result<Vec<_>, _>>()?;
-        for (net, result) in group.iter().zip(measure_group(&mut kernels, cfg)) {
+        let measured = measure_group(&mut kernels, &cfg, probe.as_deref_mut());
+        for (&i, result) in group.iter().zip(measured) {
             let m = result.map_err(|error| NetworkMeasureError::Run {
-                name: format!("`{}`", net.name),
+                name: names[i].clone(),
                 error,
             })?;
-            out.push(backend.network_latency(&m));
+            let raw = backend.network_latency(&Measurement {
+                stats: m.raw(),
+                ..m.clone()
+            });
+            let drift = m.drift;
+            let m = match speed.probe_nominal_us {
+                Some(nominal) => m.at_probe_speed(nominal),
+                None => m,
+            };
+            out.push(NetworkTime {
+                latency: backend.network_latency(&m),
+                raw,
+                drift,
+            });
             done();
         }
     }

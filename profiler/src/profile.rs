@@ -1,8 +1,8 @@
 //! Profiling a list of ops: prepare a group, measure it in interleaved rounds, append its rows.
 
 use crate::backend::Backend;
-use crate::measure::{MeasureConfig, measure_group};
-use hwnas_core::backend::{Kernel, Measurement};
+use crate::measure::{MeasureConfig, PROBE_KEY, measure_group};
+use hwnas_core::backend::{BackendError, Kernel, Measurement};
 use hwnas_core::op::Op;
 use hwnas_core::table::{Row, TableError, TableWriter};
 
@@ -30,6 +30,19 @@ impl GroupMeasurer for InProcess {
     }
 }
 
+/// The reference probe's kernel on `backend`, when `cfg` asks for it; a simulated device has
+/// no speed to track and gets none.
+pub fn prepare_probe(
+    backend: &mut dyn Backend,
+    cfg: &MeasureConfig,
+) -> Result<Option<Box<dyn Kernel>>, BackendError> {
+    if cfg.probe_runs == 0 || backend.simulated() {
+        return Ok(None);
+    }
+    let op = Op::from_key(PROBE_KEY).expect("the probe's key parses");
+    backend.prepare(&op).map(Some)
+}
+
 /// Prepare each op on `backend` (`wrap` sees every kernel prepared), then measure those that
 /// prepared together; an op that did not prepare gets its error.
 pub(crate) fn prepare_and_measure(
@@ -38,6 +51,13 @@ pub(crate) fn prepare_and_measure(
     cfg: &MeasureConfig,
     mut wrap: impl FnMut(Box<dyn Kernel>) -> Box<dyn Kernel>,
 ) -> Vec<Result<Measurement, String>> {
+    let mut probe = match prepare_probe(backend, cfg) {
+        Ok(probe) => probe.map(&mut wrap),
+        Err(e) => {
+            let why = format!("the reference probe `{PROBE_KEY}` does not prepare: {e}");
+            return ops.iter().map(|_| Err(why.clone())).collect();
+        }
+    };
     let mut results: Vec<Option<Result<Measurement, String>>> = Vec::new();
     let mut kernels: Vec<Box<dyn Kernel>> = Vec::new();
     let mut slots = Vec::new();
@@ -51,7 +71,8 @@ pub(crate) fn prepare_and_measure(
             Err(e) => results.push(Some(Err(e.to_string()))),
         }
     }
-    for (slot, m) in slots.into_iter().zip(measure_group(&mut kernels, cfg)) {
+    let measured = measure_group(&mut kernels, cfg, probe.as_deref_mut());
+    for (slot, m) in slots.into_iter().zip(measured) {
         results[slot] = Some(m.map_err(|e| e.to_string()));
     }
     results.into_iter().flatten().collect()
@@ -62,6 +83,16 @@ pub(crate) fn prepare_and_measure(
 pub enum OpOutcome {
     Measured(Box<Row>),
     Failed { key: String, error: String },
+}
+
+/// How a profile run measures and records: the loop's settings, the provider to record when
+/// the backend cannot tell, the one every node must run on (`--require-ep`), and the probe
+/// time rows are expressed at (the table's `probe_nominal_us`).
+pub struct Pass<'a> {
+    pub cfg: &'a MeasureConfig,
+    pub default_provider: &'a str,
+    pub require_provider: Option<&'a str>,
+    pub probe_nominal_us: Option<f64>,
 }
 
 /// Measure `ops` with `measurer`, `cfg.interleave` at a time, appending each group's rows to
@@ -78,34 +109,39 @@ pub enum OpOutcome {
 pub fn profile_ops(
     measurer: &mut dyn GroupMeasurer,
     ops: &[Op],
-    cfg: &MeasureConfig,
-    default_provider: &str,
-    require_provider: Option<&str>,
+    pass: &Pass<'_>,
     writer: &mut TableWriter,
     mut on_op: impl FnMut(&OpOutcome),
 ) -> Result<Vec<OpOutcome>, TableError> {
     let mut outcomes = Vec::with_capacity(ops.len());
-    let pass = Pass {
-        cfg,
-        default_provider,
-        require_provider,
-    };
-    let again = measure_pass(measurer, ops, &pass, writer, true, &mut |o| {
+    let again = measure_pass(measurer, ops, pass, writer, true, &mut |o| {
         on_op(&o);
         outcomes.push(o);
     })?;
-    measure_pass(measurer, &again, &pass, writer, false, &mut |o| {
+    measure_pass(measurer, &again, pass, writer, false, &mut |o| {
         on_op(&o);
         outcomes.push(o);
     })?;
     Ok(outcomes)
 }
 
-/// What every pass measures with.
-struct Pass<'a> {
-    cfg: &'a MeasureConfig,
-    default_provider: &'a str,
-    require_provider: Option<&'a str>,
+/// The probe time a new table is expressed at: the probe measured as an op, beside itself
+/// (the median of its runs between batches, over about a second). `None` for a simulated
+/// device or a loop without the probe.
+pub fn probe_nominal_us(
+    measurer: &mut dyn GroupMeasurer,
+    cfg: &MeasureConfig,
+) -> Result<Option<f64>, String> {
+    if measurer.simulated() || cfg.probe_runs == 0 {
+        return Ok(None);
+    }
+    let probe = Op::from_key(PROBE_KEY).expect("the probe's key parses");
+    let m = measurer
+        .measure(&[probe], cfg)
+        .pop()
+        .unwrap_or_else(|| Err("no result".into()))
+        .map_err(|e| format!("measuring the reference probe `{PROBE_KEY}`: {e}"))?;
+    Ok(m.drift.map(|d| d.probe_us))
 }
 
 /// One pass over `ops`; returns the ops held back as too noisy (only when `may_retry`).
@@ -149,6 +185,10 @@ fn measure_pass(
                             ),
                         }),
                         None => {
+                            let m = match pass.probe_nominal_us {
+                                Some(nominal) => m.at_probe_speed(nominal),
+                                None => m,
+                            };
                             let mut row = Row::new(op, &m, pass.default_provider);
                             if !measurer.simulated() {
                                 row = row.on_this_machine();
@@ -193,12 +233,16 @@ mod tests {
                 ..MeasureConfig::default()
             };
             let mut seen = 0;
+            let pass = Pass {
+                cfg: &cfg,
+                default_provider: "mock",
+                require_provider: None,
+                probe_nominal_us: None,
+            };
             let out = profile_ops(
                 &mut InProcess(Box::new(MockDevice::default())),
                 &ops,
-                &cfg,
-                "mock",
-                None,
+                &pass,
                 &mut w,
                 |_| seen += 1,
             )

@@ -293,6 +293,7 @@ mod tests {
                     providers: vec![],
                     in_network: false,
                     capped: false,
+                    drift: None,
                 };
                 Row::new(op, &m, "mock")
             })

@@ -8,11 +8,10 @@ use anyhow::Context;
 use hwnas_core::backend::Backend;
 use hwnas_core::network::Network;
 use hwnas_core::op::Precision;
-use hwnas_core::stats::Stats;
 use hwnas_profiler::backend;
 use hwnas_profiler::device::DeviceProfile;
 use hwnas_profiler::measure::MeasureConfig;
-use hwnas_profiler::networks;
+use hwnas_profiler::networks::{self, NetworkTime, Speed};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The backend of a device profile, for end-to-end runs (which need a real device).
@@ -47,14 +46,15 @@ pub fn open_device(
     Ok((profile, rt))
 }
 
-/// Latency statistics of each network, measured in interleaved groups, with a progress bar
+/// Latency of each network, measured in interleaved groups at `speed`, with a progress bar
 /// labelled `what`.
 pub fn measure(
     rt: &mut dyn Backend,
     nets: &[Network],
     cfg: &MeasureConfig,
+    speed: Speed,
     what: &str,
-) -> anyhow::Result<Vec<Stats>> {
+) -> anyhow::Result<Vec<NetworkTime>> {
     let bar = ProgressBar::new(nets.len() as u64).with_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} networks  {elapsed} elapsed, ETA {eta}  {msg}",
@@ -62,7 +62,7 @@ pub fn measure(
         .expect("valid template"),
     );
     bar.set_message(what.to_string());
-    let out = networks::measure_networks(rt, nets, cfg, &mut || bar.inc(1));
+    let out = networks::measure_networks(rt, nets, cfg, speed, &mut || bar.inc(1));
     bar.finish_and_clear();
     Ok(out?)
 }

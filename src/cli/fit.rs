@@ -10,7 +10,7 @@ use hwnas_core::table::LatencyTable;
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::calibrate::Calibration;
 use hwnas_predictor::regress::{Family, OpRegressor, compare};
-use hwnas_profiler::networks;
+use hwnas_profiler::networks::{self, Speed};
 use hwnas_search::space::builtin;
 
 use super::e2e;
@@ -156,11 +156,11 @@ fn calibrate_on_files(
         samples.push(model.kind_sums(&model.terms(&m.network))?);
         files.push((path.clone(), m.network.input));
     }
-    let measured = networks::measure_files(rt.as_mut(), &files, &profile.measure)?;
+    let measured = networks::measure_files(rt.as_mut(), &files, &profile.measure, speed_of(model))?;
     let samples: Vec<_> = samples
         .into_iter()
         .zip(&measured)
-        .map(|(sums, m)| (sums, m.median))
+        .map(|(sums, m)| (sums, m.latency.median))
         .collect();
     let cal = Calibration::fit_models(&samples)?;
     report_calibration(&cal, what);
@@ -200,11 +200,18 @@ fn calibrate_on_space(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
         .iter()
         .map(|a| space.network(a))
         .collect::<Result<Vec<_>, _>>()?;
-    let measured = e2e::measure(rt.as_mut(), &nets, &profile.measure, "calibration")?;
+    let measured = e2e::measure(
+        rt.as_mut(),
+        &nets,
+        &profile.measure,
+        speed_of(model),
+        "calibration",
+    )?;
+    super::validate::print_drift(&measured, "calibration networks");
     let samples = nets
         .iter()
         .zip(&measured)
-        .map(|(n, m)| Ok((model.kind_sums(&model.terms(n))?, m.median)))
+        .map(|(n, m)| Ok((model.kind_sums(&model.terms(n))?, m.latency.median)))
         .collect::<Result<Vec<_>, hwnas_predictor::ModelError>>()?;
     let cal = Calibration::fit(&samples)?;
     report_calibration(&cal, &format!("{} networks", space.name()));
@@ -229,6 +236,13 @@ fn calibrate_on_space(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
     model.calibration = Some(cal);
     model.rebuild();
     Ok(())
+}
+
+/// Networks are measured at the speed of the model's table.
+fn speed_of(model: &LatencyModel) -> Speed {
+    Speed {
+        probe_nominal_us: model.probe_nominal_us(),
+    }
 }
 
 fn report_calibration(cal: &Calibration, what: &str) {

@@ -7,12 +7,16 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use hwnas_core::table::{Metadata, Row, TableWriter};
+use hwnas_core::table::{
+    LatencyTable, Metadata, PROBE_KEY_META, PROBE_NOMINAL_META, Row, TableWriter,
+};
 use hwnas_core::{Op, Precision, host};
 use hwnas_profiler::backend::{self, Backend};
 use hwnas_profiler::device::{BackendKind, DeviceProfile};
-use hwnas_profiler::measure::MeasureConfig;
-use hwnas_profiler::profile::{GroupMeasurer, InProcess, OpOutcome, profile_ops};
+use hwnas_profiler::measure::{MeasureConfig, PROBE_KEY};
+use hwnas_profiler::profile::{
+    GroupMeasurer, InProcess, OpOutcome, Pass, probe_nominal_us, profile_ops,
+};
 use hwnas_profiler::worker::Worker;
 use hwnas_search::space::builtin;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -71,7 +75,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let profile = device_profile(&args)?;
     let ops = ops_to_profile(&args)?;
     let (mut measurer, provenance, default_provider) = open_measurer(&args, &profile)?;
-    let meta = metadata(&profile, &args, provenance);
+    let mut meta = metadata(&profile, &args, provenance);
+    let probe_nominal_us = probe_speed(&args, &profile, measurer.as_mut())?;
+    if let Some(nominal) = probe_nominal_us {
+        meta.push((PROBE_KEY_META.into(), PROBE_KEY.into()));
+        meta.push((PROBE_NOMINAL_META.into(), format!("{nominal:.3}")));
+    }
 
     let (mut writer, done) = if args.resume {
         TableWriter::resume(&args.out, &meta)?
@@ -113,32 +122,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The provider every node must run on: the profile's EP (ORT devices only).
     let expected = (profile.backend == BackendKind::Ort)
         .then(|| hwnas_profiler::backend::ort::provider_name(&profile.ort.execution_provider));
-    let outcomes = profile_ops(
-        measurer.as_mut(),
-        &todo,
-        &profile.measure,
-        &default_provider,
-        expected.as_deref().filter(|_| args.require_ep),
-        &mut writer,
-        |o| {
-            match o {
-                OpOutcome::Measured(row) => {
-                    if args.verbose {
-                        say(format!(
-                            "{:>10.1} us  ±{:>4.1}%  n={:<5} {}",
-                            row.median_us,
-                            100.0 * row.ci_rel,
-                            row.runs,
-                            row.key
-                        ));
-                    }
-                    bar.set_message(row.key.clone());
+    let pass = Pass {
+        cfg: &profile.measure,
+        default_provider: &default_provider,
+        require_provider: expected.as_deref().filter(|_| args.require_ep),
+        probe_nominal_us,
+    };
+    let outcomes = profile_ops(measurer.as_mut(), &todo, &pass, &mut writer, |o| {
+        match o {
+            OpOutcome::Measured(row) => {
+                if args.verbose {
+                    say(format!(
+                        "{:>10.1} us  ±{:>4.1}%  n={:<5} {}",
+                        row.median_us,
+                        100.0 * row.ci_rel,
+                        row.runs,
+                        row.key
+                    ));
                 }
-                OpOutcome::Failed { key, error } => say(format!("FAILED {key}: {error}")),
+                bar.set_message(row.key.clone());
             }
-            bar.inc(1);
-        },
-    )?;
+            OpOutcome::Failed { key, error } => say(format!("FAILED {key}: {error}")),
+        }
+        bar.inc(1);
+    })?;
     bar.finish_and_clear();
 
     let rows: Vec<&Row> = outcomes
@@ -175,6 +182,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The probe time the table is expressed at: a resumed table's own, else the probe measured
+/// now, alone (see `hwnas_profiler::profile::probe_nominal_us`).
+fn probe_speed(
+    args: &Args,
+    profile: &DeviceProfile,
+    measurer: &mut dyn GroupMeasurer,
+) -> anyhow::Result<Option<f64>> {
+    if args.resume && args.out.exists() {
+        let meta = LatencyTable::read_meta(&args.out)?;
+        return Ok(meta
+            .iter()
+            .find(|(k, _)| k == PROBE_NOMINAL_META)
+            .and_then(|(_, v)| v.parse().ok()));
+    }
+    let nominal = probe_nominal_us(measurer, &profile.measure).map_err(anyhow::Error::msg)?;
+    if let Some(us) = nominal {
+        eprintln!(
+            "reference probe `{PROBE_KEY}`: {us:.1} us now; every row is expressed at this speed"
+        );
+    }
+    Ok(nominal)
 }
 
 /// The device profile, with the command line's overrides.

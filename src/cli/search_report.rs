@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use hwnas_profiler::device::DeviceProfile;
-use hwnas_search::objective::{ArchProblem, Metrics};
+use hwnas_profiler::networks::Speed;
+use hwnas_search::objective::{ArchProblem, LatencySource, Metrics};
 use hwnas_search::problem::Outcome;
 use hwnas_search::report::{Report, Verification, members_to_verify, verification_source};
 use serde_json::Value;
@@ -37,10 +38,24 @@ pub fn verify(
                 .network(&outcome.archive[outcome.front[*p]].info.arch)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let stats = e2e::measure(rt.as_mut(), &nets, &profile.measure, "verifying the front")?;
+    // At the speed of the table the predictions come from (a measured architecture table
+    // carries no probe: its networks are compared raw).
+    let speed = Speed {
+        probe_nominal_us: match &problem.latency[source] {
+            LatencySource::Model { model, .. } => model.probe_nominal_us(),
+            LatencySource::Table { .. } => None,
+        },
+    };
+    let times = e2e::measure(
+        rt.as_mut(),
+        &nets,
+        &profile.measure,
+        speed,
+        "verifying the front",
+    )?;
     let mut measured_ms = vec![None; outcome.front.len()];
-    for (p, s) in chosen.iter().zip(&stats) {
-        measured_ms[*p] = Some(s.median / 1e3);
+    for (p, t) in chosen.iter().zip(&times) {
+        measured_ms[*p] = Some(t.latency.median / 1e3);
     }
     Ok(Verification {
         device: profile.name,

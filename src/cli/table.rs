@@ -218,6 +218,8 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         "timing",
         "space",
         "created",
+        "probe",
+        "probe_nominal_us",
         "note",
     ] {
         if let Some(v) = table.meta(field) {
@@ -279,6 +281,9 @@ pub(super) fn print_machine(rows: &[&Row], cpus: Option<usize>) {
     let report = machine_report(rows, cpus);
     if let Some(summary) = report.summary {
         println!("  machine: {summary}");
+    }
+    if let Some(drift) = report.drift {
+        println!("  drift:   {drift}");
     }
     for p in report.problems {
         println!("  warning: {p}");

@@ -10,6 +10,7 @@ use hwnas_core::rng::SplitMix64;
 use hwnas_core::stats::{Stats, quantile_sorted};
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::metrics::Accuracy;
+use hwnas_profiler::networks::{NetworkTime, Speed};
 use hwnas_search::space::{SearchSpace, builtin};
 use serde_json::json;
 
@@ -79,18 +80,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|n| model.predict(&model.terms(n)))
         .collect::<Result<Vec<_>, _>>()?;
-    let measured = e2e::measure(rt.as_mut(), &nets, &profile.measure, "validation")?;
+    let speed = Speed {
+        probe_nominal_us: model.probe_nominal_us(),
+    };
+    let times = e2e::measure(rt.as_mut(), &nets, &profile.measure, speed, "validation")?;
     let repeat = args.repeat.min(nets.len());
     let again = e2e::measure(
         rt.as_mut(),
         &nets[..repeat],
         &profile.measure,
+        speed,
         "noise floor",
     )?;
+    let measured: Vec<Stats> = times.iter().map(|t| t.latency).collect();
 
     let pred: Vec<f64> = predictions.iter().map(|p| p.latency_us).collect();
     let meas: Vec<f64> = measured.iter().map(|s| s.median).collect();
     let acc = Accuracy::of(&pred, &meas);
+    let again: Vec<Stats> = again.iter().map(|t| t.latency).collect();
     let (noise_median, noise_p95, noise_over_10) = noise_floor(&again, &measured);
     let inside = predictions
         .iter()
@@ -120,10 +127,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "accuracy": acc,
         "interval_coverage": inside as f64 / nets.len().max(1) as f64,
         "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10},
+        "drift": drift_json(&times, &pred, speed),
         "worst": worst,
         "networks": archs.iter().enumerate().map(|(i, a)| json!({
             "arch": a, "predicted_us": pred[i], "low_us": predictions[i].low_us, "high_us": predictions[i].high_us,
             "measured_us": meas[i], "measured_p10_us": measured[i].p10, "measured_p90_us": measured[i].p90,
+            "measured_raw_us": times[i].raw.median, "probe_us": times[i].drift.map(|d| d.probe_us),
         })).collect::<Vec<_>>(),
     });
     let json_path = with_suffix(".json");
@@ -185,6 +194,7 @@ fn print_scores(report: &serde_json::Value, model: &Path) {
         100.0 * f(&noise["p95_rel_diff"]),
         noise["over_10_percent"]
     );
+    print_drift_json(&report["drift"]);
     println!("  worst:");
     for w in report["worst"].as_array().into_iter().flatten() {
         println!(
@@ -216,6 +226,86 @@ fn held_out(
         }
     }
     archs
+}
+
+/// The machine's speed while networks were measured, as the probe saw it relative to the
+/// table's (`speed` > 1: faster), and, for `predicted` networks, the accuracy the same
+/// predictions would have scored against the uncorrected times. Null without a probe.
+pub(super) fn drift_json(
+    times: &[NetworkTime],
+    predicted: &[f64],
+    speed: Speed,
+) -> serde_json::Value {
+    let Some(nominal) = speed.probe_nominal_us else {
+        return serde_json::Value::Null;
+    };
+    let mut speeds: Vec<f64> = times
+        .iter()
+        .filter_map(|t| Some(nominal / t.drift?.probe_us))
+        .collect();
+    if speeds.is_empty() {
+        return serde_json::Value::Null;
+    }
+    speeds.sort_by(f64::total_cmp);
+    let mut spreads: Vec<f64> = times
+        .iter()
+        .filter_map(|t| Some(t.drift?.probe_spread))
+        .collect();
+    spreads.sort_by(f64::total_cmp);
+    let raw: Vec<f64> = times.iter().map(|t| t.raw.median).collect();
+    let uncorrected = (predicted.len() == raw.len()).then(|| Accuracy::of(predicted, &raw));
+    json!({
+        "probe_nominal_us": nominal,
+        "speed_p5": quantile_sorted(&speeds, 0.05),
+        "speed_median": quantile_sorted(&speeds, 0.5),
+        "speed_p95": quantile_sorted(&speeds, 0.95),
+        "probe_spread_median": quantile_sorted(&spreads, 0.5),
+        "uncorrected_accuracy": uncorrected,
+    })
+}
+
+/// One line of [`drift_json`], where there is one.
+pub(super) fn print_drift_json(drift: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    if drift.is_null() {
+        println!("  machine speed     not tracked (the table was measured without the probe)");
+        return;
+    }
+    println!(
+        "  machine speed     {:.2}x the table's (p5-p95 {:.2}-{:.2}x; probe spread within a network {:.1}%), corrected by the probe",
+        f(&drift["speed_median"]),
+        f(&drift["speed_p5"]),
+        f(&drift["speed_p95"]),
+        100.0 * f(&drift["probe_spread_median"])
+    );
+    let raw = &drift["uncorrected_accuracy"];
+    if !raw.is_null() {
+        println!(
+            "  uncorrected       {:>6.1}% within ±10%, bias {:+.2}%, tau {:.3} (the same predictions against the raw times)",
+            100.0 * f(&raw["within_10"]),
+            100.0 * f(&raw["bias"]),
+            f(&raw["kendall_tau"])
+        );
+    }
+}
+
+/// After measuring `what`: the machine's speed the probe saw, on stderr.
+pub(super) fn print_drift(times: &[NetworkTime], what: &str) {
+    let mut probe: Vec<f64> = times
+        .iter()
+        .filter_map(|t| Some(t.drift?.probe_us))
+        .collect();
+    if probe.is_empty() {
+        return;
+    }
+    probe.sort_by(f64::total_cmp);
+    let median = quantile_sorted(&probe, 0.5);
+    eprintln!(
+        "{what}: the reference probe ran at {:.1} us (p5-p95 {:.1}-{:.1} us); each network's time is corrected by it",
+        median,
+        quantile_sorted(&probe, 0.05),
+        quantile_sorted(&probe, 0.95)
+    );
 }
 
 /// How far two measurements of the same networks lie apart: median and p95 relative

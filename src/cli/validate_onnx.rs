@@ -9,16 +9,17 @@ use std::process::ExitCode;
 
 use hwnas_core::backend::NodeTime;
 use hwnas_core::op::Tensor;
+use hwnas_core::stats::Stats;
 use hwnas_onnx::import::Imported;
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::metrics::Accuracy;
-use hwnas_profiler::networks;
+use hwnas_profiler::networks::{self, Speed};
 use serde_json::json;
 
 use super::e2e;
 use super::onnx_model::{self, LayerPrediction};
 use super::predict::merge;
-use super::validate::{Args, noise_floor};
+use super::validate::{Args, drift_json, noise_floor, print_drift_json};
 
 /// A prediction this far off gets its layer-by-layer breakdown without `--per-layer`.
 const EXPLAIN_ABOVE: f64 = 0.10;
@@ -39,9 +40,14 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
         .iter()
         .map(|(f, m)| (f.clone(), m.network.input))
         .collect();
-    let measured = networks::measure_files(rt.as_mut(), &files, &profile.measure)?;
+    let speed = Speed {
+        probe_nominal_us: model.probe_nominal_us(),
+    };
+    let times = networks::measure_files(rt.as_mut(), &files, &profile.measure, speed)?;
     let repeat = args.repeat.min(files.len());
-    let again = networks::measure_files(rt.as_mut(), &files[..repeat], &profile.measure)?;
+    let again = networks::measure_files(rt.as_mut(), &files[..repeat], &profile.measure, speed)?;
+    let measured: Vec<Stats> = times.iter().map(|t| t.latency).collect();
+    let again: Vec<Stats> = again.iter().map(|t| t.latency).collect();
     let (noise_median, noise_p95, noise_over_10) = noise_floor(&again, &measured[..repeat]);
 
     let mut rows = Vec::new();
@@ -76,6 +82,7 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
         "model": args.model.display().to_string(), "device": profile.name,
         "calibrated": model.calibration.is_some(), "accuracy": accuracy,
         "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10},
+        "drift": drift_json(&times, &pred, speed),
         "models": rows,
     });
     if args.json {
@@ -172,6 +179,7 @@ fn print_report(args: &Args, device: &str, report: &serde_json::Value) {
         100.0 * num(&noise["p95_rel_diff"]),
         noise["repeated"]
     );
+    print_drift_json(&report["drift"]);
     for r in rows.iter().filter(|r| !r["per_layer"].is_null()) {
         println!(
             "\n{} ({:+.1}%): time per layer, ONNX Runtime's profile ({} runs) beside the table",

@@ -111,11 +111,13 @@ fn gpu_errors_name_what_to_fix_and_keep_what_was_measured() {
     );
 
     // One op at a time: the small op is measured and written before the big one misses a
-    // 50 ms deadline (it takes seconds on lavapipe, milliseconds on a real GPU: hence 1 ms there).
+    // 2 s deadline. On lavapipe the small op takes under a millisecond and the big one about
+    // 10 s, so neither side of the deadline is within reach of a busy day's noise (a 50 ms
+    // deadline once failed the small op's preparation). On a real GPU both pass.
     let deadline = quick_gpu_profile(
         dir.path(),
         "deadline",
-        "timeout_ms = 50.0",
+        "timeout_ms = 2000.0",
         "interleave = 1",
     );
     let big = "conv-in:1x256x64x64-out:256-k:3-s:1-g:1-pre:none-act:relu";
@@ -141,4 +143,34 @@ fn gpu_errors_name_what_to_fix_and_keep_what_was_measured() {
         assert_eq!(table.rows.len(), 1, "the op measured before is kept");
         assert_eq!(table.rows[0].key, "add-in:1x8x5x5");
     }
+}
+
+/// The reference probe runs on the GPU as on any backend: the table records its nominal time
+/// and each row the probe's time beside it.
+#[test]
+fn the_probe_runs_on_the_gpu_too() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let device = quick_gpu_profile(dir.path(), "probed", "", "probe_runs = 1");
+    let table_path = dir.path().join("t.csv");
+    ok(&[
+        "profile",
+        "--device",
+        s(&device),
+        "--op",
+        "add-in:1x8x5x5",
+        "--out",
+        s(&table_path),
+    ]);
+    let table = LatencyTable::read(&table_path).unwrap();
+    let nominal: f64 = table.meta("probe_nominal_us").unwrap().parse().unwrap();
+    let row = &table.rows[0];
+    let (probe, raw) = (row.probe_us.unwrap(), row.raw_us.unwrap());
+    assert!(nominal > 0.0 && probe > 0.0, "{nominal} {probe}");
+    let expected = raw * nominal / probe;
+    assert!(
+        (row.median_us / expected - 1.0).abs() < 0.25,
+        "median {} vs raw {raw} x nominal {nominal} / probe {probe}",
+        row.median_us
+    );
 }

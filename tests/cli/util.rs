@@ -50,13 +50,19 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A short-measurement wgpu profile on the best adapter there (lavapipe in CI).
+/// A short-measurement wgpu profile on the best adapter there (lavapipe in CI), without the
+/// reference probe (29 ms a run on lavapipe; `extra_measure` may turn it on).
 pub fn quick_gpu_profile(dir: &Path, name: &str, extra_wgpu: &str, extra_measure: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(
         &path,
         format!(
-            "name = \"{name}\"\nbackend = \"wgpu\"\n[wgpu]\n{extra_wgpu}\n[measure]\nwarmup_runs = 1\nwarmup_ms = 0.0\nmin_runs = 5\nmax_ms = 100.0\ntarget_ci = 0.05\n{extra_measure}\n"
+            "name = \"{name}\"\nbackend = \"wgpu\"\n[wgpu]\n{extra_wgpu}\n[measure]\nwarmup_runs = 1\nwarmup_ms = 0.0\nmin_runs = 5\nmax_ms = 100.0\ntarget_ci = 0.05\n{}\n",
+            if extra_measure.contains("probe_runs") {
+                extra_measure.to_string()
+            } else {
+                format!("probe_runs = 0\n{extra_measure}")
+            }
         ),
     )
     .unwrap();

@@ -2,8 +2,9 @@
 
 use super::*;
 
-/// Provenance fields that may differ between the shards of one table.
-const SHARD_KEYS: [&str; 1] = ["shard"];
+/// Provenance fields that may differ between the shards of one table. Each shard's device
+/// measured its own probe time; the merged rows are put at the first shard's.
+const SHARD_KEYS: [&str; 2] = ["shard", PROBE_NOMINAL_META];
 
 impl LatencyTable {
     /// One table from the shards of one: every provenance field (but the volatile ones and the
@@ -42,7 +43,13 @@ impl LatencyTable {
         }
         let mut rows: Vec<Row> = Vec::new();
         let mut from: std::collections::HashMap<String, &Path> = std::collections::HashMap::new();
+        let nominal =
+            |t: &LatencyTable| -> Option<f64> { t.meta(PROBE_NOMINAL_META)?.parse().ok() };
         for (path, t) in parts {
+            let scale = match (nominal(first), nominal(t)) {
+                (Some(a), Some(b)) if b > 0.0 => a / b,
+                _ => 1.0,
+            };
             for row in &t.rows {
                 if let Some(earlier) = from.get(&row.key) {
                     if force {
@@ -55,13 +62,13 @@ impl LatencyTable {
                     });
                 }
                 from.insert(row.key.clone(), path);
-                rows.push(row.clone());
+                rows.push(row.clone().scaled(scale));
             }
         }
         let mut meta: Metadata = first
             .meta
             .iter()
-            .filter(|(k, _)| k != SCHEMA_KEY && !SHARD_KEYS.contains(&k.as_str()))
+            .filter(|(k, _)| k != SCHEMA_KEY && k != "shard")
             .cloned()
             .collect();
         let names: Vec<String> = parts.iter().map(|(p, _)| p.display().to_string()).collect();

@@ -26,6 +26,11 @@ mod merge;
 mod writer;
 
 pub use machine::{CLOCK_TOLERANCE, MachineReport, machine_report};
+
+/// Provenance: the reference probe's op key, and its time the table's latencies are expressed
+/// at (measured alone when the table was started).
+pub const PROBE_KEY_META: &str = "probe";
+pub const PROBE_NOMINAL_META: &str = "probe_nominal_us";
 pub use writer::TableWriter;
 
 /// Schema version written as `# hwnas-table: 1`.
@@ -83,6 +88,12 @@ pub struct Row {
     pub load1: Option<f64>,
     /// The CPUs' mean clock in MHz when the row was measured, where readable.
     pub cpu_mhz: Option<f64>,
+    /// The reference probe's median time next to this row's runs (the machine's speed then),
+    /// in microseconds; absent when measured without the probe.
+    pub probe_us: Option<f64>,
+    /// The median before the probe's correction; `median_us` is at the table's
+    /// `probe_nominal_us`: `median_us ≈ raw_us · probe_nominal_us / probe_us`.
+    pub raw_us: Option<f64>,
 }
 
 impl Row {
@@ -153,6 +164,8 @@ impl Row {
             },
             load1: None,
             cpu_mhz: None,
+            probe_us: m.drift.map(|d| d.probe_us),
+            raw_us: m.drift.map(|d| d.raw.median),
         }
     }
 
@@ -161,6 +174,18 @@ impl Row {
         Row {
             load1: crate::host::load_average(),
             cpu_mhz: crate::host::cpu_mhz().map(|mhz| mhz.round()),
+            ..self
+        }
+    }
+
+    /// The row with its latencies multiplied by `factor` (moved to another probe speed); the
+    /// raw median and the probe's time stay as measured.
+    pub fn scaled(self, factor: f64) -> Row {
+        Row {
+            median_us: self.median_us * factor,
+            p10_us: self.p10_us * factor,
+            p90_us: self.p90_us * factor,
+            mad_us: self.mad_us * factor,
             ..self
         }
     }
@@ -225,6 +250,21 @@ impl LatencyTable {
         };
         let file = File::open(path).map_err(io)?;
         Self::from_reader(BufReader::new(file), path)
+    }
+
+    /// Only the provenance header of a table file (its rows are not read: a torn last row,
+    /// which `TableWriter::resume` drops, does not stop it).
+    pub fn read_meta(path: &Path) -> Result<Metadata, TableError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let header: String = text
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        Ok(Self::from_reader(header.as_bytes(), path)?.meta)
     }
 
     /// A table from bytes already read; `path` names it in errors.

@@ -9,6 +9,7 @@ fn shard(device: &str, keys: &[&str]) -> LatencyTable {
         providers: vec![],
         in_network: false,
         capped: false,
+        drift: None,
     };
     LatencyTable {
         meta: vec![
@@ -53,6 +54,16 @@ fn shards_of_one_device_merge_and_others_are_refused() {
     let twice = vec![parts[0].clone(), parts[0].clone()];
     let err = LatencyTable::merge(&twice, false).unwrap_err().to_string();
     assert!(err.contains(a) && err.contains("both"), "{err}");
+
+    // Shards whose devices ran the reference probe at different speeds merge at the first's.
+    let mut probed = parts.clone();
+    for ((_, t), nominal) in probed.iter_mut().zip(["200", "250"]) {
+        t.meta.push((PROBE_NOMINAL_META.into(), nominal.into()));
+    }
+    let merged = LatencyTable::merge(&probed, false).unwrap();
+    assert_eq!(merged.meta(PROBE_NOMINAL_META), Some("200"));
+    assert_eq!(merged.get(a).unwrap().median_us, 3.0);
+    assert!((merged.get(b).unwrap().median_us - 3.0 * 200.0 / 250.0).abs() < 1e-12);
 }
 /// Rows as a measurement gives them: a spread of seeded samples per op, so the round trips
 /// carry every statistic with its full precision.
@@ -69,6 +80,7 @@ fn measured_rows(keys: &[&str]) -> Vec<Row> {
                 providers: vec![],
                 in_network: false,
                 capped: false,
+                drift: None,
             };
             Row::new(&Op::from_key(k).unwrap(), &m, "mock")
         })
@@ -113,7 +125,8 @@ fn round_trip_and_resume() {
     assert_eq!(t.get(KEYS[2]).unwrap().cout, 10);
 }
 
-/// A table written before rows carried the machine's state (no `load1`, `cpu_mhz`)
+/// A table written before rows carried the machine's state (no `load1`, `cpu_mhz`, nor the
+/// probe's `probe_us`, `raw_us`)
 /// still reads, and a resume rewrites it in today's columns before appending.
 #[test]
 fn tables_from_before_machine_state_read_and_resume() {
@@ -131,9 +144,11 @@ fn tables_from_before_machine_state_read_and_resume() {
             let l = if l.starts_with('#') {
                 l
             } else {
-                l.strip_suffix(",,").unwrap_or(l)
+                l.strip_suffix(",,,,").unwrap_or(l)
             };
-            let l = l.strip_suffix(",load1,cpu_mhz").unwrap_or(l);
+            let l = l
+                .strip_suffix(",load1,cpu_mhz,probe_us,raw_us")
+                .unwrap_or(l);
             format!("{l}\n")
         })
         .collect();
@@ -152,7 +167,7 @@ fn tables_from_before_machine_state_read_and_resume() {
     assert!(
         std::fs::read_to_string(&path)
             .unwrap()
-            .contains(",load1,cpu_mhz\n")
+            .contains(",load1,cpu_mhz,probe_us,raw_us\n")
     );
     // This machine (Linux) has a load average.
     assert!(now.load1.is_some());

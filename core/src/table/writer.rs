@@ -148,6 +148,8 @@ impl TableWriter {
             "provider",
             "load1",
             "cpu_mhz",
+            "probe_us",
+            "raw_us",
         ]
     }
 }

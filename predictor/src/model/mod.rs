@@ -337,6 +337,17 @@ impl LatencyModel {
             .unwrap_or_default()
     }
 
+    /// The reference probe's time the table's latencies are expressed at (its
+    /// `probe_nominal_us`); networks compared with this model's predictions are measured at it.
+    /// `None` for tables measured without the probe.
+    pub fn probe_nominal_us(&self) -> Option<f64> {
+        self.provenance
+            .iter()
+            .find(|(k, _)| k == hwnas_core::table::PROBE_NOMINAL_META)
+            .and_then(|(_, v)| v.parse().ok())
+            .filter(|v: &f64| v.is_finite() && *v > 0.0)
+    }
+
     /// Latency of one op: the table's median, or the regressor's prediction.
     pub fn op_us(&self, op: &Op) -> Option<(f64, Source)> {
         if op.is_free() {

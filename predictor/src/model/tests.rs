@@ -12,6 +12,7 @@ fn model() -> LatencyModel {
             providers: vec![],
             in_network: false,
             capped: false,
+            drift: None,
         };
         Row::new(&op, &m, "mock")
     };

@@ -11,21 +11,49 @@ pub(super) struct OrtKernel {
     pub(super) walls_us: Vec<f64>,
     pub(super) run_overhead_us: f64,
     pub(super) precision: Precision,
+    pub(super) cpu: CpuClock,
+}
+
+/// The calling thread's CPU time around a session's run, for a session that runs on it alone
+/// (the CPU EP with one intra-op thread).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CpuClock {
+    pub(super) on_calling_thread: bool,
+    pub(super) last: Option<Duration>,
+}
+
+impl CpuClock {
+    fn start(&self) -> Option<Duration> {
+        self.on_calling_thread
+            .then(hwnas_core::host::thread_cpu_time)
+            .flatten()
+    }
+
+    fn stop(&mut self, start: Option<Duration>) {
+        self.last =
+            start.and_then(|s| Some(hwnas_core::host::thread_cpu_time()?.saturating_sub(s)));
+    }
 }
 
 impl Kernel for OrtKernel {
+    fn cpu_time_of_last_run(&self) -> Option<Duration> {
+        self.cpu.last
+    }
+
     fn run(&mut self) -> Result<Duration, KernelError> {
         let feed: Vec<(&str, &Tensor<f32>)> = onnx::INPUT_NAMES
             .iter()
             .copied()
             .zip(self.inputs.iter())
             .collect();
+        let cpu = self.cpu.start();
         let start = Instant::now();
         let out = self
             .plain
             .run(feed.clone())
             .map_err(|e| KernelError(e.to_string()))?;
         let elapsed = start.elapsed();
+        self.cpu.stop(cpu);
         drop(out);
         self.profiled
             .run(feed)
@@ -84,6 +112,7 @@ pub(super) struct NetworkKernel {
     pub(super) session: Session,
     pub(super) input_name: String,
     pub(super) inputs: Vec<Tensor<f32>>,
+    pub(super) cpu: CpuClock,
 }
 
 /// Where a session's model comes from.
@@ -93,14 +122,20 @@ pub(super) enum ModelSource<'a> {
 }
 
 impl Kernel for NetworkKernel {
+    fn cpu_time_of_last_run(&self) -> Option<Duration> {
+        self.cpu.last
+    }
+
     fn run(&mut self) -> Result<Duration, KernelError> {
         let feed: Vec<(&str, &Tensor<f32>)> = vec![(self.input_name.as_str(), &self.inputs[0])];
+        let cpu = self.cpu.start();
         let start = Instant::now();
         let out = self
             .session
             .run(feed)
             .map_err(|e| KernelError(e.to_string()))?;
         let elapsed = start.elapsed();
+        self.cpu.stop(cpu);
         drop(out);
         Ok(elapsed)
     }

@@ -60,6 +60,16 @@ pub struct OrtRuntime {
 }
 
 impl OrtRuntime {
+    /// Sessions of ORT's CPU EP with one intra-op thread run every kernel on the calling
+    /// thread, so that thread's CPU time is the run's time without the OS's other tenants.
+    fn cpu_clock(&self) -> kernels::CpuClock {
+        kernels::CpuClock {
+            on_calling_thread: self.settings.intra_threads == 1
+                && provider_name(&self.settings.execution_provider) == "CPUExecutionProvider",
+            last: None,
+        }
+    }
+
     /// Load ONNX Runtime and check that the requested execution provider is there.
     /// `library` overrides the profile's `ort.library`.
     pub fn new(settings: &OrtSettings, library: Option<&Path>) -> Result<OrtRuntime, BackendError> {
@@ -438,6 +448,7 @@ impl Backend for OrtRuntime {
             walls_us: Vec::new(),
             run_overhead_us: self.run_overhead_us,
             precision: self.precision,
+            cpu: self.cpu_clock(),
         }))
     }
 
@@ -474,6 +485,7 @@ impl Backend for OrtRuntime {
             session,
             input_name,
             inputs: vec![x],
+            cpu: self.cpu_clock(),
         }))
     }
 
@@ -497,6 +509,7 @@ impl Backend for OrtRuntime {
             session,
             input_name: onnx::INPUT_NAMES[0].into(),
             inputs,
+            cpu: self.cpu_clock(),
         }))
     }
 }

@@ -1,0 +1,197 @@
+//! Numbers that hold on a busy machine: the whole pipeline (profile, fit, validate) with a
+//! competing process on the measuring core that switches on and off at random, once with the
+//! corrections (reference probe, thread CPU time) and once without, side by side.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hwnas_core::rng::SplitMix64;
+
+use crate::util::{one_at_a_time, s};
+
+/// The core both hwnas and the load are pinned to.
+const CORE: &str = "0";
+
+/// A busy loop on one core that switches on and off every 1-4 s at random (seeded), for at
+/// most `limit`; stopped when dropped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(seed: u64, limit: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut rng = SplitMix64::new(seed);
+            let start = Instant::now();
+            let mut busy: Option<Child> = None;
+            while !flag.load(Ordering::Relaxed) && start.elapsed() < limit {
+                busy = match busy.take() {
+                    Some(mut child) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        None
+                    }
+                    None => Some(
+                        Command::new("taskset")
+                            .args(["-c", CORE, "sh", "-c", "while :; do :; done"])
+                            .stdout(Stdio::null())
+                            .spawn()
+                            .expect("taskset (util-linux) starts the competing process"),
+                    ),
+                };
+                let until = Instant::now() + Duration::from_millis(1000 + rng.below(3000) as u64);
+                while Instant::now() < until && !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            if let Some(mut child) = busy {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        });
+        Load {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `hwnas args` pinned to the loaded core; its stdout, or a panic with everything it said.
+fn pinned(args: &[&str]) -> String {
+    let out = Command::new("taskset")
+        .args(["-c", CORE, env!("CARGO_BIN_EXE_hwnas")])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run hwnas under taskset");
+    assert!(
+        out.status.success(),
+        "hwnas {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The shipped CPU profile, with the probe and the CPU clock on (`corrected`) or off. Rows stop
+/// at a ±2% interval and 0.5 s instead of ±1% and 1.5 s, so that four tables fit in CI: drift
+/// biases every row of a stretch alike, which a looser interval does not hide.
+fn cpu_profile(dir: &Path, corrected: bool) -> PathBuf {
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("device_profiles/cpu.toml"),
+    )
+    .unwrap();
+    let name = if corrected { "corrected" } else { "raw" };
+    let mut text = shipped
+        .replace("name = \"cpu\"", &format!("name = \"cpu-{name}\""))
+        .replace("target_ci = 0.01", "target_ci = 0.02")
+        .replace("max_ms = 1500.0", "max_ms = 500.0");
+    assert!(text.contains("target_ci = 0.02") && text.contains("max_ms = 500.0"));
+    if !corrected {
+        text.push_str("probe_runs = 0\ncpu_clock = false\n");
+    }
+    let path = dir.join(format!("cpu-{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Profile `space`, fit with `calibrate` networks, validate on `samples` others: the report.
+fn pipeline(dir: &Path, space: &str, corrected: bool, calibrate: &str) -> serde_json::Value {
+    let device = cpu_profile(dir, corrected);
+    let tag = format!("{space}-{}", if corrected { "corrected" } else { "raw" });
+    let table = dir.join(format!("{tag}.csv"));
+    let model = dir.join(format!("{tag}.model.json"));
+    pinned(&[
+        "profile",
+        "--device",
+        s(&device),
+        "--space",
+        space,
+        "--out",
+        s(&table),
+    ]);
+    pinned(&[
+        "fit",
+        "--table",
+        s(&table),
+        "--device",
+        s(&device),
+        "--calibrate",
+        calibrate,
+        "--out",
+        s(&model),
+    ]);
+    let report = pinned(&[
+        "validate",
+        "--model",
+        s(&model),
+        "--device",
+        s(&device),
+        "--samples",
+        "30",
+        "--repeat",
+        "5",
+        "--json",
+    ]);
+    serde_json::from_str(&report).unwrap()
+}
+
+fn score(report: &serde_json::Value) -> (f64, f64) {
+    let acc = &report["accuracy"];
+    (
+        acc["within_10"].as_f64().unwrap(),
+        acc["kendall_tau"].as_f64().unwrap(),
+    )
+}
+
+/// With the load switching on and off, the corrected pipeline still predicts held-out networks
+/// within ±10% (mbv3: 90%; nb201, whose composition reaches 93-100% on a quiet machine, 80%)
+/// and orders them (mbv3's networks span 3x: tau ≥ 0.95; nb201's many near-equal ones 0.85);
+/// and the uncorrected run beside it, under the same load, does clearly worse: the correction
+/// is what holds (on this VM the uncorrected nb201 run scored 43%).
+#[test]
+fn validate_holds_under_an_injected_load() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for (space, calibrate, min_10, min_tau) in
+        [("nb201", "40", 0.80, 0.85), ("mbv3", "30", 0.90, 0.95)]
+    {
+        let load = Load::start(19, Duration::from_secs(1800));
+        let corrected = pipeline(dir.path(), space, true, calibrate);
+        let raw = pipeline(dir.path(), space, false, calibrate);
+        drop(load);
+        let ((c10, ctau), (r10, rtau)) = (score(&corrected), score(&raw));
+        eprintln!(
+            "{space} under load: corrected {:.0}% within ±10%, tau {ctau:.3}; uncorrected {:.0}%, tau {rtau:.3}; drift {}",
+            100.0 * c10,
+            100.0 * r10,
+            corrected["drift"]
+        );
+        assert!(!corrected["drift"].is_null(), "{corrected}");
+        assert!(raw["drift"].is_null(), "{raw}");
+        if c10 < min_10 || ctau < min_tau || c10 < r10 + 0.15 {
+            failures.push(format!(
+                "{space}: corrected {} vs uncorrected {}",
+                corrected["accuracy"], raw["accuracy"]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
