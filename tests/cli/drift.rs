@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hwnas_core::rng::SplitMix64;
 
-use crate::util::{one_at_a_time, s};
+use crate::util::{one_at_a_time, s, succeeded};
 
 /// The core both hwnas and the load are pinned to.
 const CORE: &str = "0";
@@ -80,13 +80,7 @@ fn pinned(args: &[&str]) -> String {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run hwnas under taskset");
-    assert!(
-        out.status.success(),
-        "hwnas {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    succeeded(args, &out)
 }
 
 /// The shipped CPU profile, with the probe and the CPU clock on (`corrected`) or off. Rows stop

@@ -19,7 +19,11 @@ pub fn hwnas(args: &[&str]) -> Output {
 }
 
 pub fn ok(args: &[&str]) -> String {
-    let out = hwnas(args);
+    succeeded(args, &hwnas(args))
+}
+
+/// The stdout of a run of `hwnas args` that must have succeeded; a panic with all it said.
+pub fn succeeded(args: &[&str], out: &Output) -> String {
     assert!(
         out.status.success(),
         "hwnas {args:?} failed:\n{}{}",
