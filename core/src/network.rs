@@ -220,7 +220,7 @@ impl Network {
                     node.op.num_inputs()
                 )));
             }
-            for &v in &node.inputs {
+            for (&v, want) in node.inputs.iter().zip(node.op.input_shapes()) {
                 if let Value::Node(j) = v
                     && j >= i
                 {
@@ -228,11 +228,10 @@ impl Network {
                         "reads node {j}, which does not come before it"
                     )));
                 }
-                if self.shape(v) != node.op.input() {
+                if self.shape(v) != want {
                     return Err(bad(format!(
-                        "reads a {} tensor, the op expects {}",
+                        "reads a {} tensor, the op expects {want}",
                         self.shape(v),
-                        node.op.input()
                     )));
                 }
             }
