@@ -12,7 +12,8 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q nightly || { echo "fuzz: needs a nightly toolchain (rustup toolchain install nightly)" >&2; exit 1; }
 
 corpus=fuzz/corpus
-mkdir -p "$corpus"/{onnx,latency_table,device_profile,op_key,latency_model}
+mkdir -p "$corpus"/{onnx,latency_table,device_profile,op_key,latency_model,space_file}
+cp spaces/*.toml "$corpus/space_file/"
 cp device_profiles/*.toml "$corpus/device_profile/"
 cargo run --quiet --release -- space ops --space nb201 --keys | head -40 | split -l 1 - "$corpus/op_key/key-"
 for family in resnet18 mobilenetv3 shufflenetv2; do
@@ -22,7 +23,7 @@ cargo run --quiet --release -- profile --device device_profiles/mock.toml --spac
 cargo run --quiet --release -- fit --table "$corpus/latency_table/mock.csv" --calibrate 0 --out "$corpus/latency_model/mock.model.json" >/dev/null
 
 cd fuzz
-for target in onnx latency_table device_profile op_key latency_model; do
+for target in onnx latency_table device_profile op_key latency_model space_file; do
     echo "== fuzzing $target for ${seconds}s"
     cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536
 done

@@ -5,7 +5,9 @@
 //! - A [`space::SearchSpace`] says which operators its networks can run
 //!   ([`space::SearchSpace::ops`], what the profiler measures), builds the network of an
 //!   architecture encoding, and exposes the encoding as a genome of [`space::Gene`]s. Built in:
-//!   [`space::nb201`] (NAS-Bench-201 cells) and [`space::mbv3`] (Once-for-All MobileNetV3).
+//!   [`space::nb201`] (NAS-Bench-201 cells) and [`space::mbv3`] (Once-for-All MobileNetV3);
+//!   any other is declared in a TOML file ([`space::file`]: layer-wise or cell-based), and
+//!   [`space::open`] takes a name or a file.
 //! - A [`problem::Problem`] evaluates genomes into objectives and constraint violations. A
 //!   [`strategy::Strategy`] searches it: [`nsga2`] (NSGA-II with constraint domination, for the
 //!   Pareto front), [`evolution`] (regularized evolution), [`reinforce`] (REINFORCE on a
@@ -20,7 +22,9 @@
 //!   tables keyed by architecture (accuracies, measured latencies).
 //! - [`report::Report`] writes what a search leaves behind: the front as CSV, JSON and SVG
 //!   (drawn by `hwnas-plot`), the history, `--verify`'s and `--compare`'s results.
-//! - [`lut::Lut`] cuts a latency model into tables of terms for differentiable search.
+//! - [`lut::Lut`] cuts a latency model into tables of terms for differentiable search: for the
+//!   built-ins, and for any space that is a sum of [`space::Unit`]s ([`space::Additive`]) or
+//!   small enough to enumerate.
 
 pub mod accuracy;
 pub mod arch_table;

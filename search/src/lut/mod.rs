@@ -20,6 +20,9 @@ use hwnas_core::Op;
 use hwnas_predictor::{LatencyModel, ModelError, Term};
 use serde::{Deserialize, Serialize};
 
+mod of_space;
+pub use of_space::ENUMERABLE;
+
 use crate::space::SearchSpace;
 use crate::space::mbv3::{self, EXPANDS, KERNELS, MAX_DEPTH, Mbv3Arch, RESOLUTIONS, STAGES};
 use crate::space::nb201::{self, EdgeOp, Nb201Arch};
@@ -57,9 +60,18 @@ pub struct Lut {
 pub enum LutError {
     #[error("space `{0}` has no latency table for one-shot search (mbv3 and nb201 have)")]
     Space(String),
+    #[error(
+        "space `{space}` is not a sum of independent parts and has {count:.3e} architectures \
+         (a table over all of them is written up to {limit}): no per-choice table exists for it"
+    )]
+    NotAdditive {
+        space: String,
+        count: f64,
+        limit: usize,
+    },
     #[error("resolution {resolution} is not one of {space}'s {allowed:?}")]
     Resolution {
-        space: &'static str,
+        space: String,
         resolution: u32,
         allowed: Vec<u32>,
     },
@@ -185,7 +197,7 @@ type Parts = (f64, Vec<Decision>, Vec<LutTerm>);
 fn mbv3_terms(model: &LatencyModel, resolution: u32) -> Result<Parts, LutError> {
     if !RESOLUTIONS.contains(&resolution) {
         return Err(LutError::Resolution {
-            space: "mbv3",
+            space: "mbv3".into(),
             resolution,
             allowed: RESOLUTIONS.to_vec(),
         });
@@ -231,7 +243,7 @@ fn mbv3_terms(model: &LatencyModel, resolution: u32) -> Result<Parts, LutError> 
 fn nb201_terms(model: &LatencyModel, resolution: u32) -> Result<Parts, LutError> {
     if resolution != nb201::RESOLUTION {
         return Err(LutError::Resolution {
-            space: "nb201",
+            space: "nb201".into(),
             resolution,
             allowed: vec![nb201::RESOLUTION],
         });
@@ -278,7 +290,7 @@ mod tests {
 
     /// A model of every op of a space with made-up latencies (a function of FLOPs), calibrated
     /// with a per-op cost and an intercept.
-    fn model_of(space: &dyn crate::space::SearchSpace) -> LatencyModel {
+    pub(crate) fn model_of(space: &dyn crate::space::SearchSpace) -> LatencyModel {
         use hwnas_core::backend::Measurement;
         use hwnas_core::stats::Stats;
         let rows = space

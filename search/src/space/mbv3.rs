@@ -75,7 +75,7 @@ impl Mbv3Arch {
 
     pub fn parse(s: &str) -> Result<Mbv3Arch, SpaceError> {
         let bad = |why: String| SpaceError::BadArch {
-            space: "mbv3",
+            space: "mbv3".into(),
             arch: s.into(),
             why,
         };
@@ -254,7 +254,7 @@ fn head_ops(x: Tensor) -> Vec<Op> {
 pub struct Mbv3;
 
 impl SearchSpace for Mbv3 {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "mbv3"
     }
 

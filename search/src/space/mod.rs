@@ -1,4 +1,7 @@
 //! Search spaces: definition, architecture encodings, and operator enumeration.
+//!
+//! Built in: [`nb201`] and [`mbv3`]; any other space is a TOML file ([`file`]); [`open`] takes
+//! either.
 
 use std::collections::BTreeMap;
 
@@ -6,16 +9,19 @@ use hwnas_core::Op;
 use hwnas_core::network::Network;
 use hwnas_core::rng::SplitMix64;
 
+pub mod file;
 pub mod mbv3;
 pub mod nb201;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpaceError {
-    #[error("unknown search space `{0}` (built in: nb201, mbv3)")]
+    #[error("unknown search space `{0}` (built in: nb201, mbv3; or a space file, `*.toml`)")]
     Unknown(String),
+    #[error(transparent)]
+    File(#[from] file::SpaceFileError),
     #[error("invalid {space} architecture `{arch}`: {why}")]
     BadArch {
-        space: &'static str,
+        space: String,
         arch: String,
         why: String,
     },
@@ -23,7 +29,7 @@ pub enum SpaceError {
 
 /// A search space: the set of networks a search may pick from.
 pub trait SearchSpace {
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
 
     /// One line on what the space is.
     fn describe(&self) -> String;
@@ -51,6 +57,45 @@ pub trait SearchSpace {
 
     /// The genome of an encoding (the inverse of [`SearchSpace::decode`]).
     fn encode(&self, arch: &str) -> Result<Vec<u8>, SpaceError>;
+
+    /// Each gene's name and its choices as the encoding writes them (by default `gene<i>` and
+    /// the level numbers).
+    fn gene_labels(&self) -> Vec<(String, Vec<String>)> {
+        self.genes()
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                (
+                    format!("gene{i}"),
+                    (0..g.levels).map(|l| l.to_string()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// The space as a sum of units, for per-choice latency tables; `None` when its networks
+    /// are not a sum of independent parts.
+    fn additive(&self) -> Option<&dyn Additive> {
+        None
+    }
+}
+
+/// A part of every network whose ops depend only on a few genes (a block slot: its own
+/// choices, its stage's depth and widths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub name: String,
+    pub genes: Vec<usize>,
+}
+
+/// A space whose networks are chains of [`Unit`]s: a network's ops are the union of its units'.
+pub trait Additive {
+    fn units(&self) -> Vec<Unit>;
+    /// The ops unit `u` runs in the network of `genome` (only the unit's genes matter), wired
+    /// as a network of their own; empty when the unit does not run.
+    fn unit_network(&self, u: usize, genome: &[u8]) -> Network;
+    /// Which gene sets the input resolution, and its choices.
+    fn resolution(&self) -> (Option<usize>, Vec<u32>);
 }
 
 /// One choice of an architecture: `levels` values `0..levels`. `ordered` choices (kernel
@@ -73,6 +118,42 @@ pub fn builtin(name: &str) -> Result<Box<dyn SearchSpace>, SpaceError> {
         "nb201" => Ok(Box::new(nb201::Nb201)),
         "mbv3" => Ok(Box::new(mbv3::Mbv3)),
         other => Err(SpaceError::Unknown(other.into())),
+    }
+}
+
+/// A built-in space by name, or the space a `.toml` file declares.
+pub fn open(spec: &str) -> Result<Box<dyn SearchSpace>, SpaceError> {
+    if spec.ends_with(".toml") || std::path::Path::new(spec).is_file() {
+        return Ok(file::load(std::path::Path::new(spec))?);
+    }
+    builtin(spec)
+}
+
+/// Does `stored` (a name or a space file, as a table or model records it) name `space`?
+pub fn same(stored: &str, space: &dyn SearchSpace) -> bool {
+    stored == space.name() || open(stored).is_ok_and(|s| s.name() == space.name())
+}
+
+/// A uniformly random genome. A space small enough draws one index and writes it in the
+/// genes' mixed radix (first gene fastest, as NAS-Bench-201 numbers its cells); a larger one
+/// draws gene by gene.
+pub(crate) fn sample_genome(genes: &[Gene], rng: &mut SplitMix64) -> Vec<u8> {
+    let total = genome_count(genes);
+    if total <= (1u64 << 53) as f64 {
+        let mut i = rng.below(total as usize);
+        genes
+            .iter()
+            .map(|g| {
+                let v = i % g.levels as usize;
+                i /= g.levels as usize;
+                v as u8
+            })
+            .collect()
+    } else {
+        genes
+            .iter()
+            .map(|g| rng.below(g.levels as usize) as u8)
+            .collect()
     }
 }
 

@@ -95,7 +95,7 @@ const CLASSES: u32 = 10;
 impl Nb201Arch {
     pub fn parse(s: &str) -> Result<Nb201Arch, SpaceError> {
         let bad = |why: String| SpaceError::BadArch {
-            space: "nb201",
+            space: "nb201".into(),
             arch: s.into(),
             why,
         };
@@ -271,7 +271,7 @@ fn skeleton() -> (Op, [Tensor; 3], Vec<Op>) {
 pub struct Nb201;
 
 impl SearchSpace for Nb201 {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "nb201"
     }
 
