@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job: set up what is missing; then, for both built-in search spaces, profile this
+# The main job: set up what is missing; then, for both built-in search spaces (and FBNet's,
+# from its space file, further down), profile this
 # machine's CPU through ONNX Runtime, fit a latency model calibrated on networks measured end to
 # end, and validate it on other networks measured end to end; the same for nb201 in int8 (QDQ);
 # profile, fit and validate nb201 on the GPU through wgpu; map real ONNX CNNs (torchvision exports, the
@@ -102,6 +103,16 @@ echo "== mbv3 under 10 ms on this CPU (accuracy: the FLOPs proxy), front re-meas
 $hwnas search --space mbv3 --model "$out/cpu-mbv3.model.json" --max-latency-ms 10 \
     --max-evaluations 3000 --seed 1 --verify --verify-max 20 --device device_profiles/cpu.toml \
     --out "$out/search-mbv3"
+echo
+echo "== a space from a file: FBNet's (spaces/fbnet.toml), profiled, fitted, validated and searched under 8 ms"
+$hwnas space check spaces/fbnet.toml
+$hwnas profile --device device_profiles/cpu.toml --space spaces/fbnet.toml --out "$out/cpu-fbnet.csv" --resume
+$hwnas fit --table "$out/cpu-fbnet.csv" --device device_profiles/cpu.toml --out "$out/cpu-fbnet.model.json"
+$hwnas validate --model "$out/cpu-fbnet.model.json" --device device_profiles/cpu.toml --samples 100
+$hwnas search --space spaces/fbnet.toml --model "$out/cpu-fbnet.model.json" --max-latency-ms 8 \
+    --max-evaluations 3000 --seed 1 --verify --verify-max 20 --device device_profiles/cpu.toml \
+    --out "$out/search-fbnet"
+$hwnas lut export --model "$out/cpu-fbnet.model.json" --space spaces/fbnet.toml --out "$out/cpu-fbnet.lut.json"
 echo
 echo "== both models as latency tables for differentiable (one-shot) search"
 $hwnas lut export --model "$out/cpu-mbv3.model.json" --space mbv3 --resolution 224 --out "$out/cpu-mbv3.lut-224.json"

@@ -40,7 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// `hwnas export`: a whole architecture, or a common CNN, as one ONNX model.
 #[derive(clap::Args)]
 pub struct NetArgs {
-    /// Search space: nb201 or mbv3.
+    /// Search space: nb201, mbv3, or a space file (`*.toml`).
     #[arg(long, required_unless_present = "family", requires = "arch")]
     space: Option<String>,
     /// Architecture encoding.
@@ -90,7 +90,7 @@ pub fn run_network(args: NetArgs) -> anyhow::Result<ExitCode> {
     let (Some(space), Some(arch)) = (&args.space, &args.arch) else {
         anyhow::bail!("give --space and --arch, or --family");
     };
-    let space = hwnas_search::space::builtin(space)?;
+    let space = hwnas_search::space::open(space)?;
     let net = space.network(arch)?;
     let model = onnx::precision::convert(&net.to_onnx()?, args.precision);
     write_atomic(&args.out, model.to_bytes())

@@ -11,7 +11,7 @@ use hwnas_predictor::LatencyModel;
 use hwnas_predictor::calibrate::Calibration;
 use hwnas_predictor::regress::{Family, OpRegressor, compare};
 use hwnas_profiler::networks::{self, Speed};
-use hwnas_search::space::builtin;
+use hwnas_search::space::open;
 
 use super::e2e;
 
@@ -189,7 +189,7 @@ fn calibrate_on_space(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
         .clone()
         .or_else(|| model.space.clone())
         .context("which space are the calibration networks from? give --space")?;
-    let space = builtin(&space_name)?;
+    let space = open(&space_name)?;
     let (profile, mut rt) =
         e2e::open_device(device, args.ort_library.as_deref(), model.precision())?;
     let mut rng = SplitMix64::new(args.seed ^ 0xca11_b4a7e);
@@ -231,7 +231,8 @@ fn calibrate_on_space(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
             100.0 * cal.loo_rmspe
         );
     }
-    model.space = Some(space.name().to_string());
+    // The name or file as given, so that later commands reopen the same space.
+    model.space = Some(space_name);
     model.calibration_archs = archs;
     model.calibration = Some(cal);
     model.rebuild();

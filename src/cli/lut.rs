@@ -7,6 +7,7 @@ use anyhow::Context;
 use hwnas_core::files::write_atomic;
 use hwnas_predictor::LatencyModel;
 use hwnas_search::lut::Lut;
+use hwnas_search::space::{builtin, open};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -20,11 +21,13 @@ pub struct ExportArgs {
     /// Latency model of the device (from `hwnas fit`).
     #[arg(long)]
     model: PathBuf,
-    /// Search space: mbv3 (a term per block) or nb201 (one term over its six edges).
+    /// Search space: mbv3 (a term per block), nb201 (one term over its six edges), or a space
+    /// file: a layer-wise space gets a term per block slot over the genes that shape it (its
+    /// choices, its stage's depth and widths), a small cell space one term over all its genes.
     #[arg(long)]
     space: String,
     /// Input resolution the table is for (mbv3: 160, 176, 192, 208 or 224, default 224;
-    /// nb201: 32).
+    /// nb201: 32; a space file: one of its resolutions, default the largest).
     #[arg(long)]
     resolution: Option<u32>,
     /// Output JSON file.
@@ -35,11 +38,16 @@ pub struct ExportArgs {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     let Command::Export(args) = cmd;
     let model = LatencyModel::load(&args.model)?;
-    let resolution = args
-        .resolution
-        .unwrap_or_else(|| Lut::default_resolution(&args.space));
-    let lut = Lut::export(&model, &args.space, resolution)
-        .with_context(|| format!("cutting {} into a per-choice table", args.model.display()))?;
+    let cut = || format!("cutting {} into a per-choice table", args.model.display());
+    let lut = if builtin(&args.space).is_ok() {
+        let resolution = args
+            .resolution
+            .unwrap_or_else(|| Lut::default_resolution(&args.space));
+        Lut::export(&model, &args.space, resolution).with_context(cut)?
+    } else {
+        let space = open(&args.space)?;
+        Lut::of_space(&model, space.as_ref(), args.resolution).with_context(cut)?
+    };
     let json = serde_json::to_string_pretty(&lut)?;
     write_atomic(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;
     // Terms are independent tables, so the extremes add (for mbv3 they include a `skip`

@@ -8,7 +8,7 @@ use anyhow::Context;
 use hwnas_core::Precision;
 use hwnas_core::table::LatencyTable;
 use hwnas_predictor::LatencyModel;
-use hwnas_search::space::builtin;
+use hwnas_search::space::open;
 
 use super::onnx_model::{self, OnnxArgs};
 
@@ -54,13 +54,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.onnx.onnx.is_empty() {
         return predict_onnx(&args, &model, path);
     }
-    let space = builtin(
+    let space = open(
         args.space
             .as_deref()
             .context("give --space and --arch, or --onnx")?,
     )?;
     if let Some(s) = model.space.as_deref()
-        && s != space.name()
+        && !hwnas_search::space::same(s, space.as_ref())
     {
         eprintln!("note: {} comes from space `{s}`", path.display());
     }

@@ -18,7 +18,7 @@ use hwnas_profiler::profile::{
     GroupMeasurer, InProcess, OpOutcome, Pass, probe_nominal_us, profile_ops,
 };
 use hwnas_profiler::worker::Worker;
-use hwnas_search::space::builtin;
+use hwnas_search::space::open;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::onnx_model::OnnxArgs;
@@ -28,7 +28,7 @@ pub struct Args {
     /// Device profile (TOML): backend, execution provider, threads, measurement settings.
     #[arg(long)]
     device: PathBuf,
-    /// Profile every distinct op of this search space (nb201, mbv3).
+    /// Profile every distinct op of this search space (nb201, mbv3, or a space file).
     #[arg(long, required_unless_present_any = ["op", "onnx", "reference"])]
     space: Option<String>,
     /// Also profile every op of the built-in reference networks (five CNN families at four
@@ -229,7 +229,7 @@ fn device_profile(args: &Args) -> anyhow::Result<DeviceProfile> {
 fn ops_to_profile(args: &Args) -> anyhow::Result<Vec<Op>> {
     let mut ops: Vec<Op> = Vec::new();
     if let Some(name) = &args.space {
-        ops.extend(builtin(name)?.ops().into_iter().filter(|o| !o.is_free()));
+        ops.extend(open(name)?.ops().into_iter().filter(|o| !o.is_free()));
     }
     for path in &args.onnx.onnx {
         let m = args.onnx.load(path)?;

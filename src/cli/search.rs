@@ -10,7 +10,7 @@ use hwnas_search::accuracy::AccuracySource;
 use hwnas_search::objective::{ArchProblem, Constraint, LatencySource, Metric, Metrics};
 use hwnas_search::problem::Evaluation;
 use hwnas_search::problem::Outcome;
-use hwnas_search::space::{SearchSpace, builtin, genome_count};
+use hwnas_search::space::{SearchSpace, genome_count, open};
 use hwnas_search::strategy::{self, Config, Fitness, Strategy};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -22,7 +22,7 @@ const EXHAUSTIVE_LIMIT: f64 = 2e6;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Search space: nb201 or mbv3.
+    /// Search space: nb201, mbv3, or a space file (`*.toml`).
     #[arg(long)]
     space: String,
     /// Latency model of a device (from `hwnas fit`); repeat for several devices.
@@ -106,7 +106,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let space = builtin(&args.space)?;
+    let space = open(&args.space)?;
     let latency = latency_sources(&args, space.as_ref())?;
     let accuracy = AccuracySource::parse(&args.accuracy, space.as_ref(), args.seed)?;
     let objectives = parse_objectives(&args.objectives, &latency)?;
@@ -218,7 +218,7 @@ fn latency_sources(args: &Args, space: &dyn SearchSpace) -> anyhow::Result<Vec<L
         let model = LatencyModel::load(path)?;
         super::predict::check_precision(&model, path, args.precision)?;
         if let Some(s) = model.space.as_deref()
-            && s != space.name()
+            && !hwnas_search::space::same(s, space)
         {
             eprintln!(
                 "note: {} was profiled on space `{s}`; ops of {} it lacks come from its regressor",

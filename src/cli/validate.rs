@@ -11,7 +11,7 @@ use hwnas_core::stats::{Stats, quantile_sorted};
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::metrics::Accuracy;
 use hwnas_profiler::networks::{NetworkTime, Speed};
-use hwnas_search::space::{SearchSpace, builtin};
+use hwnas_search::space::{SearchSpace, open};
 use serde_json::json;
 
 use super::e2e;
@@ -67,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| model.space.clone())
         .context("which space? give --space")?;
-    let space = builtin(&space_name)?;
+    let space = open(&space_name)?;
     let (profile, mut rt) =
         e2e::open_device(&args.device, args.ort_library.as_deref(), model.precision())?;
 

@@ -18,4 +18,5 @@ mod pipeline;
 mod precision;
 mod real_models;
 mod search;
+mod spaces;
 mod util;
