@@ -307,6 +307,17 @@ fn bad_space_files_say_where() {
             "give the stage a `first` block".into(),
             "`cell`".into(),
         ),
+        // Sizes no device has memory for.
+        (
+            darts.replacen("repeat = 2", "repeat = 1000000", 1),
+            "at most 8".into(),
+            "`blocks.sep_conv_3x3.repeat`".into(),
+        ),
+        (
+            fbnet.replacen("out = 1984", "out = 1048576", 1),
+            "at most 2^28".into(),
+            "`head[1]`".into(),
+        ),
         (
             nb201.replacen("kind = \"cells\"", "kind = \"graph\"", 1),
             "unknown variant `graph`".into(),

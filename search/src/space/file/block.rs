@@ -23,6 +23,10 @@ pub enum Site {
     Cell(bool),
 }
 
+/// The most weights one op may have: 1 GiB of fp32, far past any real layer, so that a typo
+/// cannot ask the profiler to build a model it has no memory for.
+const MAX_PARAMS: u64 = 1 << 28;
+
 /// A block's output shape, or what is wrong with it and where.
 pub type Checked = Result<Tensor, (Site, String)>;
 
@@ -32,6 +36,16 @@ pub fn collect(ops: &mut Vec<Op>, site: Site, block: &Block, t: Tensor) -> Check
     let (_, out) = block.push(&mut net, Value::Input, t);
     for op in net.ops() {
         op.validate().map_err(|e| (site, e.to_string()))?;
+        if op.params() > MAX_PARAMS {
+            return Err((
+                site,
+                format!(
+                    "`{}` has {} weights (at most 2^28 an op)",
+                    op.key(),
+                    op.params()
+                ),
+            ));
+        }
     }
     // Branches that meet (a residual's sum) must agree on the shape, e.g. on odd sizes.
     net.validate().map_err(|e| (site, e.to_string()))?;

@@ -137,6 +137,9 @@ impl Ctx<'_> {
                 "`groups`, `repeat` and `dilation` must be at least 1",
             );
         }
+        if spec.repeat.is_some_and(|r| r > 8) {
+            return self.err(at, &format!("{key}.repeat"), "at most 8");
+        }
         if spec.groups.is_some_and(|g| g > 1) && spec.se == Some(true) {
             return self.err(at, &format!("{key}.se"), "a grouped MBConv has no SE here");
         }
