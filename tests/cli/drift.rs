@@ -160,8 +160,10 @@ fn score(report: &serde_json::Value) -> (f64, f64) {
 /// networks ran at 1.3x the table's probe speed, 87-93% otherwise)
 /// and orders them (tau ≥ 0.90 on mbv3, ≥ 0.85 on nb201's many near-equal networks: under
 /// this load 30 networks gave 0.926-0.963 and 0.904-0.949);
-/// and the uncorrected run beside it, under the same load, does clearly worse: the correction
-/// is what holds (on this VM the uncorrected nb201 run scored 43%).
+/// and where the load hurt the uncorrected run beside it (below 80%: on this VM it scored
+/// 33-57% in four CI runs), the corrected one does clearly better: the correction is what
+/// holds. The load does not always bite (a fifth CI run: uncorrected nb201 97%, corrected
+/// 93%), so then the corrected run must only be as good, within noise.
 #[test]
 fn validate_holds_under_an_injected_load() {
     let _serial = one_at_a_time();
@@ -183,7 +185,13 @@ fn validate_holds_under_an_injected_load() {
         );
         assert!(!corrected["drift"].is_null(), "{corrected}");
         assert!(raw["drift"].is_null(), "{raw}");
-        if c10 < min_10 || ctau < min_tau || c10 < r10 + 0.15 {
+        let load_bit = r10 < 0.80;
+        let beaten = if load_bit {
+            c10 < r10 + 0.15
+        } else {
+            c10 < r10 - 0.10
+        };
+        if c10 < min_10 || ctau < min_tau || beaten {
             failures.push(format!(
                 "{space}: corrected {} vs uncorrected {}",
                 corrected["accuracy"], raw["accuracy"]
