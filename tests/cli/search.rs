@@ -118,13 +118,11 @@ fn nb201_search_with_the_benchmark_accuracies_finds_the_true_front() {
     let _serial = one_at_a_time();
     let acc =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nb201/cifar10_test_acc.csv");
-    if !acc.exists() {
-        eprintln!(
-            "NOTE: {} is not here; this test needs the shared NAS-Bench-201 data",
-            acc.display()
-        );
-        return;
-    }
+    assert!(
+        acc.exists(),
+        "{} (the shared NAS-Bench-201 data) is missing",
+        acc.display()
+    );
     let dir = tempfile::tempdir().unwrap();
     let accuracy = format!("table:{}", s(&acc));
     let mflops = ["--objectives", "accuracy,mflops"];
