@@ -38,8 +38,11 @@ pub trait SearchSpace {
     /// Includes the free ops (skip), which the profiler leaves out.
     fn ops(&self) -> Vec<Op>;
 
-    /// A uniformly random architecture encoding.
-    fn sample(&self, rng: &mut SplitMix64) -> String;
+    /// A uniformly random architecture encoding (by default a uniform genome, see
+    /// [`sample_genome`]).
+    fn sample(&self, rng: &mut SplitMix64) -> String {
+        self.decode(&sample_genome(&self.genes(), rng))
+    }
 
     /// The network an architecture encoding describes: its ops, wired.
     fn network(&self, arch: &str) -> Result<Network, SpaceError>;

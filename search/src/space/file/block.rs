@@ -142,7 +142,15 @@ fn default_act(ty: BlockType) -> Activation {
     }
 }
 
-fn conv(input: Tensor, cout: u32, k: u32, stride: u32, groups: u32, act: Activation) -> Conv {
+/// A plain k×k convolution: "same" padding, no pre-activation.
+pub(super) fn conv(
+    input: Tensor,
+    cout: u32,
+    k: u32,
+    stride: u32,
+    groups: u32,
+    act: Activation,
+) -> Conv {
     Conv {
         input,
         cout,

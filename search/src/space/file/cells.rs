@@ -12,11 +12,10 @@
 
 use hwnas_core::network::{Network, Value};
 use hwnas_core::op::{Activation, Concat, Conv};
-use hwnas_core::rng::SplitMix64;
 use hwnas_core::{Op, Tensor};
 
-use super::block::{Block, Site, Template, collect};
-use super::spec::{BlockType, CellOutput, SkipReduce};
+use super::block::{Block, Site, Template, collect, conv};
+use super::spec::{BlockSpec, BlockType, CellOutput, SkipReduce};
 use crate::space::{Gene, SearchSpace, SpaceError, distinct};
 
 /// The edges into each computed node: fixed sources, or `pick` chosen ones.
@@ -181,11 +180,36 @@ struct States {
     prev: (Value, Tensor),
 }
 
+impl States {
+    /// After a fixed block: both inputs of the next cell are its output.
+    fn of(y: (Value, Tensor)) -> States {
+        States {
+            prev_prev: y,
+            prev: y,
+        }
+    }
+
+    /// After a cell whose output is `y`.
+    fn after(self, y: (Value, Tensor)) -> States {
+        States {
+            prev_prev: self.prev,
+            prev: y,
+        }
+    }
+}
+
 impl CellSpace {
     fn cells(&self) -> Vec<&CellDef> {
         std::iter::once(&self.normal)
             .chain(&self.reduction)
             .collect()
+    }
+
+    /// The cells of a stage in order, each with whether it is a reduction cell.
+    fn positions<'a>(&'a self, stage: &CellStage) -> impl Iterator<Item = (&'a CellDef, bool)> {
+        let reduce = self.reduction.as_ref().filter(|_| stage.reduce);
+        let normal = (0..stage.cells).map(|_| (&self.normal, false));
+        reduce.map(|d| (d, true)).into_iter().chain(normal)
     }
 
     fn split<'g>(&self, genome: &'g [u8]) -> (&'g [u8], &'g [u8]) {
@@ -232,28 +256,18 @@ impl CellSpace {
         for block in &self.stem {
             x = block.push(&mut net, x.0, x.1);
         }
-        let mut states = States {
-            prev_prev: x,
-            prev: x,
-        };
+        let mut states = States::of(x);
         for stage in &self.stages {
             if let Some(block) = &stage.first {
-                let y = block.push(&mut net, states.prev.0, states.prev.1);
-                states = States {
-                    prev_prev: y,
-                    prev: y,
-                };
+                states = States::of(block.push(&mut net, states.prev.0, states.prev.1));
             }
-            let red = self.reduction.as_ref().zip(reduction.as_ref());
-            let reduce_cells = red.filter(|_| stage.reduce).into_iter();
-            let normal_cells = (0..stage.cells).map(|_| (&self.normal, &normal));
-            for (def, edges) in reduce_cells.chain(normal_cells) {
-                let is_reduction = !std::ptr::eq(def, &self.normal);
-                let y = push_cell(&mut net, def, edges, states, stage.width, is_reduction);
-                states = States {
-                    prev_prev: states.prev,
-                    prev: y,
+            for (def, is_reduction) in self.positions(stage) {
+                let edges = match (is_reduction, &reduction) {
+                    (true, Some(r)) => r,
+                    _ => &normal,
                 };
+                let y = push_cell(&mut net, def, edges, states, stage.width, is_reduction);
+                states = states.after(y);
             }
         }
         let mut x = states.prev;
@@ -271,31 +285,16 @@ impl CellSpace {
         for (i, block) in self.stem.iter().enumerate() {
             t = collect(&mut ops, Site::Stem(i), block, t)?;
         }
-        let mut states = States {
-            prev_prev: (Value::Input, t),
-            prev: (Value::Input, t),
-        };
+        let mut states = States::of((Value::Input, t));
         for (s, stage) in self.stages.iter().enumerate() {
             if let Some(block) = &stage.first {
-                let y = (
-                    Value::Input,
-                    collect(&mut ops, Site::Stage(s), block, states.prev.1)?,
-                );
-                states = States {
-                    prev_prev: y,
-                    prev: y,
-                };
+                let t = collect(&mut ops, Site::Stage(s), block, states.prev.1)?;
+                states = States::of((Value::Input, t));
             }
-            let positions = (self.reduction.as_ref().filter(|_| stage.reduce).into_iter())
-                .map(|d| (d, true))
-                .chain((0..stage.cells).map(|_| (&self.normal, false)));
-            for (def, is_reduction) in positions {
+            for (def, is_reduction) in self.positions(stage) {
                 let y = every_edge(&mut ops, def, states, stage.width, is_reduction)
                     .map_err(|why| (Site::Cell(is_reduction), why))?;
-                states = States {
-                    prev_prev: states.prev,
-                    prev: y,
-                };
+                states = states.after(y);
             }
         }
         let mut t = states.prev.1;
@@ -322,25 +321,20 @@ fn cell_inputs(net: &mut Network, def: &CellDef, s: States, width: u32) -> Vec<(
     raw.into_iter()
         .map(|(v, t)| {
             if t.h > size {
+                let factorized = BlockSpec {
+                    reduce: Some(SkipReduce::Factorized),
+                    ..BlockSpec::default()
+                };
                 let stride = t.h.div_ceil(size);
-                let reduce = Template::new(&super::spec::BlockSpec::default(), BlockType::Skip);
-                let mut block = reduce.at(0, 0, Some(width), Some(stride));
-                block.reduce = SkipReduce::Factorized;
-                block.push(net, v, t)
+                Template::new(&factorized, BlockType::Skip)
+                    .at(0, 0, Some(width), Some(stride))
+                    .push(net, v, t)
             } else {
-                let op = Op::Conv(Conv {
-                    input: t,
-                    cout: width,
-                    k: 1,
-                    stride: 1,
-                    groups: 1,
-                    kw: None,
-                    dilation: 1,
-                    pad: None,
+                let relu_conv = Conv {
                     pre_act: Activation::Relu,
-                    act: Activation::None,
-                });
-                (net.push(op, &[v]), op.output())
+                    ..conv(t, width, 1, 1, 1, Activation::None)
+                };
+                (net.push(Op::Conv(relu_conv), &[v]), relu_conv.output())
             }
         })
         .collect()
@@ -490,10 +484,6 @@ impl SearchSpace for CellSpace {
 
     fn ops(&self) -> Vec<Op> {
         self.enumerate().expect("checked when the space was loaded")
-    }
-
-    fn sample(&self, rng: &mut SplitMix64) -> String {
-        self.decode(&crate::space::sample_genome(&self.genes(), rng))
     }
 
     fn network(&self, arch: &str) -> Result<Network, SpaceError> {

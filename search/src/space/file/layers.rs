@@ -8,7 +8,6 @@
 //! run.
 
 use hwnas_core::network::{Network, Value};
-use hwnas_core::rng::SplitMix64;
 use hwnas_core::{Op, Tensor};
 
 use super::block::{Block, Checked, Site, Template, collect};
@@ -343,10 +342,6 @@ impl SearchSpace for LayerSpace {
 
     fn ops(&self) -> Vec<Op> {
         self.enumerate().expect("checked when the space was loaded")
-    }
-
-    fn sample(&self, rng: &mut SplitMix64) -> String {
-        self.decode(&crate::space::sample_genome(&self.genes(), rng))
     }
 
     fn network(&self, arch: &str) -> Result<Network, SpaceError> {
