@@ -1,8 +1,6 @@
 //! Search: errors a user meets, and the exhaustive NAS-Bench-201 front with the benchmark's accuracies.
 
-use std::path::Path;
-
-use crate::util::{fails, ok, one_at_a_time, s};
+use crate::util::{fails, nb201_accuracy, ok, one_at_a_time, s};
 
 #[test]
 fn search_explains_bad_input() {
@@ -116,15 +114,8 @@ fn search_explains_bad_input() {
 #[test]
 fn nb201_search_with_the_benchmark_accuracies_finds_the_true_front() {
     let _serial = one_at_a_time();
-    let acc =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nb201/cifar10_test_acc.csv");
-    assert!(
-        acc.exists(),
-        "{} (the shared NAS-Bench-201 data) is missing",
-        acc.display()
-    );
     let dir = tempfile::tempdir().unwrap();
-    let accuracy = format!("table:{}", s(&acc));
+    let accuracy = nb201_accuracy();
     let mflops = ["--objectives", "accuracy,mflops"];
     let base = ["search", "--space", "nb201", "--accuracy", &accuracy];
     let truth = dir.path().join("truth");

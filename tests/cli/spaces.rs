@@ -2,15 +2,9 @@
 //! CPU, the NAS-Bench-201 file against the built-in space with the benchmark's accuracies, and
 //! bad files.
 
-use std::path::Path;
-
-use crate::util::{fails, ok, one_at_a_time, quick_cpu_profile, s};
+use crate::util::{fails, nb201_accuracy, ok, one_at_a_time, quick_cpu_profile, read_json, s};
 
 const SHIPPED: [&str; 5] = ["nb201", "mbv3", "fbnet", "proxyless", "darts"];
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 #[test]
 fn every_shipped_space_runs_profile_fit_search_and_lut_export() {
@@ -47,7 +41,7 @@ fn every_shipped_space_runs_profile_fit_search_and_lut_export() {
             "0",
         ]);
         // The model remembers the file, so later commands can find the space.
-        assert_eq!(json(&model)["space"], space.as_str());
+        assert_eq!(read_json(&model)["space"], space.as_str());
         let out = dir.path().join(format!("search-{name}"));
         let searched = ok(&[
             "search",
@@ -60,7 +54,7 @@ fn every_shipped_space_runs_profile_fit_search_and_lut_export() {
             "--out",
             s(&out),
         ]);
-        let front = json(&out.join("front.json"));
+        let front = read_json(&out.join("front.json"));
         let arch = front["front"][0]["arch"].as_str().unwrap().to_string();
         assert!(!arch.is_empty(), "{searched}");
         if name == "fbnet" {
@@ -113,7 +107,7 @@ fn every_shipped_space_runs_profile_fit_search_and_lut_export() {
         } else {
             let cut = ok(&args);
             assert!(cut.contains(&format!("of {name} at resolution")), "{cut}");
-            assert_eq!(json(&lut)["space"], name);
+            assert_eq!(read_json(&lut)["space"], name);
         }
         let onnx = dir.path().join(format!("{name}.onnx"));
         ok(&[
@@ -179,7 +173,7 @@ fn fbnet_space_on_the_real_cpu_end_to_end() {
         "--out",
         s(&dir.path().join("v")),
     ]);
-    let v = json(&dir.path().join("v.json"));
+    let v = read_json(&dir.path().join("v.json"));
     assert_eq!(v["space"], "fbnet");
     let rmspe = v["accuracy"]["rmspe"].as_f64().unwrap();
     // A loose bound for a short measurement on a shared CI machine; the README has the quiet
@@ -192,15 +186,8 @@ fn fbnet_space_on_the_real_cpu_end_to_end() {
 #[test]
 fn nb201_file_gives_the_built_in_exhaustive_front() {
     let _serial = one_at_a_time();
-    let acc =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nb201/cifar10_test_acc.csv");
-    assert!(
-        acc.exists(),
-        "{} (the shared NAS-Bench-201 data) is missing",
-        acc.display()
-    );
     let dir = tempfile::tempdir().unwrap();
-    let accuracy = format!("table:{}", s(&acc));
+    let accuracy = nb201_accuracy();
     let fronts: Vec<serde_json::Value> = ["nb201", "spaces/nb201.toml"]
         .iter()
         .enumerate()
@@ -218,7 +205,7 @@ fn nb201_file_gives_the_built_in_exhaustive_front() {
                 "--out",
                 s(&out),
             ]);
-            json(&out.join("front.json"))["front"].clone()
+            read_json(&out.join("front.json"))["front"].clone()
         })
         .collect();
     assert!(fronts[0].as_array().unwrap().len() > 5);

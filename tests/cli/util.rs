@@ -72,3 +72,21 @@ pub fn quick_gpu_profile(dir: &Path, name: &str, extra_wgpu: &str, extra_measure
     .unwrap();
     path
 }
+
+/// The contents of a JSON file hwnas wrote.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `--accuracy` for NAS-Bench-201's CIFAR-10 accuracies in the shared data set, which the
+/// tests need (a missing file fails them).
+pub fn nb201_accuracy() -> String {
+    let acc =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nb201/cifar10_test_acc.csv");
+    assert!(
+        acc.exists(),
+        "{} (the shared NAS-Bench-201 data) is missing",
+        acc.display()
+    );
+    format!("table:{}", s(&acc))
+}
