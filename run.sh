@@ -98,6 +98,14 @@ $hwnas search --space nb201 --model "$out/cpu-nb201.model.json" --accuracy "$acc
 $hwnas search --space nb201 --model "$out/cpu-nb201.model.json" --accuracy "$accuracy" \
     --max-evaluations 1000 --seed 1 --compare "$out/search-nb201-exhaustive/front.json" \
     --verify --device device_profiles/cpu.toml --out "$out/search-nb201"
+if [[ -f $nb201_acc ]]; then
+    echo
+    echo "== the search against pymoo's NSGA-II (the shared anchor), 20 seeds each, one sitting"
+    .venv/bin/python scripts/compare_search.py nb201 --model "$out/cpu-nb201.model.json" \
+        --hwnas "$hwnas" --seeds 20 --out "$out/compare-search-nb201"
+    .venv/bin/python scripts/compare_search.py mbv3 --model "$out/cpu-mbv3.model.json" \
+        --hwnas "$hwnas" --seeds 20 --out "$out/compare-search-mbv3"
+fi
 echo
 echo "== mbv3 under 10 ms on this CPU (accuracy: the FLOPs proxy), front re-measured"
 $hwnas search --space mbv3 --model "$out/cpu-mbv3.model.json" --max-latency-ms 10 \

@@ -1,9 +1,11 @@
 //! Architecture latency predictions per second: the model's fast path over op lists of random
-//! mbv3 networks (all ops in the table), and the whole path from an encoding string.
+//! mbv3 networks (all ops in the table), the model compiled for the space (lookups from a
+//! genome), and the whole path from an encoding string.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hwnas_core::rng::SplitMix64;
 use hwnas_predictor::Term;
+use hwnas_search::compiled::CompiledLatency;
 use hwnas_search::space::{SearchSpace, mbv3::Mbv3};
 
 mod common;
@@ -24,6 +26,24 @@ fn bench(c: &mut Criterion) {
                 .iter()
                 .map(|ops| model.predict_fast(ops).unwrap())
                 .sum::<f64>()
+        })
+    });
+    let compiled = CompiledLatency::new(&model, &Mbv3).expect("mbv3 compiles");
+    let genomes: Vec<u8> = archs.iter().flat_map(|a| Mbv3.encode(a).unwrap()).collect();
+    group.bench_function("compiled_from_genome", |b| {
+        b.iter(|| {
+            genomes
+                .chunks_exact(compiled.genes())
+                .map(|g| compiled.predict_ms(std::hint::black_box(g)))
+                .sum::<f64>()
+        })
+    });
+    let mut out = Vec::with_capacity(archs.len());
+    group.bench_function("compiled_batch", |b| {
+        b.iter(|| {
+            out.clear();
+            compiled.predict_batch(std::hint::black_box(&genomes), &mut out);
+            out.len()
         })
     });
     group.bench_function("from_encoding_string", |b| {

@@ -1,11 +1,14 @@
 //! NSGA-II generations per second on mbv3: population 50, objectives proxy accuracy and
-//! latency from a latency model (all ops in its table), every network built from its encoding.
+//! latency from a latency model (all ops in its table), every network built from its encoding;
+//! and a whole 1,000-evaluation NSGA-II run on nb201 with the model compiled for the space.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hwnas_search::accuracy::AccuracySource;
+use hwnas_search::compiled::CompiledLatency;
 use hwnas_search::nsga2;
 use hwnas_search::objective::{ArchProblem, Constraint, LatencySource, Metric};
 use hwnas_search::space::mbv3::Mbv3;
+use hwnas_search::space::nb201::Nb201;
 use hwnas_search::strategy::Config;
 
 mod common;
@@ -18,10 +21,7 @@ fn bench(c: &mut Criterion) {
     let mut problem = ArchProblem {
         space: &Mbv3,
         accuracy: AccuracySource::FlopsProxy,
-        latency: vec![LatencySource::Model {
-            name: "mock".into(),
-            model: Box::new(model),
-        }],
+        latency: vec![LatencySource::model("mock".into(), model, &Mbv3)],
         objectives: vec![Metric::Accuracy, Metric::Latency(0), Metric::MemoryMb],
         constraints: vec![Constraint {
             metric: Metric::Mparams,
@@ -46,5 +46,45 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// NSGA-II's own cost on nb201, 1,000 evaluations, the latency model compiled once for the
+/// space (5^6 entries, outside the timing) and NAS-Bench-201's accuracies from the shared data:
+/// no network is built in the loop.
+fn bench_nb201(c: &mut Criterion) {
+    let space = Nb201;
+    let model = common::mock_model(&space);
+    let compiled = CompiledLatency::new(&model, &space).expect("nb201 compiles");
+    let acc = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/nb201/cifar10_test_acc.csv"
+    );
+    let mut problem = ArchProblem {
+        space: &space,
+        accuracy: AccuracySource::parse(&format!("table:{acc}"), &space, 1)
+            .expect("the shared NAS-Bench-201 accuracies (../shared/data/nb201)"),
+        latency: vec![LatencySource::Model {
+            name: "mock".into(),
+            model: Box::new(model),
+            compiled: Some(Box::new(compiled)),
+        }],
+        objectives: vec![Metric::Accuracy, Metric::Latency(0)],
+        constraints: vec![],
+    };
+    let cfg = Config {
+        population: 50,
+        max_evaluations: 1000,
+        ..Config::default()
+    };
+    let mut group = c.benchmark_group("nsga2_nb201");
+    group.sample_size(30);
+    group.bench_function("1000_evaluations_accuracy_latency", |b| {
+        b.iter(|| {
+            let out = nsga2::run(&mut problem, &cfg, |_| {}).unwrap();
+            assert_eq!(out.archive.len(), 1000);
+            out.front.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_nb201);
 criterion_main!(benches);

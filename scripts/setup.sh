@@ -9,12 +9,14 @@
 #   - Mesa's Vulkan driver (lavapipe), for the wgpu GPU backend on machines without a GPU.
 #   - The `onnx` wheel in ./.venv, for the ONNX Model Zoo networks it ships (real third-party
 #     files the tests import), exported as HWNAS_ONNX_ZOO.
+#   - pymoo in ./.venv: the anchor the search is compared with (scripts/compare_search.py).
 # The installs run in a strict subshell, so sourcing this leaves the caller's shell options alone.
 
 HWNAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ORT_PYPI_VERSION="${ORT_PYPI_VERSION:-1.31.1}"
 ORT_OPENVINO_PYPI_VERSION="${ORT_OPENVINO_PYPI_VERSION:-1.24.1}"
 ONNX_PYPI_VERSION="${ONNX_PYPI_VERSION:-1.23.2}"
+PYMOO_PYPI_VERSION="${PYMOO_PYPI_VERSION:-0.6.2}"
 
 hwnas_find_ort() {
     ls "$HWNAS_ROOT"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1
@@ -54,6 +56,11 @@ hwnas_install() (
         "$HWNAS_ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "onnx==$ONNX_PYPI_VERSION"
     fi
     [ -n "$(hwnas_find_onnx_zoo)" ] || { echo "setup: onnx wheel installed but it has no backend/test/data/light models" >&2; exit 1; }
+
+    if ! "$HWNAS_ROOT/.venv/bin/python" -c "import pymoo" 2>/dev/null; then
+        echo "setup: installing pymoo==$PYMOO_PYPI_VERSION (the search anchor) into $HWNAS_ROOT/.venv" >&2
+        "$HWNAS_ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "pymoo==$PYMOO_PYPI_VERSION"
+    fi
 
     if [ "${HWNAS_SKIP_OPENVINO:-0}" != 1 ] && ! ls "$HWNAS_ROOT"/.venv-openvino/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* >/dev/null 2>&1; then
         echo "setup: installing onnxruntime-openvino==$ORT_OPENVINO_PYPI_VERSION into $HWNAS_ROOT/.venv-openvino" >&2

@@ -1,4 +1,5 @@
-//! What the benches share: a latency model of every mbv3 op on the deterministic mock device.
+//! What the benches share: a latency model of every op of a space on the deterministic mock
+//! device.
 
 use hwnas_core::table::{LatencyTable, Row};
 use hwnas_predictor::LatencyModel;
@@ -8,6 +9,11 @@ use hwnas_profiler::measure::{MeasureConfig, measure_group};
 use hwnas_search::space::{SearchSpace, mbv3::Mbv3};
 
 pub fn mock_mbv3_model() -> LatencyModel {
+    mock_model(&Mbv3)
+}
+
+#[allow(dead_code)] // each bench is its own crate, and not every one uses both
+pub fn mock_model(space: &dyn SearchSpace) -> LatencyModel {
     let mut dev = MockDevice::default();
     let cfg = MeasureConfig {
         min_runs: 5,
@@ -15,9 +21,10 @@ pub fn mock_mbv3_model() -> LatencyModel {
         warmup_ms: 0.0,
         ..Default::default()
     };
-    let rows = Mbv3
+    let rows = space
         .ops()
         .iter()
+        .filter(|op| !op.is_free())
         .map(|op| {
             let mut k = vec![dev.prepare(op).unwrap()];
             Row::new(

@@ -66,6 +66,11 @@ impl<'a, P: Problem> Archive<'a, P> {
         self.seen.get(genome).copied()
     }
 
+    /// The feasible non-dominated set so far (archive indices, in arrival order).
+    pub fn front(&self) -> &[usize] {
+        &self.front.members
+    }
+
     pub fn len(&self) -> usize {
         self.individuals.len()
     }

@@ -9,12 +9,12 @@
 //!   any other is declared in a TOML file ([`space::file`]: layer-wise or cell-based), and
 //!   [`space::open`] takes a name or a file.
 //! - A [`problem::Problem`] evaluates genomes into objectives and constraint violations. A
-//!   [`strategy::Strategy`] searches it: [`nsga2`] (NSGA-II with constraint domination, for the
-//!   Pareto front), [`evolution`] (regularized evolution), [`reinforce`] (REINFORCE on a
+//!   [`strategy::Strategy`] searches it: [`nsga2`] (NSGA-II with constraint domination and a
+//!   Pareto local search for small spaces, for the Pareto front), [`evolution`] (regularized evolution), [`reinforce`] (REINFORCE on a
 //!   factorised policy) or random search; the single-objective ones maximise a
 //!   [`strategy::Fitness`]. All keep every evaluation and return the feasible non-dominated set
-//!   of them all ([`problem::Outcome`]); [`variation`] holds the genome operators and
-//!   [`hypervolume`] scores fronts.
+//!   of them all ([`problem::Outcome`]); [`variation`] holds the genome operators,
+//!   [`hypervolume`] scores fronts and [`indicator`] compares one with a reference front.
 //! - [`objective::ArchProblem`] is architecture search as an NSGA-II problem: [`objective::Metrics`]
 //!   of each network (accuracy from an [`accuracy::AccuracySource`], latency per device from a
 //!   [`objective::LatencySource`], MFLOPs, parameters, peak activation memory), some of them
@@ -24,13 +24,17 @@
 //!   (drawn by `hwnas-plot`), the history, `--verify`'s and `--compare`'s results.
 //! - [`lut::Lut`] cuts a latency model into tables of terms for differentiable search: for the
 //!   built-ins, and for any space that is a sum of [`space::Unit`]s ([`space::Additive`]) or
-//!   small enough to enumerate.
+//!   small enough to enumerate; [`compiled::CompiledLatency`] turns those tables into
+//!   predictions looked up straight from a genome, which the search and `predict` use.
 
 pub mod accuracy;
 pub mod arch_table;
 mod archive;
+pub mod compiled;
 pub mod evolution;
 pub mod hypervolume;
+pub mod indicator;
+mod local_search;
 pub mod lut;
 pub mod nsga2;
 pub mod objective;

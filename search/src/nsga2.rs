@@ -4,13 +4,16 @@
 //! crossover and per-gene mutation make children no generation has evaluated before; parents
 //! and children are sorted into non-dominated fronts and the best `population` survive, the
 //! last front thinned by crowding distance. A feasible solution beats an infeasible one, two
-//! infeasible ones compare by total violation.
+//! infeasible ones compare by total violation. On a space small enough that the front's
+//! one-gene neighbourhood fits in the remaining budget, children are those neighbours instead
+//! (`local_search.rs`).
 
 use std::collections::HashSet;
 
 use hwnas_core::rng::SplitMix64;
 
 use crate::archive::Archive;
+use crate::local_search::Neighbourhoods;
 use crate::problem::{EvaluateError, Evaluation, Generation, Individual, Outcome, Problem};
 use crate::strategy::Config;
 use crate::variation::{mutate, uniform_crossover};
@@ -34,22 +37,38 @@ pub fn run<P: Problem>(
 
     let mutation = cfg.mutation.unwrap_or(1.0 / run.genes.len().max(1) as f64);
     let (mut rank, mut crowding) = rank_and_crowd(&run.individuals, &population);
+    let mut hoods = Neighbourhoods::default();
     let mut index = 0;
     while run.len() < cfg.max_evaluations {
         index += 1;
-        let want = size.min(cfg.max_evaluations - run.len());
+        let left = cfg.max_evaluations - run.len();
+        let want = size.min(left);
+        let elites = elites(run.front(), &population, &rank, &crowding);
+        let front = run.front().len();
+        let local = cfg.local_search && front > 0 && hoods.fit(run.front(), &run.genes, left);
+        let (elites, front) = if local {
+            (elites, front)
+        } else {
+            (Vec::new(), 0)
+        };
         let mut children: Vec<Vec<u8>> = Vec::with_capacity(want);
         let mut fresh = HashSet::new();
         let mut tries = 0;
         while children.len() < want && tries < 100 * want {
             tries += 1;
-            let a = tournament(&population, &rank, &crowding, &mut rng);
-            let b = tournament(&population, &rank, &crowding, &mut rng);
-            let mut child = run.individuals[a].genome.clone();
-            if rng.next_f64() < cfg.crossover {
-                uniform_crossover(&mut child, &run.individuals[b].genome, &mut rng);
-            }
-            mutate(&mut child, &run.genes, mutation, &mut rng);
+            let unseen = |c: &[u8]| run.index_of(c).is_none() && !fresh.contains(c);
+            let genome = |i: usize| run.individuals[i].genome.as_slice();
+            let neighbour = hoods.child(&elites, front, genome, &run.genes, &mut rng, unseen);
+            let child = neighbour.unwrap_or_else(|| {
+                let a = tournament(&population, &rank, &crowding, &mut rng);
+                let b = tournament(&population, &rank, &crowding, &mut rng);
+                let mut child = run.individuals[a].genome.clone();
+                if rng.next_f64() < cfg.crossover {
+                    uniform_crossover(&mut child, &run.individuals[b].genome, &mut rng);
+                }
+                mutate(&mut child, &run.genes, mutation, &mut rng);
+                child
+            });
             if run.index_of(&child).is_none() && fresh.insert(child.clone()) {
                 children.push(child);
             }
@@ -66,6 +85,22 @@ pub fn run<P: Problem>(
         history.push(g);
     }
     Ok(run.outcome(history))
+}
+
+/// The members whose neighbourhoods local search walks: the archive's front (every feasible
+/// non-dominated evaluation so far), then the population by rank and crowding.
+fn elites(front: &[usize], population: &[usize], rank: &[usize], crowding: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..population.len()).collect();
+    order.sort_by(|a, b| {
+        rank[*a]
+            .cmp(&rank[*b])
+            .then(crowding[*b].total_cmp(&crowding[*a]))
+    });
+    front
+        .iter()
+        .copied()
+        .chain(order.into_iter().map(|p| population[p]))
+        .collect()
 }
 
 /// Binary tournament: lower rank wins, then larger crowding distance, then the first drawn.

@@ -7,22 +7,47 @@ use hwnas_predictor::LatencyModel;
 
 use crate::accuracy::AccuracySource;
 use crate::arch_table::{ArchTable, ArchTableError, ValueKind};
+use crate::compiled::CompiledLatency;
 use crate::problem::{EvaluateError, Evaluation, Problem};
 use crate::space::{Gene, SearchSpace};
 
 /// Where one device's latency comes from.
 #[derive(Debug, Clone)]
 pub enum LatencySource {
-    /// Predicted by a latency model (`hwnas fit`).
+    /// Predicted by a latency model (`hwnas fit`): from the genome where the model is
+    /// compiled for the space, else from each network.
     Model {
         name: String,
         model: Box<LatencyModel>,
+        compiled: Option<Box<CompiledLatency>>,
     },
     /// Whole architectures measured on the device (`--latency table:FILE.csv`).
     Table { name: String, table: ArchTable },
 }
 
 impl LatencySource {
+    /// A latency model as a source, compiled for `space` when it is a sum of units (a few
+    /// ms of work; a prediction then builds no network). Spaces that only enumerate (nb201:
+    /// 5^6 networks to predict first, ~0.25 s) are predicted network by network, which is
+    /// cheaper for a search of a few thousand evaluations.
+    pub fn model(name: String, model: LatencyModel, space: &dyn SearchSpace) -> LatencySource {
+        let additive = space.additive().is_some() || space.name() == "mbv3";
+        let compiled = additive
+            .then(|| CompiledLatency::new(&model, space).ok())
+            .flatten()
+            .map(Box::new);
+        LatencySource::Model {
+            name,
+            model: Box::new(model),
+            compiled,
+        }
+    }
+
+    /// Whether a latency needs the architecture's network built.
+    pub fn needs_network(&self) -> bool {
+        matches!(self, LatencySource::Model { compiled: None, .. })
+    }
+
     pub fn table(spec: &str, space: &dyn SearchSpace) -> Result<LatencySource, ArchTableError> {
         let table = ArchTable::from_spec(spec, ValueKind::LatencyMs, space)?;
         let name = table
@@ -38,10 +63,20 @@ impl LatencySource {
         }
     }
 
-    /// Latency in ms of a network (`arch`: its canonical encoding).
-    pub fn latency_ms(&self, arch: &str, net: &Network) -> Result<f64, String> {
+    /// Latency in ms of an architecture: its canonical encoding, its genome, and its network
+    /// where [`LatencySource::needs_network`] says it is needed.
+    pub fn latency_ms(
+        &self,
+        arch: &str,
+        genome: &[u8],
+        net: Option<&Network>,
+    ) -> Result<f64, String> {
         match self {
+            LatencySource::Model {
+                compiled: Some(c), ..
+            } => Ok(c.predict_ms(genome)),
             LatencySource::Model { model, .. } => {
+                let net = net.ok_or("the network was not built")?;
                 let terms = model.terms(net);
                 let us = match model.predict_fast(&terms) {
                     Some(us) => us,
@@ -91,6 +126,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    fn set_sizes(&mut self, net: &Network) {
+        self.mflops = net.flops() as f64 / 1e6;
+        self.mparams = net.params() as f64 / 1e6;
+        self.memory_mb = net.peak_activation_bytes() as f64 / 1e6;
+    }
+
     pub fn get(&self, m: Metric) -> f64 {
         match m {
             Metric::Accuracy => self.accuracy,
@@ -153,41 +194,74 @@ impl ArchProblem<'_> {
         }
     }
 
-    /// Every metric of a batch of genomes.
+    /// Whether evaluating needs each architecture's network: for a latency predicted network
+    /// by network, the FLOPs proxy, or a size metric the search optimises or bounds.
+    fn needs_networks(&self) -> bool {
+        let size = |m: &Metric| matches!(m, Metric::Mflops | Metric::Mparams | Metric::MemoryMb);
+        self.latency.iter().any(LatencySource::needs_network)
+            || self.accuracy.is_proxy()
+            || self.objectives.iter().any(size)
+            || self.constraints.iter().any(|c| size(&c.metric))
+    }
+
+    /// Every metric of a batch of genomes. The size metrics are NaN where no network had to
+    /// be built ([`ArchProblem::complete`] fills them in).
     pub fn metrics(&self, genomes: &[Vec<u8>]) -> Result<Vec<Metrics>, EvaluateError> {
         let archs: Vec<String> = genomes.iter().map(|g| self.space.decode(g)).collect();
-        let nets = archs
-            .iter()
-            .map(|a| self.space.network(a))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| EvaluateError(e.to_string()))?;
+        let nets = if self.needs_networks() {
+            archs
+                .iter()
+                .map(|a| self.space.network(a))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| EvaluateError(e.to_string()))?
+        } else {
+            Vec::new()
+        };
         let accuracy = self
             .accuracy
             .evaluate(&archs, genomes, &nets)
             .map_err(|e| EvaluateError(e.to_string()))?;
         archs
             .into_iter()
-            .zip(&nets)
+            .zip(genomes)
             .zip(accuracy)
-            .map(|((arch, net), accuracy)| {
+            .enumerate()
+            .map(|(i, ((arch, genome), accuracy))| {
+                let net = nets.get(i);
                 let latency_ms = self
                     .latency
                     .iter()
                     .map(|l| {
-                        l.latency_ms(&arch, net)
+                        l.latency_ms(&arch, genome, net)
                             .map_err(|e| EvaluateError(format!("latency on `{}`: {e}", l.name())))
                     })
                     .collect::<Result<_, _>>()?;
-                Ok(Metrics {
+                let mut m = Metrics {
                     latency_ms,
                     accuracy,
-                    mflops: net.flops() as f64 / 1e6,
-                    mparams: net.params() as f64 / 1e6,
-                    memory_mb: net.peak_activation_bytes() as f64 / 1e6,
+                    mflops: f64::NAN,
+                    mparams: f64::NAN,
+                    memory_mb: f64::NAN,
                     arch,
-                })
+                };
+                if let Some(net) = net {
+                    m.set_sizes(net);
+                }
+                Ok(m)
             })
             .collect()
+    }
+
+    /// Fills in the size metrics an evaluation left out (see [`ArchProblem::metrics`]).
+    pub fn complete(&self, m: &mut Metrics) -> Result<(), EvaluateError> {
+        if m.mflops.is_nan() {
+            let net = self
+                .space
+                .network(&m.arch)
+                .map_err(|e| EvaluateError(e.to_string()))?;
+            m.set_sizes(&net);
+        }
+        Ok(())
     }
 }
 
@@ -254,7 +328,12 @@ mod tests {
         assert_eq!(out[1].0.objectives, vec![-50.0, 3.0, 5.0]);
         assert!((out[0].0.violation - 0.8).abs() < 1e-12);
         assert_eq!(out[1].0.violation, 0.0);
-        assert!(out[0].1.mflops > out[1].1.mflops && out[1].1.mparams > 0.0);
+        // Tables need no network: the sizes come when asked for.
+        assert!(out[0].1.mflops.is_nan());
+        let (mut conv, mut skip) = (out[0].1.clone(), out[1].1.clone());
+        problem.complete(&mut conv).unwrap();
+        problem.complete(&mut skip).unwrap();
+        assert!(conv.mflops > skip.mflops && skip.mparams > 0.0 && skip.memory_mb > 0.0);
         let other = space
             .encode(&CONVS.replace("nor_conv_3x3~2", "none~2"))
             .unwrap();

@@ -72,6 +72,9 @@ pub struct Config {
     pub crossover: f64,
     /// NSGA-II: per-gene mutation probability; `None`: one over the number of genes.
     pub mutation: Option<f64>,
+    /// NSGA-II: Pareto local search (see `local_search`) once the front's unwalked
+    /// neighbourhood fits in the remaining budget; `false` for plain NSGA-II.
+    pub local_search: bool,
     /// Evolution: how many members a tournament samples (`None`: a quarter of the population,
     /// at least 2).
     pub tournament: Option<usize>,
@@ -89,6 +92,7 @@ impl Default for Config {
             seed: 1,
             crossover: 0.9,
             mutation: None,
+            local_search: true,
             tournament: None,
             learning_rate: 2.0,
         }

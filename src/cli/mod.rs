@@ -11,6 +11,7 @@ mod fit;
 mod lut;
 mod onnx_model;
 mod predict;
+mod predict_batch;
 mod profile;
 mod reference;
 mod search;

@@ -11,6 +11,7 @@ use hwnas_predictor::LatencyModel;
 use hwnas_search::space::open;
 
 use super::onnx_model::{self, OnnxArgs};
+use super::predict_batch::{self, Input};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,12 +21,25 @@ pub struct Args {
     /// Or a latency table (from `hwnas profile`): the plain sum of the ops' latencies.
     #[arg(long)]
     table: Option<PathBuf>,
-    /// Search space the architectures belong to: nb201 or mbv3.
-    #[arg(long, required_unless_present = "onnx", requires = "arch")]
+    /// Search space the architectures belong to: nb201, mbv3 or a space file.
+    #[arg(long, required_unless_present = "onnx")]
     space: Option<String>,
     /// Architecture encoding (repeatable): an nb201 arch string, or `r224-d...-k...-e...` for mbv3.
-    #[arg(long, requires = "space")]
+    #[arg(long, requires = "space", required_unless_present_any = ["onnx", "archs", "all"])]
     arch: Vec<String>,
+    /// Predict many architectures, one per line of FILE (`-`: standard input, answered line
+    /// by line): an encoding, or a genome as comma-separated gene values (`hwnas space
+    /// genes`). Writes CSV `arch,latency_ms` to standard output, through the model compiled
+    /// for the space where it is a sum of units.
+    #[arg(long, requires = "space", conflicts_with_all = ["arch", "all"])]
+    archs: Option<PathBuf>,
+    /// Predict every architecture of the space (up to 100,000), as --archs writes them.
+    #[arg(long, requires = "space", conflicts_with = "arch")]
+    all: bool,
+    /// With --archs or --all: also each network's MFLOPs, millions of parameters and peak
+    /// activation memory (MB), which builds every network.
+    #[arg(long)]
+    sizes: bool,
     #[command(flatten)]
     onnx: OnnxArgs,
     /// The precision the latencies must be of (fp32, fp16, int8): a model or table measured
@@ -63,6 +77,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         && !hwnas_search::space::same(s, space.as_ref())
     {
         eprintln!("note: {} comes from space `{s}`", path.display());
+    }
+    let input = match (&args.archs, args.all) {
+        (Some(path), _) => Some(Input::Lines(path)),
+        (None, true) => Some(Input::All),
+        (None, false) => None,
+    };
+    if let Some(input) = input {
+        return predict_batch::run(&model, space.as_ref(), input, args.sizes);
     }
     let mut results = Vec::new();
     for arch in &args.arch {

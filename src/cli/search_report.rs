@@ -165,6 +165,11 @@ pub fn print(report: &Report, comparison: Option<&Value>, dir: &Path) {
             c["found_in_reference_front"],
             c["reference_front"],
         );
+        println!(
+            "against that front (EvoXBench's indicators): normalised hypervolume {:.5}, IGD+ {:.5}",
+            c["normalised_hypervolume"].as_f64().unwrap_or(f64::NAN),
+            c["igd_plus"].as_f64().unwrap_or(f64::NAN),
+        );
     }
     println!(
         "wrote {0}/front.csv, {0}/front.json, {0}/front.svg, {0}/history.csv",

@@ -1,4 +1,4 @@
-//! `hwnas space list`, `hwnas space ops` and `hwnas space check`
+//! `hwnas space list`, `hwnas space ops`, `hwnas space check` and `hwnas space genes`
 
 use std::process::ExitCode;
 
@@ -12,6 +12,16 @@ pub enum Command {
     Ops(OpsArgs),
     /// Check a space file: errors name the line and the key; prints the space's size.
     Check(CheckArgs),
+    /// The space's genome, one gene per line as CSV (`gene,levels,ordered,choices`): what
+    /// `predict --archs` takes as comma-separated values, and what an outside optimiser varies.
+    Genes(GenesArgs),
+}
+
+#[derive(clap::Args)]
+pub struct GenesArgs {
+    /// Search space: nb201, mbv3, or a space file (`*.toml`).
+    #[arg(long)]
+    space: String,
 }
 
 #[derive(clap::Args)]
@@ -40,6 +50,18 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             println!("or any space file: `--space spaces/fbnet.toml` (see `hwnas space check`)");
         }
         Command::Check(args) => return check(open(&args.file)?.as_ref()),
+        Command::Genes(args) => {
+            let space = open(&args.space)?;
+            println!("gene,levels,ordered,choices");
+            for ((name, choices), gene) in space.gene_labels().iter().zip(space.genes()) {
+                println!(
+                    "{name},{},{},{}",
+                    gene.levels,
+                    gene.ordered,
+                    choices.join(" ")
+                );
+            }
+        }
         Command::Ops(args) => {
             let space = open(&args.space)?;
             let ops = space.ops();

@@ -7,6 +7,7 @@
 //! than the 120 lines library functions are held to.
 #![allow(clippy::too_many_lines)]
 
+mod anchors;
 mod drift;
 mod farm;
 mod golden;

@@ -1,4 +1,5 @@
-//! Search: errors a user meets, and the exhaustive NAS-Bench-201 front with the benchmark's accuracies.
+//! Search: errors a user meets, the exhaustive NAS-Bench-201 front with the benchmark's accuracies,
+//! and many architectures predicted at once.
 
 use crate::util::{fails, nb201_accuracy, ok, one_at_a_time, s};
 
@@ -150,4 +151,115 @@ fn nb201_search_with_the_benchmark_accuracies_finds_the_true_front() {
     let truth: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(truth.join("front.json")).unwrap()).unwrap();
     assert!((best(&truth) - 94.37).abs() < 0.01, "{}", best(&truth));
+}
+
+/// `predict --archs` and `--all` agree with `predict --arch`, take genomes as `space genes`
+/// lists them, answer standard input line by line, and stop at a bad line with its number.
+#[test]
+fn batch_predictions_match_single_ones() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mock = "device_profiles/mock.toml";
+    let mut models = Vec::new();
+    for space in ["nb201", "mbv3"] {
+        let (table, model) = (
+            d.join(format!("{space}.csv")),
+            d.join(format!("{space}.model.json")),
+        );
+        ok(&[
+            "profile",
+            "--device",
+            mock,
+            "--space",
+            space,
+            "--out",
+            s(&table),
+        ]);
+        ok(&[
+            "fit",
+            "--table",
+            s(&table),
+            "--out",
+            s(&model),
+            "--calibrate",
+            "0",
+        ]);
+        models.push(model);
+    }
+    let genes = ok(&["space", "genes", "--space", "mbv3"]);
+    assert_eq!(genes.lines().count(), 47, "{genes}");
+    assert!(
+        genes.starts_with("gene,levels,ordered,choices\ngene0,5,true,"),
+        "{genes}"
+    );
+    // The largest mbv3 network: resolution 224 (level 4), then the top level of every gene.
+    let genome = format!("4,{}", vec!["2"; 45].join(","));
+    let big = "r224-d44444-k77777777777777777777-e66666666666666666666";
+    let archs = d.join("archs.txt");
+    std::fs::write(&archs, format!("# a comment\n{genome}\n\n{big}\n")).unwrap();
+    let mbv3 = s(&models[1]);
+    let batch = ok(&[
+        "predict",
+        "--model",
+        mbv3,
+        "--space",
+        "mbv3",
+        "--archs",
+        s(&archs),
+        "--sizes",
+    ]);
+    let lines: Vec<&str> = batch.lines().collect();
+    assert_eq!(lines[0], "arch,latency_ms,mflops,mparams,peak_memory_mb");
+    assert_eq!(lines.len(), 3, "{batch}");
+    assert_eq!(lines[1], lines[2]);
+    assert!(lines[1].starts_with(&format!("\"{big}\",")), "{batch}");
+    let single = read_predict_ms(&ok(&[
+        "predict", "--model", mbv3, "--space", "mbv3", "--arch", big, "--json",
+    ]));
+    let batched: f64 = lines[1].split(',').nth(1).unwrap().parse().unwrap();
+    assert!(
+        (batched - single).abs() < 1e-6 * single,
+        "{batched} vs {single}"
+    );
+    // Standard input, and a bad line named by its number after the good ones are answered.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hwnas"))
+        .args([
+            "predict", "--model", mbv3, "--space", "mbv3", "--archs", "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{big}\n1,2,3").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--archs - line 2") && err.contains("46 genes"),
+        "{err}"
+    );
+    // Every nb201 cell, once each.
+    let all = ok(&[
+        "predict",
+        "--model",
+        s(&models[0]),
+        "--space",
+        "nb201",
+        "--all",
+    ]);
+    let cells: std::collections::HashSet<&str> = all.lines().skip(1).collect();
+    assert_eq!(cells.len(), 15_625);
+    let err = fails(&["predict", "--model", mbv3, "--space", "mbv3", "--all"]);
+    assert!(err.contains("--all") && err.contains("--archs"), "{err}");
+}
+
+fn read_predict_ms(json: &str) -> f64 {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v[0]["latency_us"].as_f64().unwrap() / 1e3
 }

@@ -279,7 +279,7 @@ fn nb201_terms(model: &LatencyModel, resolution: u32) -> Result<Parts, LutError>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use hwnas_core::rng::SplitMix64;
     use hwnas_core::table::{LatencyTable, Row};

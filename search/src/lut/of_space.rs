@@ -21,7 +21,12 @@ fn share_ms(
     if net.nodes.is_empty() {
         return Ok(0.0);
     }
-    Ok((model.predict(&model.terms(net))?.latency_us - intercept_us) / 1e3)
+    let terms = model.terms(net);
+    let us = match model.predict_fast(&terms) {
+        Some(us) => us,
+        None => model.predict(&terms)?.latency_us,
+    };
+    Ok((us - intercept_us) / 1e3)
 }
 
 /// Every combination of `genes`' levels, row-major (the last gene fastest), written into a

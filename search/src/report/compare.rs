@@ -71,10 +71,13 @@ impl Report<'_, '_> {
             ));
         };
         let (hv_ours, hv_ref) = (norm.hypervolume(&ours), norm.hypervolume(&reference));
+        let quality = crate::indicator::quality(&ours, &reference);
         Ok(json!({
             "reference": other.display().to_string(),
             "hypervolume": hv_ours, "reference_hypervolume": hv_ref,
             "ratio": if hv_ref > 0.0 { hv_ours / hv_ref } else { f64::NAN },
+            "normalised_hypervolume": quality.map(|q| q.normalised_hv),
+            "igd_plus": quality.map(|q| q.igd_plus),
             "reference_front": reference.len(), "found_in_reference_front": found,
         }))
     }
