@@ -38,6 +38,12 @@ struct Table {
 const MBV3_FILE: &str = include_str!("../../spaces/mbv3.toml");
 
 impl CompiledLatency {
+    /// Whether a space compiles in a few ms: a sum of units (the built-in mbv3 through its
+    /// file twin). A space that only enumerates compiles too, by predicting every network.
+    pub fn cheap(space: &dyn SearchSpace) -> bool {
+        space.additive().is_some() || space.name() == "mbv3"
+    }
+
     /// Compiles `model` for `space`; [`LutError::NotAdditive`] for a space that is neither a
     /// sum of units nor small enough to enumerate (its predictions take the general path).
     pub fn new(model: &LatencyModel, space: &dyn SearchSpace) -> Result<CompiledLatency, LutError> {

@@ -10,10 +10,10 @@
 //!   [`space::open`] takes a name or a file.
 //! - A [`problem::Problem`] evaluates genomes into objectives and constraint violations. A
 //!   [`strategy::Strategy`] searches it: [`nsga2`] (NSGA-II with constraint domination and a
-//!   Pareto local search for small spaces, for the Pareto front), [`evolution`] (regularized evolution), [`reinforce`] (REINFORCE on a
-//!   factorised policy) or random search; the single-objective ones maximise a
-//!   [`strategy::Fitness`]. All keep every evaluation and return the feasible non-dominated set
-//!   of them all ([`problem::Outcome`]); [`variation`] holds the genome operators,
+//!   Pareto local search for small spaces, for the Pareto front), [`evolution`] (regularized
+//!   evolution), [`reinforce`] (REINFORCE on a factorised policy) or random search; the
+//!   single-objective ones maximise a [`strategy::Fitness`]. All keep every evaluation and
+//!   return the feasible non-dominated set of them all ([`problem::Outcome`]); [`variation`] holds the genome operators,
 //!   [`hypervolume`] scores fronts and [`indicator`] compares one with a reference front.
 //! - [`objective::ArchProblem`] is architecture search as an NSGA-II problem: [`objective::Metrics`]
 //!   of each network (accuracy from an [`accuracy::AccuracySource`], latency per device from a

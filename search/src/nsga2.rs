@@ -43,13 +43,13 @@ pub fn run<P: Problem>(
         index += 1;
         let left = cfg.max_evaluations - run.len();
         let want = size.min(left);
-        let elites = elites(run.front(), &population, &rank, &crowding);
         let front = run.front().len();
         let local = cfg.local_search && front > 0 && hoods.fit(run.front(), &run.genes, left);
-        let (elites, front) = if local {
-            (elites, front)
+        // No elites: every child comes from crossover and mutation.
+        let elites = if local {
+            elites(run.front(), &population, &rank, &crowding)
         } else {
-            (Vec::new(), 0)
+            Vec::new()
         };
         let mut children: Vec<Vec<u8>> = Vec::with_capacity(want);
         let mut fresh = HashSet::new();

@@ -31,8 +31,7 @@ impl LatencySource {
     /// 5^6 networks to predict first, ~0.25 s) are predicted network by network, which is
     /// cheaper for a search of a few thousand evaluations.
     pub fn model(name: String, model: LatencyModel, space: &dyn SearchSpace) -> LatencySource {
-        let additive = space.additive().is_some() || space.name() == "mbv3";
-        let compiled = additive
+        let compiled = CompiledLatency::cheap(space)
             .then(|| CompiledLatency::new(&model, space).ok())
             .flatten()
             .map(Box::new);
