@@ -373,9 +373,10 @@ pub fn window_output(
     u32::try_from(floor + u64::from(partial)).ok()
 }
 
-/// Output size of a window op with symmetric padding.
+/// Output size of a window op with symmetric padding. A stride of 0 is refused by
+/// `Op::validate`, but a network's shapes are wired first, so it must not divide by it here.
 fn out_size(size: u32, k: u32, stride: u32, pad: u32) -> u32 {
-    (size + 2 * pad).saturating_sub(k) / stride + 1
+    (size + 2 * pad).saturating_sub(k) / stride.max(1) + 1
 }
 
 fn one() -> u32 {

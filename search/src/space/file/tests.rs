@@ -111,6 +111,18 @@ fn every_shipped_space_samples_valid_networks_of_its_enumerated_ops() {
     }
 }
 
+/// A stride of 0 (the robustness test's mutation found it dividing by zero while the network
+/// was wired) is an error naming the line, not a panic.
+#[test]
+fn a_zero_stride_is_an_error() {
+    let text = SHIPPED[3].1.replacen("stride = 2", "stride = 0", 2);
+    let err = parse(&text, "proxyless")
+        .err()
+        .expect("stride 0 is refused")
+        .to_string();
+    assert!(err.contains("line") && err.contains("s:0"), "{err}");
+}
+
 #[test]
 fn shipped_spaces_have_their_published_size() {
     let count = |text: &str| genome_count(&parse(text, "x").unwrap().genes());
