@@ -12,11 +12,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use hwnas_core::rng::SplitMix64;
-use hwnas_search::accuracy::AccuracySource;
 use hwnas_search::compiled::CompiledLatency;
 use hwnas_search::nsga2;
-use hwnas_search::objective::{ArchProblem, LatencySource, Metric};
-use hwnas_search::space::{SearchSpace, mbv3::Mbv3, nb201::Nb201};
+use hwnas_search::space::{SearchSpace, mbv3::Mbv3};
 use hwnas_search::strategy::Config;
 
 mod common;
@@ -112,32 +110,21 @@ fn predictions() {
 }
 
 fn search() {
-    let space = Nb201;
-    let model = common::mock_model(&space);
-    let compiled = CompiledLatency::new(&model, &space).expect("nb201 compiles");
-    let acc = root().join("../shared/data/nb201/cifar10_test_acc.csv");
+    let mut problem = common::nb201_problem();
     // The anchor wants the latency of every cell in NAS-Bench-201's index order.
     let mut lat = String::from("arch_index,latency_ms\n");
-    let text = std::fs::read_to_string(&acc).expect("the shared NAS-Bench-201 accuracies");
+    let text = std::fs::read_to_string(common::NB201_ACCURACY).expect("the shared data");
     // `arch_index,arch_string,test_acc`: the strings hold no comma.
     for row in text.lines().skip(1) {
         let cells: Vec<&str> = row.split(',').collect();
-        let genome = space.encode(cells[1]).unwrap();
-        lat += &format!("{},{}\n", cells[0], compiled.predict_ms(&genome));
+        let genome = problem.space.encode(cells[1]).unwrap();
+        let ms = problem.latency[0]
+            .latency_ms(cells[1], &genome, None)
+            .unwrap();
+        lat += &format!("{},{ms}\n", cells[0]);
     }
     let lat_path = std::env::temp_dir().join("hwnas-anchors-nb201-latency.csv");
     std::fs::write(&lat_path, lat).unwrap();
-    let mut problem = ArchProblem {
-        space: &space,
-        accuracy: AccuracySource::parse(&format!("table:{}", acc.display()), &space, 1).unwrap(),
-        latency: vec![LatencySource::Model {
-            name: "mock".into(),
-            model: Box::new(model),
-            compiled: Some(Box::new(compiled)),
-        }],
-        objectives: vec![Metric::Accuracy, Metric::Latency(0)],
-        constraints: vec![],
-    };
     let ours = median(
         (0..20)
             .map(|seed| {

@@ -4,11 +4,9 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hwnas_search::accuracy::AccuracySource;
-use hwnas_search::compiled::CompiledLatency;
 use hwnas_search::nsga2;
 use hwnas_search::objective::{ArchProblem, Constraint, LatencySource, Metric};
 use hwnas_search::space::mbv3::Mbv3;
-use hwnas_search::space::nb201::Nb201;
 use hwnas_search::strategy::Config;
 
 mod common;
@@ -50,25 +48,7 @@ fn bench(c: &mut Criterion) {
 /// space (5^6 entries, outside the timing) and NAS-Bench-201's accuracies from the shared data:
 /// no network is built in the loop.
 fn bench_nb201(c: &mut Criterion) {
-    let space = Nb201;
-    let model = common::mock_model(&space);
-    let compiled = CompiledLatency::new(&model, &space).expect("nb201 compiles");
-    let acc = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/nb201/cifar10_test_acc.csv"
-    );
-    let mut problem = ArchProblem {
-        space: &space,
-        accuracy: AccuracySource::parse(&format!("table:{acc}"), &space, 1)
-            .expect("the shared NAS-Bench-201 accuracies (../shared/data/nb201)"),
-        latency: vec![LatencySource::Model {
-            name: "mock".into(),
-            model: Box::new(model),
-            compiled: Some(Box::new(compiled)),
-        }],
-        objectives: vec![Metric::Accuracy, Metric::Latency(0)],
-        constraints: vec![],
-    };
+    let mut problem = common::nb201_problem();
     let cfg = Config {
         population: 50,
         max_evaluations: 1000,
