@@ -1,5 +1,7 @@
 //! GPUs through wgpu (lavapipe in CI): profile, fit and validate, and the errors of a missing adapter or a missed deadline.
 
+use std::path::Path;
+
 use hwnas_core::table::LatencyTable;
 
 use crate::util::{fails, hwnas, ok, one_at_a_time, quick_gpu_profile, s};
@@ -110,17 +112,17 @@ fn gpu_errors_name_what_to_fix_and_keep_what_was_measured() {
         "{err}"
     );
 
-    // One op at a time: the small op is measured and written before the big one misses a
-    // 2 s deadline. On lavapipe the small op takes under a millisecond and the big one about
-    // 10 s, so neither side of the deadline is within reach of a busy day's noise (a 50 ms
-    // deadline once failed the small op's preparation). On a real GPU both pass.
+    // One op at a time: the small op is measured and written before the big one misses its
+    // deadline. lavapipe's speed grows with the machine's cores, so the big op is sized on this
+    // machine (at least 3 s) and the deadline is a third of its time (1 s at least): the small op (under a
+    // millisecond) and the big one stay far from it on a busy day. On a real GPU both pass.
+    let (big, big_ms) = slow_conv(dir.path());
     let deadline = quick_gpu_profile(
         dir.path(),
         "deadline",
-        "timeout_ms = 2000.0",
+        &format!("timeout_ms = {:.1}", (big_ms / 3.0).max(1000.0)),
         "interleave = 1",
     );
-    let big = "conv-in:1x256x64x64-out:256-k:3-s:1-g:1-pre:none-act:relu";
     let run = hwnas(&[
         "profile",
         "--device",
@@ -128,14 +130,19 @@ fn gpu_errors_name_what_to_fix_and_keep_what_was_measured() {
         "--op",
         "add-in:1x8x5x5",
         "--op",
-        big,
+        &big,
         "--out",
         s(&table_path),
     ]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     let table = LatencyTable::read(&table_path).unwrap();
     if table.meta("adapter_type") == Some("cpu (software)") {
-        assert!(!run.status.success(), "{stderr}");
+        assert!(big_ms >= 3000.0, "even {big} took only {big_ms} ms");
+        assert!(
+            !run.status.success(),
+            "{}{stderr}",
+            String::from_utf8_lossy(&run.stdout)
+        );
         assert!(
             stderr.contains(&format!("FAILED {big}")) && stderr.contains("wgpu.timeout_ms"),
             "{stderr}"
@@ -143,6 +150,37 @@ fn gpu_errors_name_what_to_fix_and_keep_what_was_measured() {
         assert_eq!(table.rows.len(), 1, "the op measured before is kept");
         assert_eq!(table.rows[0].key, "add-in:1x8x5x5");
     }
+}
+
+/// A 3x3 convolution that takes at least 3 s a run on the best adapter (on lavapipe its time
+/// falls with the machine's cores), and its time in milliseconds from one run.
+fn slow_conv(dir: &Path) -> (String, f64) {
+    let device = dir.join("once.toml");
+    std::fs::write(
+        &device,
+        "name = \"once\"\nbackend = \"wgpu\"\n[wgpu]\ntimeout_ms = 600000.0\n[measure]\nwarmup_runs = 0\nwarmup_ms = 0.0\nmin_runs = 1\nmax_ms = 0.0\nprobe_runs = 0\n",
+    )
+    .unwrap();
+    let mut last = (String::new(), 0.0);
+    for side in [64, 128, 256] {
+        let op = format!("conv-in:1x256x{side}x{side}-out:256-k:3-s:1-g:1-pre:none-act:relu");
+        let table_path = dir.join(format!("once-{side}.csv"));
+        ok(&[
+            "profile",
+            "--device",
+            s(&device),
+            "--op",
+            &op,
+            "--out",
+            s(&table_path),
+        ]);
+        let ms = LatencyTable::read(&table_path).unwrap().rows[0].median_us / 1e3;
+        last = (op, ms);
+        if ms >= 3000.0 {
+            break;
+        }
+    }
+    last
 }
 
 /// The reference probe runs on the GPU as on any backend: the table records its nominal time
