@@ -25,6 +25,7 @@ fn bench(c: &mut Criterion) {
             metric: Metric::Mparams,
             bound: 6.0,
         }],
+        journal: None,
     };
     let cfg = Config {
         population: POPULATION,

@@ -35,6 +35,7 @@ pub fn nb201_problem() -> ArchProblem<'static> {
         }],
         objectives: vec![Metric::Accuracy, Metric::Latency(0)],
         constraints: vec![],
+        journal: None,
     }
 }
 

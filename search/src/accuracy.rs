@@ -2,6 +2,7 @@
 //! (architecture, accuracy) samples, an external command, or a named proxy.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use hwnas_core::network::Network;
@@ -13,6 +14,7 @@ use linfa::traits::Fit;
 use ndarray::Array1;
 
 use crate::arch_table::{ArchTable, ValueKind};
+use crate::ask_file;
 use crate::space::{Gene, SearchSpace};
 
 #[derive(Debug, Clone)]
@@ -26,12 +28,17 @@ pub enum AccuracySource {
     Command(String),
     /// No accuracy source: the network's FLOPs in millions stand in, and are named so.
     FlopsProxy,
+    /// `ask`: each batch is written to `ask.txt` in this folder and answered in `tell.csv`
+    /// ([`crate::ask_file`]).
+    Ask(PathBuf),
+    /// Told by whoever drives the search ([`crate::ask_tell`]), never evaluated here.
+    Told,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccuracyError {
     #[error(
-        "--accuracy `{0}`: expected table:FILE.csv[#COLUMN], fit:FILE.csv[#COLUMN], cmd:COMMAND or proxy"
+        "--accuracy `{0}`: expected table:FILE.csv[#COLUMN], fit:FILE.csv[#COLUMN], cmd:COMMAND, ask or proxy"
     )]
     Spec(String),
     #[error(transparent)]
@@ -40,6 +47,8 @@ pub enum AccuracyError {
     Fit { path: String, why: String },
     #[error("accuracy command `{command}`: {why}")]
     Command { command: String, why: String },
+    #[error("--accuracy ask: {path}: {why}")]
+    Ask { path: String, why: String },
 }
 
 impl AccuracySource {
@@ -60,6 +69,8 @@ impl AccuracySource {
             Ok(AccuracySource::Command(cmd.into()))
         } else if spec == "proxy" {
             Ok(AccuracySource::FlopsProxy)
+        } else if spec == "ask" {
+            Ok(AccuracySource::Ask(PathBuf::from(".")))
         } else {
             Err(AccuracyError::Spec(spec.into()))
         }
@@ -79,6 +90,12 @@ impl AccuracySource {
             AccuracySource::FlopsProxy => {
                 "PROXY: MFLOPs stand in for accuracy (no --accuracy given); not an accuracy".into()
             }
+            AccuracySource::Ask(dir) => format!(
+                "asked for in {} and told in {}",
+                dir.join(ask_file::ASK).display(),
+                dir.join(ask_file::TELL).display()
+            ),
+            AccuracySource::Told => "told by the search's driver (ask/tell)".into(),
         }
     }
 
@@ -100,6 +117,10 @@ impl AccuracySource {
             AccuracySource::Fitted(f) => Ok(genomes.iter().map(|g| f.predict(g)).collect()),
             AccuracySource::Command(c) => run_command(c, archs),
             AccuracySource::FlopsProxy => Ok(nets.iter().map(|n| n.flops() as f64 / 1e6).collect()),
+            AccuracySource::Ask(dir) => ask_file::exchange(dir, archs),
+            AccuracySource::Told => Err(AccuracyError::Spec(
+                "told (the search's driver answers every accuracy)".into(),
+            )),
         }
     }
 }

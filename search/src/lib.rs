@@ -20,6 +20,10 @@
 //!   [`objective::LatencySource`], MFLOPs, parameters, peak activation memory), some of them
 //!   objectives, some bounded by [`objective::Constraint`]s. [`arch_table::ArchTable`] reads
 //!   tables keyed by architecture (accuracies, measured latencies).
+//! - A search can stop and go on: [`journal::Journal`] records its settings and every accuracy
+//!   obtained (the state file of `--state`/`--resume`), and a resumed strategy replays from
+//!   its seed with those answers. [`ask_tell::AskTell`] drives a search one batch at a time on
+//!   the same record (the Python `Search`); [`ask_file`] is `--accuracy ask`'s two files.
 //! - [`report::Report`] writes what a search leaves behind: the front as CSV, JSON and SVG
 //!   (drawn by `hwnas-plot`), the history, `--verify`'s and `--compare`'s results.
 //! - [`lut::Lut`] cuts a latency model into tables of terms for differentiable search: for the
@@ -30,10 +34,13 @@
 pub mod accuracy;
 pub mod arch_table;
 mod archive;
+pub mod ask_file;
+pub mod ask_tell;
 pub mod compiled;
 pub mod evolution;
 pub mod hypervolume;
 pub mod indicator;
+pub mod journal;
 mod local_search;
 pub mod lut;
 pub mod nsga2;

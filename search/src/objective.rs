@@ -2,12 +2,15 @@
 //! objectives, which are bounded by constraints, and [`ArchProblem`], the NSGA-II problem over
 //! a search space's genomes.
 
+use std::sync::Mutex;
+
 use hwnas_core::network::Network;
 use hwnas_predictor::LatencyModel;
 
 use crate::accuracy::AccuracySource;
 use crate::arch_table::{ArchTable, ArchTableError, ValueKind};
 use crate::compiled::CompiledLatency;
+use crate::journal::Journal;
 use crate::problem::{EvaluateError, Evaluation, Problem};
 use crate::space::{Gene, SearchSpace};
 
@@ -99,6 +102,83 @@ impl LatencySource {
     }
 }
 
+/// Gives sources of one name a number each (`cpu1`, `cpu2`), so objectives and bounds can tell
+/// them apart.
+pub fn name_apart(sources: &mut [LatencySource]) {
+    let names: Vec<String> = sources.iter().map(|s| s.name().to_string()).collect();
+    for (i, s) in sources.iter_mut().enumerate() {
+        if names.iter().filter(|n| **n == names[i]).count() > 1 {
+            let unique = format!("{}{}", names[i], i + 1);
+            match s {
+                LatencySource::Model { name, .. } | LatencySource::Table { name, .. } => {
+                    *name = unique
+                }
+            }
+        }
+    }
+}
+
+/// The position of the latency source named `name`.
+pub fn latency_index(latency: &[LatencySource], name: &str) -> Result<usize, String> {
+    latency
+        .iter()
+        .position(|l| l.name() == name)
+        .ok_or_else(|| {
+            format!(
+                "no device `{name}`; the latency sources are: {}",
+                latency
+                    .iter()
+                    .map(|l| l.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+/// Objectives from a comma-separated list: accuracy, latency (every device), latency:DEVICE,
+/// mflops, mparams, memory; each once, in the order first named.
+pub fn parse_objectives(spec: &str, latency: &[LatencySource]) -> Result<Vec<Metric>, String> {
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "accuracy" => out.push(Metric::Accuracy),
+            "latency" => {
+                if latency.is_empty() {
+                    return Err(
+                        "objective `latency` needs a --model or --latency table:FILE.csv".into(),
+                    );
+                }
+                out.extend((0..latency.len()).map(Metric::Latency));
+            }
+            "mflops" | "flops" => out.push(Metric::Mflops),
+            "mparams" | "params" => out.push(Metric::Mparams),
+            "memory" => out.push(Metric::MemoryMb),
+            other => match other.strip_prefix("latency:") {
+                Some(name) => out.push(Metric::Latency(latency_index(latency, name)?)),
+                None => {
+                    return Err(format!(
+                        "--objectives: unknown `{other}` (accuracy, latency, latency:DEVICE, mflops, mparams, memory)"
+                    ));
+                }
+            },
+        }
+    }
+    // `dedup` alone keeps non-adjacent repeats.
+    let mut seen = Vec::new();
+    out.retain(|m| {
+        !seen.contains(m) && {
+            seen.push(*m);
+            true
+        }
+    });
+    if out.len() < 2 {
+        return Err(format!(
+            "--objectives `{spec}`: a multi-objective search needs at least two"
+        ));
+    }
+    Ok(out)
+}
+
 /// A quantity of a network a search can minimise, maximise or bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
@@ -168,6 +248,9 @@ pub struct ArchProblem<'a> {
     pub latency: Vec<LatencySource>,
     pub objectives: Vec<Metric>,
     pub constraints: Vec<Constraint>,
+    /// Where given, accuracies come from it first and every new one is recorded in it, so the
+    /// search can stop and resume ([`crate::journal`]).
+    pub journal: Option<Mutex<Journal>>,
 }
 
 impl ArchProblem<'_> {
@@ -216,10 +299,7 @@ impl ArchProblem<'_> {
         } else {
             Vec::new()
         };
-        let accuracy = self
-            .accuracy
-            .evaluate(&archs, genomes, &nets)
-            .map_err(|e| EvaluateError(e.to_string()))?;
+        let accuracy = self.accuracies(&archs, genomes, &nets)?;
         archs
             .into_iter()
             .zip(genomes)
@@ -249,6 +329,39 @@ impl ArchProblem<'_> {
                 Ok(m)
             })
             .collect()
+    }
+
+    /// Accuracies of a batch, through the journal where there is one.
+    fn accuracies(
+        &self,
+        archs: &[String],
+        genomes: &[Vec<u8>],
+        nets: &[Network],
+    ) -> Result<Vec<f64>, EvaluateError> {
+        let evaluate = |archs: &[String], genomes: &[Vec<u8>], nets: &[Network]| {
+            self.accuracy
+                .evaluate(archs, genomes, nets)
+                .map_err(|e| e.to_string())
+        };
+        let Some(journal) = &self.journal else {
+            return evaluate(archs, genomes, nets).map_err(EvaluateError);
+        };
+        let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+        journal
+            .accuracies(archs, |missing| {
+                if missing.len() == archs.len() {
+                    return evaluate(archs, genomes, nets);
+                }
+                let some_archs: Vec<String> = missing.iter().map(|i| archs[*i].clone()).collect();
+                let some_genomes: Vec<Vec<u8>> =
+                    missing.iter().map(|i| genomes[*i].clone()).collect();
+                let some_nets: Vec<Network> = missing
+                    .iter()
+                    .filter_map(|i| nets.get(*i).cloned())
+                    .collect();
+                evaluate(&some_archs, &some_genomes, &some_nets)
+            })
+            .map_err(EvaluateError)
     }
 
     /// Fills in the size metrics an evaluation left out (see [`ArchProblem::metrics`]).
@@ -320,6 +433,7 @@ mod tests {
                 metric: Metric::Latency(1),
                 bound: 50.0,
             }],
+            journal: None,
         };
         let genomes = vec![space.encode(CONVS).unwrap(), space.encode(SKIPS).unwrap()];
         let out = problem.evaluate(&genomes).unwrap();
@@ -338,5 +452,17 @@ mod tests {
             .unwrap();
         let err = problem.evaluate(&[other]).unwrap_err();
         assert!(err.to_string().contains("is not in the table"), "{err}");
+    }
+
+    #[test]
+    fn objectives_are_named_once_in_order_and_checked() {
+        let none: &[LatencySource] = &[];
+        let got = parse_objectives("mflops, accuracy,mflops,params", none).unwrap();
+        assert_eq!(got, [Metric::Mflops, Metric::Accuracy, Metric::Mparams]);
+        let err = |spec: &str| parse_objectives(spec, none).unwrap_err();
+        assert!(err("accuracy,latency").contains("--model"));
+        assert!(err("accuracy,latency:phone").contains("phone"));
+        assert!(err("accuracy,speed").contains("unknown `speed`"));
+        assert!(err("accuracy,accuracy").contains("at least two"));
     }
 }

@@ -7,7 +7,6 @@ use anyhow::Context;
 use hwnas_core::files::write_atomic;
 use hwnas_predictor::LatencyModel;
 use hwnas_search::lut::Lut;
-use hwnas_search::space::{builtin, open};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -39,15 +38,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     let Command::Export(args) = cmd;
     let model = LatencyModel::load(&args.model)?;
     let cut = || format!("cutting {} into a per-choice table", args.model.display());
-    let lut = if builtin(&args.space).is_ok() {
-        let resolution = args
-            .resolution
-            .unwrap_or_else(|| Lut::default_resolution(&args.space));
-        Lut::export(&model, &args.space, resolution).with_context(cut)?
-    } else {
-        let space = open(&args.space)?;
-        Lut::of_space(&model, space.as_ref(), args.resolution).with_context(cut)?
-    };
+    let lut = Lut::for_space(&model, &args.space, args.resolution).with_context(cut)?;
     let json = serde_json::to_string_pretty(&lut)?;
     write_atomic(&args.out, json).with_context(|| format!("writing {}", args.out.display()))?;
     // Terms are independent tables, so the extremes add (for mbv3 they include a `skip`

@@ -16,6 +16,7 @@ mod profile;
 mod reference;
 mod search;
 mod search_report;
+mod search_state;
 mod space;
 mod table;
 mod validate;

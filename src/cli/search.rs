@@ -2,19 +2,23 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 use hwnas_core::Precision;
 use hwnas_predictor::LatencyModel;
 use hwnas_search::accuracy::AccuracySource;
-use hwnas_search::objective::{ArchProblem, Constraint, LatencySource, Metric, Metrics};
+use hwnas_search::objective::{
+    ArchProblem, Constraint, LatencySource, Metric, Metrics, latency_index, name_apart,
+    parse_objectives,
+};
 use hwnas_search::problem::Evaluation;
 use hwnas_search::problem::Outcome;
 use hwnas_search::space::{SearchSpace, genome_count, open};
 use hwnas_search::strategy::{self, Config, Fitness, Strategy};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::search_report;
+use super::{search_report, search_state};
 use hwnas_search::report::Report;
 
 /// Spaces up to this many genomes may be enumerated.
@@ -23,8 +27,8 @@ const EXHAUSTIVE_LIMIT: f64 = 2e6;
 #[derive(clap::Args)]
 pub struct Args {
     /// Search space: nb201, mbv3, or a space file (`*.toml`).
-    #[arg(long)]
-    space: String,
+    #[arg(long, required_unless_present = "resume")]
+    pub(super) space: Option<String>,
     /// Latency model of a device (from `hwnas fit`); repeat for several devices.
     #[arg(long)]
     model: Vec<PathBuf>,
@@ -38,9 +42,10 @@ pub struct Args {
     latency: Vec<String>,
     /// Accuracy source: `table:FILE.csv[#COLUMN]` (measured), `fit:FILE.csv[#COLUMN]` (a
     /// regression fitted on those samples), `cmd:COMMAND` (archs on stdin, accuracies on
-    /// stdout), or `proxy` (MFLOPs, named as a proxy in every output).
+    /// stdout), `ask` (each generation written to ask.txt beside --state, answered in
+    /// tell.csv), or `proxy` (MFLOPs, named as a proxy in every output).
     #[arg(long, default_value = "proxy")]
-    accuracy: String,
+    pub(super) accuracy: String,
     /// Objectives, comma-separated, from accuracy, latency (every device), latency:DEVICE,
     /// mflops, mparams, memory.
     #[arg(long, default_value = "accuracy,latency")]
@@ -109,13 +114,26 @@ pub struct Args {
     /// Output directory: front.csv, front.json, front.svg, history.csv.
     #[arg(long, default_value = "runs/search")]
     out: PathBuf,
+    /// Save the search's state here after every generation (these arguments and every
+    /// accuracy obtained so far), so that `--resume` continues it after a kill.
+    #[arg(long)]
+    pub(super) state: Option<PathBuf>,
+    /// Continue the search a `--state` file holds, with the arguments it was started with:
+    /// the accuracies it holds are not evaluated again, and the result is the one an
+    /// uninterrupted run gives.
+    #[arg(long)]
+    pub(super) resume: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let space = open(&args.space)?;
+    let (args, journal) = search_state::start(args)?;
+    let space = open(args.space.as_deref().context("--space is required")?)?;
     let latency = latency_sources(&args, space.as_ref())?;
-    let accuracy = AccuracySource::parse(&args.accuracy, space.as_ref(), args.seed)?;
-    let objectives = parse_objectives(&args.objectives, &latency)?;
+    let mut accuracy = AccuracySource::parse(&args.accuracy, space.as_ref(), args.seed)?;
+    if let AccuracySource::Ask(dir) = &mut accuracy {
+        *dir = search_state::ask_dir(journal.as_ref());
+    }
+    let objectives = parse_objectives(&args.objectives, &latency).map_err(anyhow::Error::msg)?;
     let constraints = parse_constraints(&args, &latency)?;
     let mut problem = ArchProblem {
         space: space.as_ref(),
@@ -123,6 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         latency,
         objectives,
         constraints,
+        journal: journal.map(Mutex::new),
     };
     println!(
         "searching {} ({}); objectives: {}",
@@ -243,71 +262,8 @@ fn latency_sources(args: &Args, space: &dyn SearchSpace) -> anyhow::Result<Vec<L
             .with_context(|| format!("--latency `{spec}`: expected table:FILE.csv[#COLUMN]"))?;
         sources.push(LatencySource::table(file, space)?);
     }
-    // Two sources of one name: number them, so objectives and bounds can tell them apart.
-    let names: Vec<String> = sources.iter().map(|s| s.name().to_string()).collect();
-    for (i, s) in sources.iter_mut().enumerate() {
-        if names.iter().filter(|n| **n == names[i]).count() > 1 {
-            let unique = format!("{}{}", names[i], i + 1);
-            match s {
-                LatencySource::Model { name, .. } | LatencySource::Table { name, .. } => {
-                    *name = unique
-                }
-            }
-        }
-    }
+    name_apart(&mut sources);
     Ok(sources)
-}
-
-fn latency_index(latency: &[LatencySource], name: &str) -> anyhow::Result<usize> {
-    latency
-        .iter()
-        .position(|l| l.name() == name)
-        .with_context(|| {
-            format!(
-                "no device `{name}`; the latency sources are: {}",
-                latency
-                    .iter()
-                    .map(|l| l.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
-}
-
-fn parse_objectives(spec: &str, latency: &[LatencySource]) -> anyhow::Result<Vec<Metric>> {
-    let mut out = Vec::new();
-    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part {
-            "accuracy" => out.push(Metric::Accuracy),
-            "latency" => {
-                if latency.is_empty() {
-                    bail!("objective `latency` needs a --model or --latency table:FILE.csv");
-                }
-                out.extend((0..latency.len()).map(Metric::Latency));
-            }
-            "mflops" | "flops" => out.push(Metric::Mflops),
-            "mparams" | "params" => out.push(Metric::Mparams),
-            "memory" => out.push(Metric::MemoryMb),
-            other => match other.strip_prefix("latency:") {
-                Some(name) => out.push(Metric::Latency(latency_index(latency, name)?)),
-                None => bail!(
-                    "--objectives: unknown `{other}` (accuracy, latency, latency:DEVICE, mflops, mparams, memory)"
-                ),
-            },
-        }
-    }
-    // Each objective once, in the order first named (`dedup` alone keeps non-adjacent repeats).
-    let mut seen = Vec::new();
-    out.retain(|m| {
-        !seen.contains(m) && {
-            seen.push(*m);
-            true
-        }
-    });
-    if out.len() < 2 {
-        bail!("--objectives `{spec}`: a multi-objective search needs at least two");
-    }
-    Ok(out)
 }
 
 fn parse_constraints(args: &Args, latency: &[LatencySource]) -> anyhow::Result<Vec<Constraint>> {
@@ -325,7 +281,10 @@ fn parse_constraints(args: &Args, latency: &[LatencySource]) -> anyhow::Result<V
         }
         for part in spec.split(',').map(str::trim) {
             let (targets, value) = match part.split_once('=') {
-                Some((name, v)) => (vec![latency_index(latency, name.trim())?], v),
+                Some((name, v)) => (
+                    vec![latency_index(latency, name.trim()).map_err(anyhow::Error::msg)?],
+                    v,
+                ),
                 None => ((0..latency.len()).collect(), part),
             };
             let bound: f64 =
@@ -360,18 +319,11 @@ fn progress(len: u64, template: &str) -> ProgressBar {
         .with_style(ProgressStyle::with_template(template).expect("valid template"))
 }
 
-/// About 20 generations: 50 members for 1,000 evaluations. On mbv3 (1,000 evaluations, 20
-/// seeds) 50 closed a third of the gap to pymoo's NSGA-II that 31 (the square root, the rule
-/// before) left; on nb201 local search makes 31 and 50 alike (100 seeds).
-fn default_population(max_evaluations: usize) -> usize {
-    (max_evaluations / 20).clamp(20, 100)
-}
-
 fn search(problem: &mut ArchProblem, args: &Args) -> anyhow::Result<Outcome<Metrics>> {
     let cfg = Config {
         population: args
             .population
-            .unwrap_or_else(|| default_population(args.max_evaluations)),
+            .unwrap_or_else(|| Config::default_population(args.max_evaluations)),
         max_evaluations: args.max_evaluations,
         seed: args.seed,
         local_search: !args.no_local_search,
@@ -497,21 +449,4 @@ fn exhaustive(
         .context("exhaustive evaluation")?;
     bar.finish_and_clear();
     Ok(outcome)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn objectives_are_named_once_in_order_and_checked() {
-        let none: &[LatencySource] = &[];
-        let got = parse_objectives("mflops, accuracy,mflops,params", none).unwrap();
-        assert_eq!(got, [Metric::Mflops, Metric::Accuracy, Metric::Mparams]);
-        let err = |spec: &str| parse_objectives(spec, none).unwrap_err().to_string();
-        assert!(err("accuracy,latency").contains("--model"));
-        assert!(err("accuracy,latency:phone").contains("phone"));
-        assert!(err("accuracy,speed").contains("unknown `speed`"));
-        assert!(err("accuracy,accuracy").contains("at least two"));
-    }
 }

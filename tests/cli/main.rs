@@ -18,6 +18,7 @@ mod openvino;
 mod pipeline;
 mod precision;
 mod real_models;
+mod resume;
 mod search;
 mod spaces;
 mod util;

@@ -1,7 +1,7 @@
 //! Search: errors a user meets, the exhaustive NAS-Bench-201 front with the benchmark's accuracies,
 //! and many architectures predicted at once.
 
-use crate::util::{fails, nb201_accuracy, ok, one_at_a_time, s};
+use crate::util::{fails, mock_model, nb201_accuracy, ok, one_at_a_time, s};
 
 #[test]
 fn search_explains_bad_input() {
@@ -160,33 +160,7 @@ fn batch_predictions_match_single_ones() {
     let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mock = "device_profiles/mock.toml";
-    let mut models = Vec::new();
-    for space in ["nb201", "mbv3"] {
-        let (table, model) = (
-            d.join(format!("{space}.csv")),
-            d.join(format!("{space}.model.json")),
-        );
-        ok(&[
-            "profile",
-            "--device",
-            mock,
-            "--space",
-            space,
-            "--out",
-            s(&table),
-        ]);
-        ok(&[
-            "fit",
-            "--table",
-            s(&table),
-            "--out",
-            s(&model),
-            "--calibrate",
-            "0",
-        ]);
-        models.push(model);
-    }
+    let models = [mock_model(d, "nb201"), mock_model(d, "mbv3")];
     let genes = ok(&["space", "genes", "--space", "mbv3"]);
     assert_eq!(genes.lines().count(), 47, "{genes}");
     assert!(

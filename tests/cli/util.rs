@@ -90,3 +90,32 @@ pub fn nb201_accuracy() -> String {
     );
     format!("table:{}", s(&acc))
 }
+
+/// A latency model of `space` on the mock device (deterministic, no hardware), fitted without
+/// calibration: `dir/{space}.model.json`.
+pub fn mock_model(dir: &Path, space: &str) -> PathBuf {
+    let (table, model) = (
+        dir.join(format!("{space}.csv")),
+        dir.join(format!("{space}.model.json")),
+    );
+    let mock = "device_profiles/mock.toml";
+    ok(&[
+        "profile",
+        "--device",
+        mock,
+        "--space",
+        space,
+        "--out",
+        s(&table),
+    ]);
+    ok(&[
+        "fit",
+        "--table",
+        s(&table),
+        "--out",
+        s(&model),
+        "--calibrate",
+        "0",
+    ]);
+    model
+}

@@ -77,6 +77,8 @@ pub enum LutError {
     },
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Open(#[from] crate::space::SpaceError),
 }
 
 /// The name of a running mbv3 block's choice.
@@ -94,6 +96,21 @@ impl Lut {
             nb201::RESOLUTION
         } else {
             224
+        }
+    }
+
+    /// The table `hwnas lut export` writes: for a built-in space by name (at its default
+    /// resolution unless told), else for the space file `spec` names.
+    pub fn for_space(
+        model: &LatencyModel,
+        spec: &str,
+        resolution: Option<u32>,
+    ) -> Result<Lut, LutError> {
+        if crate::space::builtin(spec).is_ok() {
+            let resolution = resolution.unwrap_or_else(|| Lut::default_resolution(spec));
+            Lut::export(model, spec, resolution)
+        } else {
+            Lut::of_space(model, crate::space::open(spec)?.as_ref(), resolution)
         }
     }
 

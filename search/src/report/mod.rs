@@ -150,15 +150,20 @@ impl Report<'_, '_> {
         p.objectives.iter().map(|m| p.metric_name(*m)).collect()
     }
 
+    /// The front's members as `front.json` lists them, in [`Report::ordered`] order.
+    pub fn front_json(&self) -> Vec<Value> {
+        self.ordered()
+            .iter()
+            .map(|(pos, i)| self.member_json(*pos, *i))
+            .collect()
+    }
+
     /// Writes front.json, front.csv, history.csv and front.svg into `dir`.
     pub fn save(&self, dir: &Path, comparison: Option<&Value>) -> Result<(), ReportError> {
         let p = self.problem;
         let names = self.objective_names();
         let ordered = self.ordered();
-        let front: Vec<Value> = ordered
-            .iter()
-            .map(|(pos, i)| self.member_json(*pos, *i))
-            .collect();
+        let front = self.front_json();
         let verification = self.verification.map(|v| self.verification_json(v));
         let report = json!({
             "schema": SCHEMA,
