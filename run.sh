@@ -6,7 +6,8 @@
 # profile, fit and validate nb201 on the GPU through wgpu; map real ONNX CNNs (torchvision exports, the
 # ONNX Model Zoo) to ops, profile, predict and measure them; predict a
 # few networks; search
-# both spaces for the Pareto front of accuracy vs latency on this CPU and re-measure the front.
+# both spaces for the Pareto front of accuracy vs latency on this CPU and re-measure the front;
+# build the Python package and time predict_batch from Python.
 # Results go to runs/latest/ (override with HWNAS_OUT=dir); an interrupted run continues where
 # it stopped (delete the folder to measure again from scratch).
 set -euo pipefail
@@ -125,6 +126,10 @@ echo
 echo "== both models as latency tables for differentiable (one-shot) search"
 $hwnas lut export --model "$out/cpu-mbv3.model.json" --space mbv3 --resolution 224 --out "$out/cpu-mbv3.lut-224.json"
 $hwnas lut export --model "$out/cpu-nb201.model.json" --space nb201 --out "$out/cpu-nb201.lut.json"
+echo
+echo "== the Python package: built into ./.venv, then predict_batch from Python with this CPU's mbv3 model"
+bash scripts/python_package.sh
+.venv/bin/python scripts/bench_python.py "$out/cpu-mbv3.model.json"
 echo
 echo "results in $out/: latency tables (cpu-*.csv, openvino-nb201.csv, gpu-nb201.csv, cpu-real-onnx.csv), models (*.model.json), validation reports and plots"
 echo "(*.validate-*.json, *.svg), search fronts (search-*/front.csv, front.json, front.svg), one-shot latency tables (*.lut*.json)"

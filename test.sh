@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every check hwnas has: formatting, lints, unit and integration tests against the real
-# ONNX Runtime. Installs what is missing first (scripts/setup.sh).
+# ONNX Runtime, then the Python package's tests on its wheel. Installs what is missing first
+# (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup.sh
@@ -9,3 +10,5 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 bash scripts/check_sizes.sh
 cargo test --workspace
+bash scripts/python_package.sh
+HWNAS_BIN=target/debug/hwnas .venv/bin/python -m pytest -q python/tests

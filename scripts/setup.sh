@@ -10,6 +10,8 @@
 #   - The `onnx` wheel in ./.venv, for the ONNX Model Zoo networks it ships (real third-party
 #     files the tests import), exported as HWNAS_ONNX_ZOO.
 #   - pymoo in ./.venv: the anchor the search is compared with (scripts/compare_search.py).
+#   - maturin and pytest in ./.venv: scripts/python_package.sh builds the `hwnas` Python package
+#     (python/) into a wheel and installs it there; python/tests are its tests.
 # The installs run in a strict subshell, so sourcing this leaves the caller's shell options alone.
 
 HWNAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +19,8 @@ ORT_PYPI_VERSION="${ORT_PYPI_VERSION:-1.31.1}"
 ORT_OPENVINO_PYPI_VERSION="${ORT_OPENVINO_PYPI_VERSION:-1.24.1}"
 ONNX_PYPI_VERSION="${ONNX_PYPI_VERSION:-1.23.2}"
 PYMOO_PYPI_VERSION="${PYMOO_PYPI_VERSION:-0.6.2}"
+MATURIN_PYPI_VERSION="${MATURIN_PYPI_VERSION:-1.16.0}"
+PYTEST_PYPI_VERSION="${PYTEST_PYPI_VERSION:-9.2.0}"
 
 hwnas_find_ort() {
     ls "$HWNAS_ROOT"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1
@@ -60,6 +64,11 @@ hwnas_install() (
     if ! "$HWNAS_ROOT/.venv/bin/python" -c "import pymoo" 2>/dev/null; then
         echo "setup: installing pymoo==$PYMOO_PYPI_VERSION (the search anchor) into $HWNAS_ROOT/.venv" >&2
         "$HWNAS_ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "pymoo==$PYMOO_PYPI_VERSION"
+    fi
+
+    if ! "$HWNAS_ROOT/.venv/bin/python" -c "import maturin, pytest" 2>/dev/null; then
+        echo "setup: installing maturin==$MATURIN_PYPI_VERSION and pytest==$PYTEST_PYPI_VERSION (the Python package's build and tests) into $HWNAS_ROOT/.venv" >&2
+        "$HWNAS_ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check "maturin==$MATURIN_PYPI_VERSION" "pytest==$PYTEST_PYPI_VERSION"
     fi
 
     if [ "${HWNAS_SKIP_OPENVINO:-0}" != 1 ] && ! ls "$HWNAS_ROOT"/.venv-openvino/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* >/dev/null 2>&1; then

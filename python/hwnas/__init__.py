@@ -1,0 +1,232 @@
+"""hwnas from Python: latency models, search spaces, per-choice latency tables, ask/tell search.
+
+The same library code as the ``hwnas`` command line, so the same numbers::
+
+    import hwnas
+    m = hwnas.LatencyModel.load("cpu-mbv3.model.json")     # from `hwnas fit`
+    m.predict("mbv3", "r224-d44444-k...-e...")             # Prediction(ms, low_ms, high_ms)
+    m.predict_batch("mbv3", archs)                         # numpy array of ms
+    space = hwnas.space("nb201")                           # or a space file
+    lut = hwnas.lut(m, space)                              # expected latency for a loss
+    search = hwnas.Search(space, models=[m], objectives=["accuracy", "latency"], seed=1)
+    while not search.done():
+        archs = search.ask()
+        search.tell(archs, [train_and_eval(a) for a in archs])
+    search.front()
+
+Every error is a :class:`HwnasError` carrying the CLI's message.
+"""
+
+from __future__ import annotations
+
+import json
+from os import PathLike
+from typing import Any, Iterable, NamedTuple, Sequence, Union
+
+import numpy as np
+
+from . import _hwnas
+from ._hwnas import HwnasError, Space
+
+__all__ = [
+    "HwnasError",
+    "LatencyModel",
+    "Lut",
+    "Prediction",
+    "Search",
+    "Space",
+    "lut",
+    "space",
+]
+
+SpaceLike = Union[str, "PathLike[str]", Space]
+
+
+def _spec(space: SpaceLike) -> str:
+    return space.spec if isinstance(space, Space) else str(space)
+
+
+def space(spec: SpaceLike) -> Space:
+    """A built-in space (``"nb201"``, ``"mbv3"``) or a space file (``*.toml``)."""
+    return spec if isinstance(spec, Space) else _hwnas.space(str(spec))
+
+
+class Prediction(NamedTuple):
+    """One architecture's predicted latency and its interval, ms."""
+
+    ms: float
+    low_ms: float
+    high_ms: float
+
+
+class LatencyModel:
+    """A device's latency model, as ``hwnas fit`` writes it."""
+
+    def __init__(self, native: _hwnas.LatencyModel):
+        self._native = native
+
+    @classmethod
+    def load(cls, path: Union[str, "PathLike[str]"]) -> "LatencyModel":
+        """Loads a ``*.model.json`` file."""
+        return cls(_hwnas.LatencyModel.load(str(path)))
+
+    @property
+    def device(self) -> str:
+        return self._native.device
+
+    @property
+    def path(self) -> str:
+        return str(self._native.path)
+
+    def predict(self, space: SpaceLike, arch: str) -> Prediction:
+        """One architecture, as ``hwnas predict --arch`` predicts it (with the interval)."""
+        return Prediction(*self._native.predict(_spec(space), arch))
+
+    def predict_batch(self, space: SpaceLike, archs: Union[Iterable[str], np.ndarray]) -> np.ndarray:
+        """Latencies in ms, as ``hwnas predict --archs`` gives them.
+
+        ``archs`` is an iterable of encodings, or a 2-D integer array of genomes (one row per
+        architecture, one column per gene, as ``Space.genes()`` lists them), the fast path.
+        """
+        spec = _spec(space)
+        if isinstance(archs, np.ndarray) and archs.ndim == 2:
+            if archs.size and (archs.min() < 0 or archs.max() > 255):
+                raise HwnasError("genome values must be within 0..255")
+            genomes = np.ascontiguousarray(archs, dtype=np.uint8)
+            raw = self._native._predict_genomes(spec, genomes.tobytes())
+        else:
+            raw = self._native._predict_archs(spec, list(archs))
+        return np.frombuffer(raw, dtype="<f8")
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+
+class Lut:
+    """``hwnas lut export``'s table: the expected latency of a distribution over choices.
+
+    ``expected_ms(probabilities)`` is a polynomial in the probabilities (one 1-D vector per
+    decision, NumPy or PyTorch), so a training loop can add it to its loss and differentiate
+    it; for a one-hot choice it equals the model's prediction of that architecture.
+    """
+
+    def __init__(self, data: dict):
+        self.data = data
+        self.space: str = data["space"]
+        self.device: str = data["device"]
+        self.resolution: int = data["resolution"]
+        self.fixed_ms: float = data["fixed_ms"]
+        self.decisions: list[dict] = data["decisions"]
+        self._terms = []
+        for term in data["terms"]:
+            shape = [len(self.decisions[d]["choices"]) for d in term["decisions"]]
+            table = np.asarray(term["latency_ms"], dtype=np.float64).reshape(shape)
+            self._terms.append((term["decisions"], table))
+
+    def expected_ms(self, probabilities: Sequence[Any]) -> Any:
+        """Expected latency (ms) under one probability vector per decision."""
+        if len(probabilities) != len(self.decisions):
+            raise HwnasError(
+                f"{len(probabilities)} probability vectors for {len(self.decisions)} decisions"
+            )
+        total: Any = self.fixed_ms
+        for decisions, table in self._terms:
+            first = probabilities[decisions[0]]
+            # The table in the probabilities' own kind (a torch tensor on their device).
+            x = first.new_tensor(table) if hasattr(first, "new_tensor") else table
+            for d in reversed(decisions):
+                x = x @ probabilities[d]
+            total = total + x
+        return total
+
+    def one_hot(self, choices: Sequence[int]) -> list[np.ndarray]:
+        """The probability vectors of one architecture (a choice index per decision)."""
+        out = []
+        for decision, c in zip(self.decisions, choices):
+            v = np.zeros(len(decision["choices"]))
+            v[c] = 1.0
+            out.append(v)
+        return out
+
+    def latency_ms(self, choices: Sequence[int]) -> float:
+        """The latency of one architecture given as a choice index per decision."""
+        return float(self.expected_ms(self.one_hot(choices)))
+
+
+def lut(model: LatencyModel, space: SpaceLike, resolution: int | None = None) -> Lut:
+    """The per-choice table of ``model`` for ``space`` (``hwnas lut export``)."""
+    return Lut(json.loads(_hwnas.lut_json(model._native, _spec(space), resolution)))
+
+
+class Search:
+    """A multi-objective search driven by ask/tell, set up as ``hwnas search`` is.
+
+    Without ``accuracy`` every accuracy comes from :meth:`tell`; with an ``hwnas search
+    --accuracy`` spec (``table:FILE.csv``, ``fit:...``, ``cmd:...``, ``proxy``) the search runs
+    on its own at the first :meth:`ask`. With ``state``, every told accuracy is saved to that
+    file before :meth:`tell` returns, and a ``Search`` made with the same settings and an
+    existing state file goes on from it: the result is that of a search never stopped.
+    """
+
+    def __init__(
+        self,
+        space: SpaceLike,
+        models: Sequence[Union[LatencyModel, str, "PathLike[str]"]] = (),
+        objectives: Union[str, Sequence[str]] = ("accuracy", "latency"),
+        seed: int = 1,
+        max_evaluations: int = 1000,
+        population: int | None = None,
+        strategy: str = "nsga2",
+        accuracy: str | None = None,
+        max_latency_ms: float | None = None,
+        max_mparams: float | None = None,
+        max_mflops: float | None = None,
+        max_memory_mb: float | None = None,
+        min_accuracy: float | None = None,
+        local_search: bool = True,
+        state: Union[str, "PathLike[str]", None] = None,
+    ):
+        paths = [m.path if isinstance(m, LatencyModel) else str(m) for m in models]
+        if not isinstance(objectives, str):
+            objectives = ",".join(objectives)
+        self._native = _hwnas.Search(
+            _spec(space),
+            paths,
+            objectives,
+            seed,
+            max_evaluations,
+            population,
+            strategy,
+            accuracy,
+            max_latency_ms,
+            max_mparams,
+            max_mflops,
+            max_memory_mb,
+            min_accuracy,
+            local_search,
+            None if state is None else str(state),
+        )
+
+    def ask(self) -> list[str]:
+        """The architectures to evaluate next (canonical encodings); empty when done."""
+        return self._native.ask()
+
+    def tell(self, archs: Sequence[str], accuracies: Sequence[float]) -> None:
+        """The accuracies of the architectures the last :meth:`ask` gave, in any order."""
+        self._native.tell(list(archs), [float(a) for a in accuracies])
+
+    def done(self) -> bool:
+        return self._native.done()
+
+    def told(self) -> list[tuple[str, float]]:
+        """Every ``(arch, accuracy)`` told so far, in order."""
+        return self._native.told()
+
+    def front(self) -> list[dict]:
+        """The Pareto front as ``front.json`` lists it (``None`` until done)."""
+        text = self._native._front_json()
+        return None if text is None else json.loads(text)
+
+    def save(self, out: Union[str, "PathLike[str]"]) -> None:
+        """Writes front.csv, front.json, front.svg and history.csv into ``out``."""
+        self._native.save(str(out))

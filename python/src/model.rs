@@ -1,0 +1,153 @@
+//! `hwnas.LatencyModel`: a fitted latency model (`hwnas fit`), predicting architectures of any
+//! space as `hwnas predict` does.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use hwnas_predictor::LatencyModel;
+use hwnas_search::objective::LatencySource;
+use hwnas_search::space::{SearchSpace, open};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::{PyBytes, PyList};
+
+use crate::error;
+use crate::space::checked_genomes;
+
+#[pyclass(unsendable, module = "hwnas._hwnas", name = "LatencyModel")]
+pub struct Model {
+    pub model: LatencyModel,
+    pub path: PathBuf,
+    /// Per space spec: the space and the model as a latency source for it, compiled where
+    /// the space is a sum of units (made once, on the first batch).
+    prepared: HashMap<String, Rc<Prepared>>,
+}
+
+struct Prepared {
+    space: Box<dyn SearchSpace>,
+    source: LatencySource,
+}
+
+impl Model {
+    fn prepared(&mut self, spec: &str) -> PyResult<Rc<Prepared>> {
+        if let Some(p) = self.prepared.get(spec) {
+            return Ok(p.clone());
+        }
+        let space = open(spec).map_err(error)?;
+        let source = LatencySource::model(
+            self.model.device.clone(),
+            self.model.clone(),
+            space.as_ref(),
+        );
+        let p = Rc::new(Prepared { space, source });
+        self.prepared.insert(spec.into(), p.clone());
+        Ok(p)
+    }
+}
+
+/// Each prediction as little-endian f64 bytes, which the Python side views as a NumPy array.
+fn as_bytes<'py>(py: Python<'py>, ms: &[f64]) -> Bound<'py, PyBytes> {
+    let bytes: Vec<u8> = ms.iter().flat_map(|v| v.to_le_bytes()).collect();
+    PyBytes::new(py, &bytes)
+}
+
+#[pymethods]
+impl Model {
+    /// Loads a model file written by `hwnas fit`.
+    #[staticmethod]
+    fn load(path: PathBuf) -> PyResult<Model> {
+        Ok(Model {
+            model: LatencyModel::load(&path).map_err(error)?,
+            path,
+            prepared: HashMap::new(),
+        })
+    }
+
+    #[getter]
+    fn device(&self) -> String {
+        self.model.device.clone()
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// `(latency_ms, low_ms, high_ms)` of one architecture, as `hwnas predict --arch` gives it.
+    fn predict(&mut self, space: &str, arch: &str) -> PyResult<(f64, f64, f64)> {
+        let p = self.prepared(space)?;
+        let net = p.space.network(arch).map_err(error)?;
+        let r = self
+            .model
+            .predict(&self.model.terms(&net))
+            .map_err(|e| error(format!("predicting `{arch}`: {e}")))?;
+        Ok((r.latency_us / 1e3, r.low_us / 1e3, r.high_us / 1e3))
+    }
+
+    /// Latencies (ms) of encodings, as `hwnas predict --archs` gives them. The strings are
+    /// read in place (no copy), as the list holds them.
+    fn _predict_archs<'py>(
+        &mut self,
+        py: Python<'py>,
+        space: &str,
+        archs: &Bound<'py, PyList>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let p = self.prepared(space)?;
+        let mut ms = Vec::with_capacity(archs.len());
+        for (i, item) in archs.iter().enumerate() {
+            let arch: PyBackedStr = item
+                .extract()
+                .map_err(|_| error(format!("architecture {i} is not a string")))?;
+            let genome = p
+                .space
+                .encode(&arch)
+                .map_err(|e| error(format!("architecture {i}: {e}")))?;
+            ms.push(latency(&p, &genome).map_err(|e| error(format!("architecture {i}: {e}")))?);
+        }
+        Ok(as_bytes(py, &ms))
+    }
+
+    /// Latencies (ms) of genomes laid end to end (one byte a gene).
+    fn _predict_genomes<'py>(
+        &mut self,
+        py: Python<'py>,
+        space: &str,
+        genomes: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let p = self.prepared(space)?;
+        let count = checked_genomes(p.space.as_ref(), genomes)?;
+        let width = p.space.genes().len();
+        let mut ms = Vec::with_capacity(count);
+        if let LatencySource::Model {
+            compiled: Some(c), ..
+        } = &p.source
+        {
+            c.predict_batch(genomes, &mut ms);
+        } else {
+            for (i, g) in genomes.chunks_exact(width).enumerate() {
+                ms.push(latency(&p, g).map_err(|e| error(format!("row {i}: {e}")))?);
+            }
+        }
+        Ok(as_bytes(py, &ms))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "hwnas.LatencyModel.load({:?})  # device `{}`",
+            self.path.display().to_string(),
+            self.model.device
+        )
+    }
+}
+
+/// One genome's latency as `predict --archs` computes it (a compiled model reads the genome
+/// alone, so no encoding is written for it).
+fn latency(p: &Prepared, genome: &[u8]) -> Result<f64, String> {
+    if !p.source.needs_network() {
+        return p.source.latency_ms("", genome, None);
+    }
+    let arch = p.space.decode(genome);
+    let net = p.space.network(&arch).map_err(|e| e.to_string())?;
+    p.source.latency_ms(&arch, genome, Some(&net))
+}

@@ -1,0 +1,93 @@
+"""`hwnas.Search`: ask/tell gives the CLI's front, and a killed search resumes to the same one."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import hwnas
+from conftest import NB201_ACCURACY, ROOT, run_cli
+
+SETTINGS = dict(objectives=["accuracy", "latency"], seed=3, max_evaluations=300, population=30)
+
+
+def drive(search, accuracy):
+    """Answers every ask from the table; the number of batches."""
+    batches = 0
+    while not search.done():
+        archs = search.ask()
+        search.tell(archs, [accuracy[a] for a in archs])
+        batches += 1
+    return batches
+
+
+def test_ask_tell_finds_the_front_the_cli_writes(models, nb201_accuracy, tmp_path):
+    search = hwnas.Search("nb201", models=[hwnas.LatencyModel.load(models["nb201"])], **SETTINGS)
+    assert search.front() is None
+    assert drive(search, nb201_accuracy) == 10
+    assert len(search.told()) == 300
+    run_cli(
+        "search", "--space", "nb201", "--model", models["nb201"], "--accuracy",
+        f"table:{NB201_ACCURACY}", "--objectives", "accuracy,latency", "--seed", "3",
+        "--max-evaluations", "300", "--population", "30", "--out", tmp_path / "cli",
+    )
+    cli = json.loads((tmp_path / "cli" / "front.json").read_text())["front"]
+    assert search.front() == cli
+    search.save(tmp_path / "py")
+    assert (tmp_path / "py" / "front.csv").read_text() == (tmp_path / "cli" / "front.csv").read_text()
+
+
+def test_an_accuracy_spec_runs_the_search_on_its_own(models):
+    search = hwnas.Search(
+        "nb201", models=[models["nb201"]], accuracy=f"table:{NB201_ACCURACY}", **SETTINGS
+    )
+    assert search.ask() == [] and search.done()
+    assert len(search.front()) > 3
+
+
+def test_a_killed_search_resumes_from_its_state_to_the_same_front(models, nb201_accuracy, tmp_path):
+    straight = hwnas.Search("nb201", models=[models["nb201"]], **SETTINGS)
+    drive(straight, nb201_accuracy)
+
+    state = tmp_path / "state.json"
+    # A separate process, killed (SIGKILL) right after its fourth tell.
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(ROOT / "python" / "tests")!r})
+        import hwnas
+        accuracy = {{l.split(",")[1]: float(l.split(",")[2])
+                    for l in open({str(NB201_ACCURACY)!r}).read().splitlines()[1:]}}
+        s = hwnas.Search("nb201", models=[{str(models["nb201"])!r}], state={str(state)!r}, **{SETTINGS!r})
+        for n in range(1, 100):
+            archs = s.ask()
+            s.tell(archs, [accuracy[a] for a in archs])
+            if n == 4:
+                os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    assert len(json.loads(state.read_text())["accuracies"]) == 120
+
+    resumed = hwnas.Search("nb201", models=[models["nb201"]], state=state, **SETTINGS)
+    assert len(resumed.told()) == 120
+    assert drive(resumed, nb201_accuracy) == 6
+    assert resumed.front() == straight.front()
+
+    with pytest.raises(hwnas.HwnasError, match="holds another search"):
+        hwnas.Search("nb201", models=[models["nb201"]], state=state, **{**SETTINGS, "seed": 4})
+
+
+def test_tell_checks_what_it_is_told(models):
+    search = hwnas.Search("nb201", models=[models["nb201"]], **SETTINGS)
+    archs = search.ask()
+    assert search.ask() == archs
+    with pytest.raises(hwnas.HwnasError, match="asked for and not told"):
+        search.tell(archs[:-1], [90.0] * (len(archs) - 1))
+    with pytest.raises(hwnas.HwnasError, match="finite"):
+        search.tell(archs, [float("nan")] * len(archs))
+    with pytest.raises(hwnas.HwnasError, match="unknown `speed`"):
+        hwnas.Search("nb201", objectives="accuracy,speed")
+    with pytest.raises(hwnas.HwnasError, match="nsga2 or random"):
+        hwnas.Search("nb201", strategy="annealing", objectives="accuracy,mflops")
