@@ -6,6 +6,7 @@ The same library code as the ``hwnas`` command line, so the same numbers::
     m = hwnas.LatencyModel.load("cpu-mbv3.model.json")     # from `hwnas fit`
     m.predict("mbv3", "r224-d44444-k...-e...")             # Prediction(ms, low_ms, high_ms)
     m.predict_batch("mbv3", archs)                         # numpy array of ms
+    t = hwnas.LatencyTable.read("cpu-mbv3.csv")            # `hwnas profile`'s table
     space = hwnas.space("nb201")                           # or a space file
     lut = hwnas.lut(m, space)                              # expected latency for a loss
     search = hwnas.Search(space, models=[m], objectives=["accuracy", "latency"], seed=1)
@@ -31,6 +32,7 @@ from ._hwnas import HwnasError, Space
 __all__ = [
     "HwnasError",
     "LatencyModel",
+    "LatencyTable",
     "Lut",
     "Prediction",
     "Search",
@@ -70,6 +72,11 @@ class LatencyModel:
         """Loads a ``*.model.json`` file."""
         return cls(_hwnas.LatencyModel.load(str(path)))
 
+    @classmethod
+    def from_table(cls, path: Union[str, "PathLike[str]"]) -> "LatencyModel":
+        """A latency table as a model: the sum of its ops, uncalibrated (``predict --table``)."""
+        return cls(_hwnas.LatencyModel.from_table(str(path)))
+
     @property
     def device(self) -> str:
         return self._native.device
@@ -100,6 +107,42 @@ class LatencyModel:
 
     def __repr__(self) -> str:
         return repr(self._native)
+
+
+class LatencyTable:
+    """A latency table (``hwnas profile``'s CSV), read and checked as the CLI reads it.
+
+    ``meta`` holds the ``# name: value`` lines; ``rows`` one dict per op with the CSV's
+    columns (``key``, ``kind``, shapes, ``flops``, ``median_us``, ``p10_us``, ``p90_us``, ...);
+    ``column(name)`` one column as a NumPy array (missing values NaN).
+    """
+
+    def __init__(self, meta: dict, rows: list[dict]):
+        self.meta = meta
+        self.rows = rows
+        self._by_key = {r["key"]: r for r in rows}
+
+    @classmethod
+    def read(cls, path: Union[str, "PathLike[str]"]) -> "LatencyTable":
+        meta, rows = _hwnas.read_table(str(path))
+        return cls(dict(meta), json.loads(rows))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: str) -> dict:
+        """The row of an op key."""
+        return self._by_key[key]
+
+    def keys(self) -> list[str]:
+        return [r["key"] for r in self.rows]
+
+    def column(self, name: str) -> np.ndarray:
+        if self.rows and name not in self.rows[0]:
+            raise HwnasError(f"no column `{name}`; the columns are {', '.join(self.rows[0])}")
+        return np.array(
+            [np.nan if r[name] is None else r[name] for r in self.rows], dtype=np.float64
+        )
 
 
 class Lut:

@@ -9,6 +9,7 @@
 //!   --archs`).
 //! - [`space::Space`] (`space()`): a built-in space or a space file: genes, encode/decode,
 //!   samples, sizes; `_lut` cuts a model into `lut export`'s table.
+//! - [`table::read_table`]: a latency table's metadata and rows, for `hwnas.LatencyTable`.
 //! - [`search::Search`]: `hwnas_search::ask_tell` with the CLI's objectives and bounds, and
 //!   its state file.
 //!
@@ -19,6 +20,7 @@ use pyo3::prelude::*;
 mod model;
 mod search;
 mod space;
+mod table;
 
 pyo3::create_exception!(_hwnas, HwnasError, pyo3::exceptions::PyException);
 
@@ -35,5 +37,6 @@ fn _hwnas(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<search::Search>()?;
     m.add_function(wrap_pyfunction!(space::space, m)?)?;
     m.add_function(wrap_pyfunction!(space::lut_json, m)?)?;
+    m.add_function(wrap_pyfunction!(table::read_table, m)?)?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use hwnas_core::table::LatencyTable;
 use hwnas_predictor::LatencyModel;
 use hwnas_search::objective::LatencySource;
 use hwnas_search::space::{SearchSpace, open};
@@ -59,6 +60,18 @@ impl Model {
     fn load(path: PathBuf) -> PyResult<Model> {
         Ok(Model {
             model: LatencyModel::load(&path).map_err(error)?,
+            path,
+            prepared: HashMap::new(),
+        })
+    }
+
+    /// A table as a model: the lookup-table sum, without regressor or calibration (as
+    /// `hwnas predict --table`).
+    #[staticmethod]
+    fn from_table(path: PathBuf) -> PyResult<Model> {
+        let table = LatencyTable::read(&path).map_err(error)?;
+        Ok(Model {
+            model: LatencyModel::from_table(&table, &path),
             path,
             prepared: HashMap::new(),
         })

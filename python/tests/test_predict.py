@@ -63,3 +63,31 @@ def test_errors_carry_the_clis_messages(models, tmp_path):
         hwnas.LatencyModel.load(tmp_path / "no-such.model.json")
     with pytest.raises(hwnas.HwnasError, match="space"):
         hwnas.space("no-such-space")
+
+
+def test_tables_read_as_the_cli_reads_them_and_predict_as_predict_table(models, tmp_path):
+    table_path = models["nb201"].with_suffix("").with_suffix(".csv")
+    table = hwnas.LatencyTable.read(table_path)
+    assert table.meta["device"] == "mock" and len(table) == 22
+    lines = [l for l in table_path.read_text().splitlines() if not l.startswith("#")]
+    header = lines[0].split(",")
+    rows = [dict(zip(header, l.split(","))) for l in lines[1:]]
+    assert table.keys() == [r["key"] for r in rows]
+    assert list(table.column("median_us")) == [float(r["median_us"]) for r in rows]
+    assert table[rows[0]["key"]]["flops"] == int(rows[0]["flops"])
+    with pytest.raises(hwnas.HwnasError, match="no column `speed`"):
+        table.column("speed")
+
+    m = hwnas.LatencyModel.from_table(table_path)
+    archs = hwnas.space("nb201").sample(50, seed=5)
+    listing = tmp_path / "archs.txt"
+    listing.write_text("\n".join(archs) + "\n")
+    cli = run_cli("predict", "--table", table_path, "--space", "nb201", "--archs", listing)
+    assert [l.rsplit(",", 1)[1] for l in cli.splitlines()[1:]] == [
+        f"{v:.6f}" for v in m.predict_batch("nb201", archs)
+    ]
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(table_path.read_text() + "conv-bogus,conv,1\n")
+    with pytest.raises(hwnas.HwnasError, match="bad.csv"):
+        hwnas.LatencyTable.read(bad)
