@@ -209,6 +209,7 @@ class Search:
     on its own at the first :meth:`ask`. With ``state``, every told accuracy is saved to that
     file before :meth:`tell` returns, and a ``Search`` made with the same settings and an
     existing state file goes on from it: the result is that of a search never stopped.
+    A ``Search`` (like a ``LatencyModel``) is used from the thread that made it.
     """
 
     def __init__(
@@ -229,12 +230,12 @@ class Search:
         local_search: bool = True,
         state: Union[str, "PathLike[str]", None] = None,
     ):
-        paths = [m.path if isinstance(m, LatencyModel) else str(m) for m in models]
+        natives = [(m if isinstance(m, LatencyModel) else LatencyModel.load(m))._native for m in models]
         if not isinstance(objectives, str):
             objectives = ",".join(objectives)
         self._native = _hwnas.Search(
             _spec(space),
-            paths,
+            natives,
             objectives,
             seed,
             max_evaluations,

@@ -37,7 +37,7 @@ class Search:
     def __init__(
         self,
         space: str,
-        models: list[str] = ...,
+        models: list[LatencyModel] = ...,
         objectives: str = ...,
         seed: int = 1,
         max_evaluations: int = 1000,

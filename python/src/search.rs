@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use hwnas_predictor::LatencyModel;
 use hwnas_search::accuracy::AccuracySource;
 use hwnas_search::ask_tell::{AskTell, Setup};
 use hwnas_search::journal::Journal;
@@ -14,6 +13,7 @@ use pyo3::prelude::*;
 use serde_json::json;
 
 use crate::error;
+use crate::model::Model;
 
 #[pyclass(unsendable, module = "hwnas._hwnas", name = "Search")]
 pub struct Search {
@@ -62,7 +62,7 @@ impl Search {
     #[allow(clippy::too_many_arguments)]
     fn new(
         space: String,
-        models: Vec<PathBuf>,
+        models: Vec<PyRef<'_, Model>>,
         objectives: String,
         seed: u64,
         max_evaluations: usize,
@@ -77,8 +77,9 @@ impl Search {
         local_search: bool,
         state: Option<PathBuf>,
     ) -> PyResult<Search> {
+        let paths: Vec<&PathBuf> = models.iter().map(|m| &m.path).collect();
         let settings = json!({
-            "space": space, "models": models, "objectives": objectives, "seed": seed,
+            "space": space, "models": paths, "objectives": objectives, "seed": seed,
             "max_evaluations": max_evaluations, "population": population, "strategy": strategy,
             "accuracy": accuracy, "max_latency_ms": max_latency_ms, "max_mparams": max_mparams,
             "max_mflops": max_mflops, "max_memory_mb": max_memory_mb, "min_accuracy": min_accuracy,
@@ -86,8 +87,8 @@ impl Search {
         });
         let opened = open(&space).map_err(error)?;
         let mut latency = Vec::new();
-        for path in &models {
-            let model = LatencyModel::load(path).map_err(error)?;
+        for m in &models {
+            let model = m.model.clone();
             latency.push(LatencySource::model(
                 model.device.clone(),
                 model,

@@ -45,6 +45,11 @@ def test_an_accuracy_spec_runs_the_search_on_its_own(models):
     )
     assert search.ask() == [] and search.done()
     assert len(search.front()) > 3
+    # A latency table as the model (`LatencyModel.from_table`).
+    table = hwnas.LatencyModel.from_table(models["nb201"].with_suffix("").with_suffix(".csv"))
+    search = hwnas.Search("nb201", models=[table], accuracy=f"table:{NB201_ACCURACY}", **SETTINGS)
+    assert search.done()
+    assert all("mock" in m["latency"] for m in search.front())
 
 
 def test_a_killed_search_resumes_from_its_state_to_the_same_front(models, nb201_accuracy, tmp_path):
