@@ -5,9 +5,10 @@
 //! Underneath, each `ask` runs the strategy from its seed, the accuracies told so far answered
 //! from the [`Journal`], until it reaches a batch never told ([`crate::journal`]): strategies
 //! need no change to be driven this way, and a search resumed from its state file takes the
-//! same path as one never stopped. Replaying costs the strategy's own work and the latency
-//! predictions again (milliseconds a generation), nothing next to a training run per batch.
+//! same path as one never stopped. What was evaluated is kept between asks, so a replay costs
+//! the strategy's own work (milliseconds), nothing next to a training run per batch.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -16,9 +17,9 @@ use serde_json::Value;
 use crate::accuracy::AccuracySource;
 use crate::journal::{ASKED, Journal, JournalError};
 use crate::objective::{ArchProblem, Constraint, LatencySource, Metric, Metrics};
-use crate::problem::{EvaluateError, Evaluation, Outcome};
+use crate::problem::{EvaluateError, Evaluation, Outcome, Problem};
 use crate::report::{Report, ReportError};
-use crate::space::SearchSpace;
+use crate::space::{Gene, SearchSpace};
 use crate::strategy::{Config, Fitness, Strategy};
 
 /// What a search optimises, owned (an [`ArchProblem`] borrows its space).
@@ -38,6 +39,51 @@ pub struct AskTell {
     setup: Setup,
     journal: Journal,
     outcome: Option<Outcome<Metrics>>,
+    /// Every evaluation made, kept across asks: a replay is then the strategy's own work.
+    memo: HashMap<Vec<u8>, (Evaluation, Metrics)>,
+}
+
+/// The problem of `setup`, holding the journal while a strategy runs.
+fn problem(setup: &Setup, journal: Journal) -> ArchProblem<'_> {
+    ArchProblem {
+        space: setup.space.as_ref(),
+        accuracy: setup.accuracy.clone().unwrap_or(AccuracySource::Told),
+        latency: setup.latency.clone(),
+        objectives: setup.objectives.clone(),
+        constraints: setup.constraints.clone(),
+        journal: Some(Mutex::new(journal)),
+    }
+}
+
+/// A problem answering the genomes it evaluated before from `seen` (evaluations are
+/// deterministic, so this changes no result).
+struct Memo<'m, 'p> {
+    problem: &'m mut ArchProblem<'p>,
+    seen: &'m mut HashMap<Vec<u8>, (Evaluation, Metrics)>,
+}
+
+impl Problem for Memo<'_, '_> {
+    type Info = Metrics;
+
+    fn genes(&self) -> Vec<Gene> {
+        self.problem.genes()
+    }
+
+    fn evaluate(
+        &mut self,
+        genomes: &[Vec<u8>],
+    ) -> Result<Vec<(Evaluation, Metrics)>, EvaluateError> {
+        let missing: Vec<Vec<u8>> = genomes
+            .iter()
+            .filter(|g| !self.seen.contains_key(*g))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let fresh = self.problem.evaluate(&missing)?;
+            self.seen.extend(missing.into_iter().zip(fresh));
+        }
+        Ok(genomes.iter().map(|g| self.seen[g].clone()).collect())
+    }
 }
 
 /// The single-objective strategies' fitness is the CLI's MnasNet reward; driven searches run
@@ -69,20 +115,8 @@ impl AskTell {
             setup,
             journal,
             outcome: None,
+            memo: HashMap::new(),
         })
-    }
-
-    /// The problem, holding the journal while a strategy runs.
-    fn problem(&mut self) -> ArchProblem<'_> {
-        let s = &self.setup;
-        ArchProblem {
-            space: s.space.as_ref(),
-            accuracy: s.accuracy.clone().unwrap_or(AccuracySource::Told),
-            latency: s.latency.clone(),
-            objectives: s.objectives.clone(),
-            constraints: s.constraints.clone(),
-            journal: Some(Mutex::new(std::mem::take(&mut self.journal))),
-        }
     }
 
     /// The architectures to evaluate next (canonical encodings); empty when the search is
@@ -95,8 +129,12 @@ impl AskTell {
             return Ok(Vec::new());
         }
         let (strategy, config) = (self.setup.strategy, self.setup.config.clone());
-        let mut problem = self.problem();
-        let result = strategy.run(&mut problem, &config, &NoFitness, |_| {});
+        let mut problem = problem(&self.setup, std::mem::take(&mut self.journal));
+        let mut memo = Memo {
+            problem: &mut problem,
+            seen: &mut self.memo,
+        };
+        let result = strategy.run(&mut memo, &config, &NoFitness, |_| {});
         let result = result.and_then(|mut outcome| {
             for i in outcome.front.clone() {
                 problem.complete(&mut outcome.archive[i].info)?;
@@ -150,7 +188,7 @@ impl AskTell {
     fn with_report<R>(&mut self, f: impl FnOnce(&Report) -> R) -> Option<R> {
         let outcome = self.outcome.take()?;
         let (seed, strategy) = (self.setup.config.seed, self.setup.strategy.name());
-        let problem = self.problem();
+        let problem = problem(&self.setup, std::mem::take(&mut self.journal));
         let answer = f(&Report::new(&problem, &outcome, seed, strategy, false, 0.0));
         let journal = problem.journal.expect("the problem holds the journal");
         self.journal = journal.into_inner().unwrap_or_else(|p| p.into_inner());
