@@ -10,5 +10,5 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 bash scripts/check_sizes.sh
 cargo test --workspace
-bash scripts/python_package.sh
+bash scripts/python_package.sh --debug
 HWNAS_BIN=target/debug/hwnas .venv/bin/python -m pytest -q python/tests
