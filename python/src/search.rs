@@ -145,6 +145,10 @@ impl Search {
                 journal
             }
             _ => {
+                if let Some(dir) = state.as_deref().and_then(std::path::Path::parent) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| error(format!("creating {}: {e}", dir.display())))?;
+                }
                 let journal = Journal::new(settings, state.clone());
                 journal.save().map_err(error)?;
                 journal

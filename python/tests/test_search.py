@@ -56,7 +56,7 @@ def test_a_killed_search_resumes_from_its_state_to_the_same_front(models, nb201_
     straight = hwnas.Search("nb201", models=[models["nb201"]], **SETTINGS)
     drive(straight, nb201_accuracy)
 
-    state = tmp_path / "state.json"
+    state = tmp_path / "run" / "state.json"  # its folder is made
     # A separate process, killed (SIGKILL) right after its fourth tell.
     script = textwrap.dedent(f"""
         import os, signal, sys
