@@ -3,7 +3,7 @@
 //! files, as a scheduler's loop would answer it.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{fails, mock_model, nb201_accuracy, ok, s};
@@ -29,6 +29,18 @@ fn search_args(dir: &Path, accuracy: &str, out: &Path) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
+}
+
+/// `hwnas args` in the background, its output dropped (a pipe nobody reads could fill and
+/// stall it).
+fn spawn(args: &[String]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_hwnas"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 fn read(path: &Path) -> String {
@@ -58,7 +70,7 @@ fn accuracy_command(dir: &Path) -> String {
 fn a_killed_search_resumes_to_the_result_of_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    mock_model(d, "nb201");
+    mock_model(d, "nb201", "nb201");
     let accuracy = accuracy_command(d);
     let straight = d.join("straight");
     let args = search_args(d, &accuracy, &straight);
@@ -72,13 +84,7 @@ fn a_killed_search_resumes_to_the_result_of_an_uninterrupted_one() {
     let (killed, state) = (d.join("killed"), d.join("run/state.json"));
     let mut args = search_args(d, &accuracy, &killed);
     args.extend(["--state".into(), s(&state).into()]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hwnas"))
-        .args(&args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&args);
     std::fs::write(d.join("pid"), child.id().to_string()).unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success() && status.code().is_none(), "{status}");
@@ -110,7 +116,7 @@ fn a_killed_search_resumes_to_the_result_of_an_uninterrupted_one() {
 fn accuracy_ask_hands_each_generation_out_through_files() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    mock_model(d, "nb201");
+    mock_model(d, "nb201", "nb201");
     let table = d.join("table");
     let args = search_args(d, &nb201_accuracy(), &table);
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -137,13 +143,7 @@ fn accuracy_ask_hands_each_generation_out_through_files() {
     let state = d.join("run/state.json");
     let mut args = search_args(d, "ask", &asked);
     args.extend(["--state".into(), s(&state).into()]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hwnas"))
-        .args(&args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&args);
     let (ask, tell) = (d.join("run/ask.txt"), d.join("run/tell.csv"));
     let started = Instant::now();
     let mut batches = 0;

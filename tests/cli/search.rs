@@ -160,7 +160,10 @@ fn batch_predictions_match_single_ones() {
     let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let models = [mock_model(d, "nb201"), mock_model(d, "mbv3")];
+    let models = [
+        mock_model(d, "nb201", "nb201"),
+        mock_model(d, "mbv3", "mbv3"),
+    ];
     let genes = ok(&["space", "genes", "--space", "mbv3"]);
     assert_eq!(genes.lines().count(), 47, "{genes}");
     assert!(

@@ -2,7 +2,9 @@
 //! CPU, the NAS-Bench-201 file against the built-in space with the benchmark's accuracies, and
 //! bad files.
 
-use crate::util::{fails, nb201_accuracy, ok, one_at_a_time, quick_cpu_profile, read_json, s};
+use crate::util::{
+    fails, mock_model, nb201_accuracy, ok, one_at_a_time, quick_cpu_profile, read_json, s,
+};
 
 const SHIPPED: [&str; 5] = ["nb201", "mbv3", "fbnet", "proxyless", "darts"];
 
@@ -10,36 +12,13 @@ const SHIPPED: [&str; 5] = ["nb201", "mbv3", "fbnet", "proxyless", "darts"];
 fn every_shipped_space_runs_profile_fit_search_and_lut_export() {
     let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let mock = "device_profiles/mock.toml";
     for name in SHIPPED {
         let space = format!("spaces/{name}.toml");
         let check = ok(&["space", "check", &space]);
         assert!(check.starts_with(&format!("{name}: ")), "{check}");
-        let (table, model) = (
-            dir.path().join(format!("{name}.csv")),
-            dir.path().join(format!("{name}.model.json")),
-        );
-        let profiled = ok(&[
-            "profile",
-            "--device",
-            mock,
-            "--space",
-            &space,
-            "--out",
-            s(&table),
-        ]);
-        assert!(!profiled.contains("PARTIAL"), "{profiled}");
         // The simulated device times ops only: no calibration on networks (the real CPU test
         // below has one).
-        ok(&[
-            "fit",
-            "--table",
-            s(&table),
-            "--out",
-            s(&model),
-            "--calibrate",
-            "0",
-        ]);
+        let model = mock_model(dir.path(), name, &space);
         // The model remembers the file, so later commands can find the space.
         assert_eq!(read_json(&model)["space"], space.as_str());
         let out = dir.path().join(format!("search-{name}"));

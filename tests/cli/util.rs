@@ -92,22 +92,23 @@ pub fn nb201_accuracy() -> String {
 }
 
 /// A latency model of `space` on the mock device (deterministic, no hardware), fitted without
-/// calibration: `dir/{space}.model.json`.
-pub fn mock_model(dir: &Path, space: &str) -> PathBuf {
+/// calibration: `dir/{name}.model.json`, from the table `dir/{name}.csv`, which profiled every
+/// op of the space.
+pub fn mock_model(dir: &Path, name: &str, space: &str) -> PathBuf {
     let (table, model) = (
-        dir.join(format!("{space}.csv")),
-        dir.join(format!("{space}.model.json")),
+        dir.join(format!("{name}.csv")),
+        dir.join(format!("{name}.model.json")),
     );
-    let mock = "device_profiles/mock.toml";
-    ok(&[
+    let profiled = ok(&[
         "profile",
         "--device",
-        mock,
+        "device_profiles/mock.toml",
         "--space",
         space,
         "--out",
         s(&table),
     ]);
+    assert!(!profiled.contains("PARTIAL"), "{profiled}");
     ok(&[
         "fit",
         "--table",
