@@ -52,6 +52,10 @@ pub struct Calibration {
     /// Median absolute leave-one-out relative error.
     #[serde(default)]
     pub loo_median: f64,
+    /// Fits to whole-network timings (`fit --networks`) keep their posterior: each prediction's
+    /// own interval comes from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posterior: Option<crate::few_shot::Posterior>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -82,7 +86,7 @@ pub const OP_COUNT: &str = "n_ops";
 /// [`Calibration::fit_models`] charges a per-op cost for.
 pub const WEIGHT_OP_COUNT: &str = "n_weight_ops";
 
-fn is_count(column: &str) -> bool {
+pub(crate) fn is_count(column: &str) -> bool {
     column == OP_COUNT || column == WEIGHT_OP_COUNT
 }
 
@@ -337,6 +341,7 @@ impl Calibration {
             loo_rmspe,
             interval_rel,
             loo_median,
+            posterior: None,
         })
     }
 

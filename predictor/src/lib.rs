@@ -12,10 +12,11 @@
 
 pub mod calibrate;
 pub mod features;
+pub mod few_shot;
 pub mod gbdt;
 pub mod lsq;
 pub mod metrics;
 pub mod model;
 pub mod regress;
 
-pub use model::{LatencyModel, ModelError, Prediction, Term};
+pub use model::{LatencyModel, ModelError, NetworksFit, Prediction, Term};

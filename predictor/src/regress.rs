@@ -30,6 +30,9 @@ pub enum Family {
     Linear,
     Svr,
     Gbdt,
+    /// No fit: FLOPs and bytes at nominal rates ([`OpRegressor::roofline`]), the basis of models
+    /// learned from whole-network timings without a prior device.
+    Roofline,
 }
 
 impl Family {
@@ -39,6 +42,7 @@ impl Family {
             Family::Linear => "linfa least squares on log features",
             Family::Svr => "linfa SVR, Gaussian kernel, standardised features",
             Family::Gbdt => "gradient-boosted trees (300 x depth 5)",
+            Family::Roofline => "roofline: FLOPs at 20 GFLOP/s plus bytes at 10 GB/s, not fitted",
         }
     }
 }
@@ -87,6 +91,12 @@ pub enum OpRegressor {
         model: Box<Svm<f64, f64>>,
     },
     Gbdt(Gbdt),
+    /// `flops / flops_per_us + bytes / bytes_per_us`: a device-free estimate whose scale per
+    /// kind of op a calibration then fits (`hwnas fit --networks` without `--prior`).
+    Roofline {
+        flops_per_us: f64,
+        bytes_per_us: f64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -98,6 +108,15 @@ fn log_target(us: f64) -> f64 {
 }
 
 impl OpRegressor {
+    /// The roofline estimate at nominal rates of one CPU core. Only the ratio of the two rates
+    /// shapes predictions: a calibration scales each kind of op.
+    pub fn roofline() -> OpRegressor {
+        OpRegressor::Roofline {
+            flops_per_us: 2e4,
+            bytes_per_us: 1e4,
+        }
+    }
+
     /// Fit a family on (op, measured µs) rows.
     pub fn fit(family: Family, rows: &[(Op, f64)]) -> Result<OpRegressor, RegressError> {
         if rows.len() < 5 {
@@ -113,6 +132,7 @@ impl OpRegressor {
         let y: Array1<f64> = rows.iter().map(|(_, us)| log_target(*us)).collect();
         let err = |e: String| RegressError(e);
         Ok(match family {
+            Family::Roofline => Self::roofline(),
             Family::Linear | Family::Svr => {
                 let scaler = Scaler::fit(&x);
                 let xs: Vec<Vec<f64>> = x.iter().map(|r| scaler.apply(r)).collect();
@@ -158,33 +178,36 @@ impl OpRegressor {
             OpRegressor::Linear { .. } => Family::Linear,
             OpRegressor::Svr { .. } => Family::Svr,
             OpRegressor::Gbdt(_) => Family::Gbdt,
+            OpRegressor::Roofline { .. } => Family::Roofline,
         }
     }
 
     /// Predicted latency of an op, in µs.
     pub fn predict_us(&self, op: &Op) -> f64 {
         let f = op_features(op);
-        let log = match self {
+        match self {
             OpRegressor::Linear {
                 scaler,
                 coefficients,
                 intercept,
-            } => {
-                intercept
-                    + scaler
-                        .apply(&f)
-                        .iter()
-                        .zip(coefficients)
-                        .map(|(x, c)| x * c)
-                        .sum::<f64>()
-            }
+            } => (intercept
+                + scaler
+                    .apply(&f)
+                    .iter()
+                    .zip(coefficients)
+                    .map(|(x, c)| x * c)
+                    .sum::<f64>())
+            .exp(),
             OpRegressor::Svr { scaler, model } => {
                 let row = Array2::from_shape_vec((1, f.len()), scaler.apply(&f)).expect("one row");
-                model.predict(&row)[0]
+                model.predict(&row)[0].exp()
             }
-            OpRegressor::Gbdt(g) => g.predict_one(&f),
-        };
-        log.exp()
+            OpRegressor::Gbdt(g) => g.predict_one(&f).exp(),
+            OpRegressor::Roofline {
+                flops_per_us,
+                bytes_per_us,
+            } => op.flops() as f64 / flops_per_us + op.bytes() as f64 / bytes_per_us,
+        }
     }
 }
 

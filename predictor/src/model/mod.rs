@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::calibrate::{Calibration, Form, OP_COUNT, WEIGHT_OP_COUNT};
 use crate::regress::{Comparison, OpRegressor};
+use from_networks::{Column, Sums};
+
+mod from_networks;
+pub use from_networks::{FromNetworksError, NetworksFit};
 
 pub const SCHEMA: &str = "hwnas-latency-model/2";
 
@@ -55,14 +59,19 @@ pub struct LatencyModel {
     /// Whether the runtime computes a repeated weightless op once (not at int8); rebuilt.
     #[serde(skip)]
     merges_repeats: bool,
+    /// What each column of the calibration's posterior reads (fits to timed networks); rebuilt.
+    #[serde(skip)]
+    posterior_columns: Vec<Column>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("cannot read model {path}: {source}")]
+    // `reason`, not `source`: the message carries it, and a chain printing sources would
+    // say it twice.
+    #[error("cannot read model {path}: {reason}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("model {path} is not a valid hwnas latency model: {message}")]
     Corrupt { path: PathBuf, message: String },
@@ -231,6 +240,7 @@ impl LatencyModel {
             per_op_us: 0.0,
             per_weight_op_us: 0.0,
             merges_repeats: true,
+            posterior_columns: Vec::new(),
         };
         m.rebuild();
         m
@@ -247,6 +257,12 @@ impl LatencyModel {
         self.per_op_us = count(OP_COUNT);
         self.per_weight_op_us = count(WEIGHT_OP_COUNT);
         self.merges_repeats = self.precision() != Precision::Int8;
+        self.posterior_columns = self
+            .calibration
+            .as_ref()
+            .and_then(|c| c.posterior.as_ref())
+            .and_then(|p| p.columns.iter().map(|c| Column::of(c)).collect())
+            .unwrap_or_default();
         self.index = self
             .ops
             .iter()
@@ -266,9 +282,9 @@ impl LatencyModel {
     }
 
     pub fn load(path: &Path) -> Result<LatencyModel, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        let text = std::fs::read_to_string(path).map_err(|reason| ModelError::Io {
             path: path.into(),
-            source,
+            reason,
         })?;
         Self::parse(&text, path)
     }
@@ -312,9 +328,9 @@ impl LatencyModel {
 
     /// Write atomically: a temporary file beside `path`, then a rename.
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        let io = |source| ModelError::Io {
+        let io = |reason| ModelError::Io {
             path: path.into(),
-            source,
+            reason,
         };
         let json = serde_json::to_string_pretty(self).map_err(|e| io(std::io::Error::other(e)))?;
         hwnas_core::files::write_atomic(path, json).map_err(io)
@@ -392,6 +408,7 @@ impl LatencyModel {
         let mut per_op = Vec::with_capacity(terms.len());
         let mut missing = Vec::new();
         let (mut sum, mut low, mut high, mut scaled) = (0.0, 0.0, 0.0, 0.0);
+        let mut sums = Sums::default();
         for t in terms {
             let op = &t.op;
             let Some((us, source)) = self.op_us(op) else {
@@ -409,6 +426,7 @@ impl LatencyModel {
             high += hi;
             if source != Source::Free {
                 scaled += us * self.slot_coefficients[t.slot()] + self.op_cost(op);
+                sums.add(t, us);
             }
             per_op.push((op.key(), us, source));
         }
@@ -418,10 +436,16 @@ impl LatencyModel {
         Ok(match &self.calibration {
             Some(c) => {
                 let latency = c.intercept_us + scaled;
+                let half = match &c.posterior {
+                    Some(p) if self.posterior_columns.len() == p.columns.len() => {
+                        sums.half_width(p, &self.posterior_columns, latency)
+                    }
+                    _ => c.interval_rel,
+                };
                 Prediction {
                     latency_us: latency,
-                    low_us: latency * (1.0 - c.interval_rel),
-                    high_us: latency * (1.0 + c.interval_rel),
+                    low_us: latency * (1.0 - half).max(0.0),
+                    high_us: latency * (1.0 + half),
                     sum_us: sum,
                     calibrated: true,
                     per_op,
