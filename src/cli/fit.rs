@@ -1,6 +1,6 @@
 //! `hwnas fit`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -23,14 +23,14 @@ const NOISY_CALIBRATION: f64 = 0.08;
 #[derive(clap::Args)]
 pub struct Args {
     /// Latency table of the device (from `hwnas profile`).
-    #[arg(long)]
-    table: PathBuf,
+    #[arg(long, required_unless_present_any = ["networks", "suggest"])]
+    table: Option<PathBuf>,
     /// Device profile, to measure the calibration networks on.
     #[arg(long)]
     device: Option<PathBuf>,
     /// Where to write the model (JSON).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "suggest")]
+    out: Option<PathBuf>,
     /// How many sampled networks to measure end to end for calibration (0: none, the model
     /// predicts the uncalibrated sum of op latencies).
     #[arg(long, default_value_t = 60)]
@@ -53,12 +53,30 @@ pub struct Args {
     /// The ONNX Runtime library, overriding the profile and $ORT_DYLIB_PATH.
     #[arg(long)]
     ort_library: Option<PathBuf>,
+    #[command(flatten)]
+    networks: super::fit_networks::NetworksArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let table = LatencyTable::read(&args.table)?;
-    let mut model = LatencyModel::from_table(&table, &args.table);
-    fit_regressor(&args, &table, &mut model)?;
+    let Some(table_path) = &args.table else {
+        return super::fit_networks::run(
+            &args.networks,
+            args.space.as_deref(),
+            args.out.as_deref(),
+            args.seed,
+        );
+    };
+    anyhow::ensure!(
+        args.networks.prior.is_none() && args.networks.suggest.is_none(),
+        "--prior and --suggest go with --networks (timings of whole networks), not --table"
+    );
+    let out = args
+        .out
+        .as_ref()
+        .context("where should the model go? give --out")?;
+    let table = LatencyTable::read(table_path)?;
+    let mut model = LatencyModel::from_table(&table, table_path);
+    fit_regressor(&args, table_path, &table, &mut model)?;
     if args.calibrate_reference {
         let dir = tempfile::tempdir().context("a folder for the reference networks")?;
         let files = super::reference::write(dir.path())?;
@@ -71,14 +89,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else if args.calibrate > 0 {
         calibrate_on_space(&args, &mut model)?;
     }
-    model.save(&args.out)?;
-    println!("wrote {}", args.out.display());
+    model.save(out)?;
+    println!("wrote {}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 /// The op regressor: compare the families on held-out ops, keep the best, refit on all.
 fn fit_regressor(
     args: &Args,
+    table_path: &Path,
     table: &LatencyTable,
     model: &mut LatencyModel,
 ) -> anyhow::Result<()> {
@@ -92,7 +111,7 @@ fn fit_regressor(
         println!(
             "op regressors on {} held-out ops of {} (>= 5 us):",
             scores[0].test,
-            args.table.display()
+            table_path.display()
         );
         println!(
             "  {:<52} {:>8} {:>9} {:>8} {:>9}",
@@ -118,7 +137,7 @@ fn fit_regressor(
     } else {
         println!(
             "{} has {} ops, too few to hold some out: using gradient-boosted trees for unseen shapes",
-            args.table.display(),
+            table_path.display(),
             rows.len()
         );
         Family::Gbdt

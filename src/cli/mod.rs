@@ -8,7 +8,9 @@ mod devices;
 mod e2e;
 mod export_op;
 mod fit;
+mod fit_networks;
 mod lut;
+mod measure;
 mod onnx_model;
 mod predict;
 mod predict_batch;
@@ -20,6 +22,7 @@ mod search_state;
 mod space;
 mod table;
 mod validate;
+mod validate_networks;
 mod validate_onnx;
 mod worker;
 
@@ -47,6 +50,8 @@ enum Command {
     Fit(fit::Args),
     /// Latency of whole architectures, from a latency model or a latency table.
     Predict(predict::Args),
+    /// Time architectures of a space end to end on a device: the `arch,latency_ms` file `fit --networks` reads.
+    Measure(measure::Args),
     /// Measure sampled networks end to end and score the model's predictions of them.
     Validate(validate::Args),
     /// Latency tables: summarise one, or compare two.
@@ -74,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Profile(args) => profile::run(args),
         Command::Fit(args) => fit::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Measure(args) => measure::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Table(cmd) => table::run(cmd),
         Command::Search(args) => search::run(*args),

@@ -94,7 +94,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("predicting `{arch}` with {}", path.display()))?;
         results.push((arch, p));
     }
-    let basis = if model.calibration.is_some() {
+    let basis = if model
+        .calibration
+        .as_ref()
+        .is_some_and(|c| c.posterior.is_some())
+    {
+        "learned from networks timed whole (fit --networks); interval: 95% from the fit's posterior"
+    } else if model.calibration.is_some() {
         "calibrated on networks measured end to end"
     } else {
         "lookup-table sum of measured op latencies (uncalibrated); interval: the ops' p10-p90 summed"

@@ -112,7 +112,7 @@ pub fn run(
 }
 
 /// A line's genome: comma-separated gene values, or an encoding of the space.
-fn genome_of(space: &dyn SearchSpace, line: &str) -> anyhow::Result<Vec<u8>> {
+pub(super) fn genome_of(space: &dyn SearchSpace, line: &str) -> anyhow::Result<Vec<u8>> {
     let is_genome = line
         .chars()
         .all(|c| c.is_ascii_digit() || c == ',' || c == ' ');

@@ -8,8 +8,8 @@ use anyhow::Context;
 use hwnas_core::files::write_atomic;
 use hwnas_core::rng::SplitMix64;
 use hwnas_core::stats::{Stats, quantile_sorted};
-use hwnas_predictor::LatencyModel;
 use hwnas_predictor::metrics::Accuracy;
+use hwnas_predictor::{LatencyModel, Prediction};
 use hwnas_profiler::networks::{NetworkTime, Speed};
 use hwnas_search::space::{SearchSpace, open};
 use serde_json::json;
@@ -23,8 +23,13 @@ pub struct Args {
     #[arg(long)]
     pub(super) model: PathBuf,
     /// Device profile to measure the networks on.
-    #[arg(long)]
-    pub(super) device: PathBuf,
+    #[arg(long, required_unless_present = "networks")]
+    pub(super) device: Option<PathBuf>,
+    /// Score the model on these timings instead of measuring (`arch,latency_ms` CSV, as
+    /// `hwnas measure` writes; `FILE#COLUMN` names another latency column): no device needed.
+    /// Networks the model was fitted on are left out.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["device", "onnx"])]
+    pub(super) networks: Option<PathBuf>,
     /// Search space to sample from (default: the model's).
     #[arg(long)]
     space: Option<String>,
@@ -57,19 +62,36 @@ pub struct Args {
     pub(super) per_layer: bool,
 }
 
+impl Args {
+    pub(super) fn device_path(&self) -> anyhow::Result<&Path> {
+        self.device
+            .as_deref()
+            .context("which device measures the networks? give --device")
+    }
+
+    /// The model's space, or --space.
+    pub(super) fn space_name(&self, model: &LatencyModel) -> anyhow::Result<String> {
+        self.space
+            .clone()
+            .or_else(|| model.space.clone())
+            .context("which space? give --space")
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let model = LatencyModel::load(&args.model)?;
     if !args.onnx.onnx.is_empty() {
         return super::validate_onnx::run(&args, &model);
     }
-    let space_name = args
-        .space
-        .clone()
-        .or_else(|| model.space.clone())
-        .context("which space? give --space")?;
-    let space = open(&space_name)?;
-    let (profile, mut rt) =
-        e2e::open_device(&args.device, args.ort_library.as_deref(), model.precision())?;
+    if let Some(networks) = &args.networks {
+        return super::validate_networks::run(&args, &model, networks);
+    }
+    let space = open(&args.space_name(&model)?)?;
+    let (profile, mut rt) = e2e::open_device(
+        args.device_path()?,
+        args.ort_library.as_deref(),
+        model.precision(),
+    )?;
 
     let archs = held_out(space.as_ref(), &model, args.samples, args.seed);
     let nets = archs
@@ -99,24 +121,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let acc = Accuracy::of(&pred, &meas);
     let again: Vec<Stats> = again.iter().map(|t| t.latency).collect();
     let (noise_median, noise_p95, noise_over_10) = noise_floor(&again, &measured);
-    let inside = predictions
-        .iter()
-        .zip(&meas)
-        .filter(|(p, m)| p.low_us <= **m && **m <= p.high_us)
-        .count();
-    let mut order: Vec<usize> = (0..pred.len()).collect();
-    order.sort_by(|&a, &b| {
-        (pred[b] / meas[b] - 1.0)
-            .abs()
-            .total_cmp(&(pred[a] / meas[a] - 1.0).abs())
-    });
-    let worst: Vec<serde_json::Value> = order
-        .iter()
-        .take(5)
-        .map(|&i| json!({"arch": archs[i], "predicted_ms": pred[i] / 1e3, "measured_ms": meas[i] / 1e3, "error": pred[i] / meas[i] - 1.0}))
-        .collect();
+    let coverage = interval_coverage(&predictions, &meas);
+    let worst = worst_json(&archs, &pred, &meas);
 
-    let with_suffix = |ext: &str| output_path(&args, space.name(), ext);
     let report = json!({
         "model": args.model.display().to_string(),
         "device": profile.name,
@@ -125,7 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "seed": args.seed,
         "calibrated": model.calibration.is_some(),
         "accuracy": acc,
-        "interval_coverage": inside as f64 / nets.len().max(1) as f64,
+        "interval_coverage": coverage,
         "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10},
         "drift": drift_json(&times, &pred, speed),
         "worst": worst,
@@ -135,18 +142,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "measured_raw_us": times[i].raw.median, "probe_us": times[i].drift.map(|d| d.probe_us),
         })).collect::<Vec<_>>(),
     });
-    let json_path = with_suffix(".json");
-    let svg_path = with_suffix(".svg");
-    write_atomic(&json_path, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    let title = format!(
-        "{} on {}: {:.0}% within ±10% (n = {})",
-        space.name(),
-        profile.name,
-        100.0 * acc.within_10,
-        nets.len()
-    );
-    write_plot(&svg_path, &title, &meas, &pred)?;
+    let (json_path, svg_path) =
+        write_report(&args, space.name(), &profile.name, &report, &meas, &pred)?;
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -161,11 +158,49 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes the report as `PREFIX.json` and predicted against measured as `PREFIX.svg`; returns
+/// their paths.
+pub(super) fn write_report(
+    args: &Args,
+    space: &str,
+    device: &str,
+    report: &serde_json::Value,
+    measured_us: &[f64],
+    predicted_us: &[f64],
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let json_path = output_path(args, space, ".json");
+    write_atomic(&json_path, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let svg_path = output_path(args, space, ".svg");
+    let title = format!(
+        "{space} on {device}: {:.0}% within ±10% (n = {})",
+        100.0 * Accuracy::of(predicted_us, measured_us).within_10,
+        measured_us.len()
+    );
+    write_plot(&svg_path, &title, measured_us, predicted_us)?;
+    Ok((json_path, svg_path))
+}
+
 /// The scores as text, read back from the report (the JSON has every number the text shows).
 fn print_scores(report: &serde_json::Value, model: &Path) {
+    print_accuracy(report, model);
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let noise = &report["noise_floor"];
+    println!(
+        "  noise floor       {:>6.2}%  median difference of two measurements of {} networks (p95 {:.2}%, {} over 10%)",
+        100.0 * f(&noise["median_rel_diff"]),
+        noise["repeated"],
+        100.0 * f(&noise["p95_rel_diff"]),
+        noise["over_10_percent"]
+    );
+    print_drift_json(&report["drift"]);
+    print_worst(report);
+}
+
+/// The accuracy lines of a report, headed by what was predicted by what.
+pub(super) fn print_accuracy(report: &serde_json::Value, model: &Path) {
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     let acc = &report["accuracy"];
-    let noise = &report["noise_floor"];
     println!(
         "{} held-out {} networks on `{}`, predicted by {} ({}):",
         report["samples"],
@@ -183,18 +218,16 @@ fn print_scores(report: &serde_json::Value, model: &Path) {
     println!("  RMSPE             {:>6.2}%", 100.0 * f(&acc["rmspe"]));
     println!("  bias              {:>+6.2}%", 100.0 * f(&acc["bias"]));
     println!("  Kendall tau       {:>7.3}", f(&acc["kendall_tau"]));
+    println!("  Spearman rho      {:>7.3}", f(&acc["spearman_rho"]));
     println!(
         "  interval coverage {:>6.1}%  (measured inside the predicted interval)",
         100.0 * f(&report["interval_coverage"])
     );
-    println!(
-        "  noise floor       {:>6.2}%  median difference of two measurements of {} networks (p95 {:.2}%, {} over 10%)",
-        100.0 * f(&noise["median_rel_diff"]),
-        noise["repeated"],
-        100.0 * f(&noise["p95_rel_diff"]),
-        noise["over_10_percent"]
-    );
-    print_drift_json(&report["drift"]);
+}
+
+/// The five worst predictions of a report.
+pub(super) fn print_worst(report: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     println!("  worst:");
     for w in report["worst"].as_array().into_iter().flatten() {
         println!(
@@ -205,6 +238,31 @@ fn print_scores(report: &serde_json::Value, model: &Path) {
             w["arch"].as_str().unwrap_or("")
         );
     }
+}
+
+/// The share of measurements inside their prediction's interval.
+pub(super) fn interval_coverage(predictions: &[Prediction], measured_us: &[f64]) -> f64 {
+    let inside = predictions
+        .iter()
+        .zip(measured_us)
+        .filter(|(p, m)| p.low_us <= **m && **m <= p.high_us)
+        .count();
+    inside as f64 / predictions.len().max(1) as f64
+}
+
+/// The five predictions furthest off, as JSON.
+pub(super) fn worst_json(archs: &[String], pred: &[f64], meas: &[f64]) -> Vec<serde_json::Value> {
+    let mut order: Vec<usize> = (0..pred.len()).collect();
+    order.sort_by(|&a, &b| {
+        (pred[b] / meas[b] - 1.0)
+            .abs()
+            .total_cmp(&(pred[a] / meas[a] - 1.0).abs())
+    });
+    order
+        .iter()
+        .take(5)
+        .map(|&i| json!({"arch": archs[i], "predicted_ms": pred[i] / 1e3, "measured_ms": meas[i] / 1e3, "error": pred[i] / meas[i] - 1.0}))
+        .collect()
 }
 
 /// `samples` networks of the space that the calibration never saw, seeded.

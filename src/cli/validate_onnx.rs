@@ -29,8 +29,11 @@ const PROFILED_RUNS: usize = 20;
 const SHOWN_LAYERS: usize = 8;
 
 pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode> {
-    let (profile, mut rt) =
-        e2e::open_device(&args.device, args.ort_library.as_deref(), model.precision())?;
+    let (profile, mut rt) = e2e::open_device(
+        args.device_path()?,
+        args.ort_library.as_deref(),
+        model.precision(),
+    )?;
     let mut models = Vec::new();
     for file in &args.onnx.onnx {
         let m = args.onnx.load(file)?;

@@ -10,6 +10,7 @@
 mod anchors;
 mod drift;
 mod farm;
+mod few_shot;
 mod golden;
 mod gpu;
 mod hostile;
