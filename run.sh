@@ -3,6 +3,7 @@
 # from its space file, further down), profile this
 # machine's CPU through ONNX Runtime, fit a latency model calibrated on networks measured end to
 # end, and validate it on other networks measured end to end; the same for nb201 in int8 (QDQ);
+# treat the CPU as a device timed only whole (20 suggested networks, the int8 table as prior);
 # profile, fit and validate nb201 on the GPU through wgpu; map real ONNX CNNs (torchvision exports, the
 # ONNX Model Zoo) to ops, profile, predict and measure them; predict a
 # few networks; search
@@ -62,6 +63,18 @@ $hwnas profile --device device_profiles/cpu.toml --space nb201 --precision int8 
 $hwnas table compare "$out/cpu-nb201.csv" "$out/cpu-nb201-int8.csv"
 $hwnas fit --table "$out/cpu-nb201-int8.csv" --device device_profiles/cpu.toml --calibrate 30 --out "$out/cpu-nb201-int8.model.json"
 $hwnas validate --model "$out/cpu-nb201-int8.model.json" --device device_profiles/cpu.toml --samples 40 --repeat 10
+
+echo
+echo "== this CPU as a device timed only whole: 20 suggested nb201 networks timed end to end, a model"
+echo "   learned from them on the int8 table as prior, scored on 100 other networks timed whole"
+$hwnas fit --table "$out/cpu-nb201-int8.csv" --calibrate 0 --out "$out/cpu-nb201-int8.prior.json"
+$hwnas fit --space nb201 --prior "$out/cpu-nb201-int8.prior.json" --suggest 20 --suggest-out "$out/few-shot-nb201.txt"
+$hwnas measure --device device_profiles/cpu.toml --space nb201 --archs "$out/few-shot-nb201.txt" --out "$out/few-shot-nb201.csv"
+$hwnas measure --device device_profiles/cpu.toml --space nb201 --samples 100 --seed 9 \
+    --speed-of "$out/few-shot-nb201.csv" --out "$out/few-shot-nb201-held.csv"
+$hwnas fit --space nb201 --networks "$out/few-shot-nb201.csv" --prior "$out/cpu-nb201-int8.prior.json" \
+    --name cpu-timed-whole --out "$out/few-shot-nb201.model.json"
+$hwnas validate --model "$out/few-shot-nb201.model.json" --networks "$out/few-shot-nb201-held.csv"
 
 echo
 echo "== predicted latency of a few networks on this CPU"
