@@ -16,7 +16,8 @@
 //!
 //! The pull is a Gaussian prior, so the fit has a posterior ([`Posterior`]): each prediction
 //! gets its own interval (wider for networks unlike the measured ones), and [`suggest`] picks
-//! the networks whose measurement would shrink the posterior most (greedy D-optimal design).
+//! the networks whose timing would narrow the predictions of the candidates most (a greedy
+//! I-optimal design).
 
 use std::collections::BTreeMap;
 

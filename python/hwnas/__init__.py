@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from os import PathLike
-from typing import Any, Iterable, NamedTuple, Sequence, Union
+from typing import Any, Iterable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -64,6 +64,8 @@ class Prediction(NamedTuple):
 class LatencyModel:
     """A device's latency model, as ``hwnas fit`` writes it."""
 
+    held_out_errors: Optional[np.ndarray] = None
+
     def __init__(self, native: _hwnas.LatencyModel):
         self._native = native
 
@@ -76,6 +78,43 @@ class LatencyModel:
     def from_table(cls, path: Union[str, "PathLike[str]"]) -> "LatencyModel":
         """A latency table as a model: the sum of its ops, uncalibrated (``predict --table``)."""
         return cls(_hwnas.LatencyModel.from_table(str(path)))
+
+    @classmethod
+    def roofline(cls, device: str = "device") -> "LatencyModel":
+        """No measurement: each op from its FLOPs and bytes at nominal rates. The prior of a
+        fit to timings when no other device's model is at hand (``fit --networks`` alone)."""
+        return cls(_hwnas.LatencyModel.roofline(device))
+
+    def fit_networks(
+        self,
+        space: SpaceLike,
+        archs: Sequence[str],
+        latencies_ms: Sequence[float],
+        device: str = "device",
+        precision: str = "fp32",
+    ) -> "LatencyModel":
+        """A model of the device that ran ``archs`` in ``latencies_ms`` (whole networks, timed
+        by any means), this model its prior: ``hwnas fit --networks --prior``, the same fit.
+
+        The result's ``held_out_errors`` is each timing's relative error when the others
+        predict it (in the order given): a timing far off the rest may have been disturbed.
+        """
+        native, errors = self._native.fit_networks(
+            _spec(space), list(archs), [float(v) for v in latencies_ms], device, precision
+        )
+        model = LatencyModel(native)
+        model.held_out_errors = np.array(errors, dtype=np.float64)
+        return model
+
+    def suggest(self, space: SpaceLike, candidates: Iterable[str], k: int) -> list[str]:
+        """The ``k`` of ``candidates`` whose timing would narrow this model's predictions of
+        them most, leaving out the networks it was fitted on (``fit --suggest K
+        --candidates``)."""
+        return self._native.suggest(_spec(space), list(candidates), k)
+
+    def save(self, path: Union[str, "PathLike[str]"]) -> None:
+        """Writes the model file, as ``hwnas fit`` does."""
+        self._native.save(str(path))
 
     @property
     def device(self) -> str:

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use hwnas_core::Precision;
 use hwnas_core::table::LatencyTable;
 use hwnas_predictor::LatencyModel;
 use hwnas_search::objective::LatencySource;
@@ -75,6 +76,87 @@ impl Model {
             path,
             prepared: HashMap::new(),
         })
+    }
+
+    /// The roofline as a model: no measurement, each op from its FLOPs and bytes at nominal
+    /// rates; the basis of a fit to timings without a prior device.
+    #[staticmethod]
+    fn roofline(device: &str) -> Model {
+        Model {
+            model: LatencyModel::roofline(device),
+            path: PathBuf::new(),
+            prepared: HashMap::new(),
+        }
+    }
+
+    /// A model of the device that ran `archs` in `latencies_ms` (whole networks), this model the
+    /// prior (`hwnas fit --networks --prior`). Returns the model and each timing's held-out
+    /// relative error, in the order given.
+    fn fit_networks(
+        &self,
+        space: &str,
+        archs: Vec<String>,
+        latencies_ms: Vec<f64>,
+        device: &str,
+        precision: &str,
+    ) -> PyResult<(Model, Vec<f64>)> {
+        if archs.len() != latencies_ms.len() {
+            return Err(error(format!(
+                "{} architectures but {} latencies",
+                archs.len(),
+                latencies_ms.len()
+            )));
+        }
+        let spec = open(space).map_err(error)?;
+        let precision: Precision = precision.parse().map_err(error)?;
+        let timed: Vec<(String, f64)> = archs.into_iter().zip(latencies_ms).collect();
+        let fitted = hwnas_search::timed::fit(
+            &self.model,
+            spec.as_ref(),
+            space,
+            &timed,
+            device,
+            precision,
+            "(python)",
+        )
+        .map_err(error)?;
+        // The errors come in the fit's (sorted) order: give them back in the caller's.
+        let error_of: HashMap<&str, f64> = fitted
+            .model
+            .calibration_archs
+            .iter()
+            .map(String::as_str)
+            .zip(fitted.held_out_errors.iter().copied())
+            .collect();
+        let errors = timed
+            .iter()
+            .map(|(arch, _)| {
+                let canonical = spec.decode(&spec.encode(arch).map_err(error)?);
+                Ok(error_of
+                    .get(canonical.as_str())
+                    .copied()
+                    .unwrap_or(f64::NAN))
+            })
+            .collect::<PyResult<Vec<f64>>>()?;
+        let model = Model {
+            model: fitted.model,
+            path: PathBuf::new(),
+            prepared: HashMap::new(),
+        };
+        Ok((model, errors))
+    }
+
+    /// Which `k` of `candidates` to time next (`hwnas fit --suggest K --candidates`).
+    fn suggest(&self, space: &str, candidates: Vec<String>, k: usize) -> PyResult<Vec<String>> {
+        let spec = open(space).map_err(error)?;
+        hwnas_search::timed::suggest(&self.model, spec.as_ref(), &candidates, k).map_err(error)
+    }
+
+    /// Writes the model file (`hwnas fit`'s JSON).
+    fn save(&mut self, path: PathBuf) -> PyResult<()> {
+        self.model.save(&path).map_err(error)?;
+        self.path = path;
+        Ok(())
     }
 
     #[getter]

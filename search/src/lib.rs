@@ -50,6 +50,7 @@ pub mod reinforce;
 pub mod report;
 pub mod space;
 pub mod strategy;
+pub mod timed;
 pub mod variation;
 
 pub use space::{SearchSpace, SpaceError, builtin};

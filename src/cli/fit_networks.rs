@@ -2,18 +2,17 @@
 //! another device's model (`--prior`) or the roofline; `--suggest K` says which networks to
 //! time next.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use hwnas_core::Precision;
-use hwnas_core::network::Network;
 use hwnas_predictor::calibrate::Calibration;
 use hwnas_predictor::{LatencyModel, NetworksFit};
 use hwnas_search::arch_table::{ArchTable, ValueKind};
 use hwnas_search::space::{SearchSpace, open};
+use hwnas_search::timed;
 
 /// Candidates `--suggest` draws from when no `--candidates` file is given.
 const CANDIDATES: usize = 2000;
@@ -86,12 +85,17 @@ pub fn run(
         })
         .unwrap_or_else(|| "device".into());
     let basis = prior.unwrap_or_else(|| LatencyModel::roofline(&name));
-    let (model, measured) = match &n.networks {
+    let model = match &n.networks {
         Some(path) => {
-            let (archs, fitted) = fit(&basis, space.as_ref(), path, &name, n.precision)?;
-            let mut model = fitted.model;
-            model.space = Some(space_name.clone());
-            model.calibration_archs = archs.clone();
+            let (archs, fitted) = fit(
+                &basis,
+                space.as_ref(),
+                &space_name,
+                path,
+                &name,
+                n.precision,
+            )?;
+            let model = fitted.model;
             // Suggestions on standard output keep it to themselves, for `> next.txt`.
             let mut log: Box<dyn Write> = if n.suggest.is_some() && n.suggest_out.is_none() {
                 Box::new(std::io::stderr())
@@ -102,54 +106,38 @@ pub fn run(
             report(&mut log, cal, path, &basis, n.prior.as_deref())?;
             warn_of_suspects(cal, &archs, &fitted.held_out_errors, path);
             if n.prior.is_some() {
-                compare_with_roofline(cal, space.as_ref(), path, &name, n.precision);
+                compare_with_roofline(cal, space.as_ref(), &space_name, path, &name, n.precision);
             }
             if let Some(out) = out {
                 model.save(out)?;
                 writeln!(log, "wrote {}", out.display())?;
             }
-            (model, archs)
+            model
         }
-        None => (basis, Vec::new()),
+        None => basis,
     };
     if let Some(k) = n.suggest {
-        suggest(&model, space.as_ref(), n, &measured, k, seed)?;
+        suggest(&model, space.as_ref(), n, k, seed)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Read the timings, build their networks and fit. Returns the architectures (canonical,
-/// sorted) and the fit.
+/// Read the timings and fit. Returns the architectures (canonical, sorted) and the fit.
 fn fit(
     basis: &LatencyModel,
     space: &dyn SearchSpace,
+    space_spec: &str,
     path: &Path,
     name: &str,
     precision: Precision,
 ) -> anyhow::Result<(Vec<String>, NetworksFit)> {
     let table = ArchTable::from_spec(&path.to_string_lossy(), ValueKind::LatencyMs, space)
         .context("reading the --networks timings")?;
-    let mut timed: Vec<(String, f64)> = table.iter().map(|(a, ms)| (a.to_string(), ms)).collect();
-    timed.sort_by(|a, b| a.0.cmp(&b.0));
-    if let Some((arch, ms)) = timed.iter().find(|(_, ms)| *ms <= 0.0) {
-        anyhow::bail!(
-            "{}: `{arch}` is timed at {ms} ms; latencies must be positive",
-            path.display()
-        );
-    }
-    let nets: Vec<Network> = timed
-        .iter()
-        .map(|(a, _)| space.network(a))
-        .collect::<Result<_, _>>()?;
-    let pairs: Vec<(&Network, f64)> = nets
-        .iter()
-        .zip(&timed)
-        .map(|(n, (_, ms))| (n, ms * 1e3))
-        .collect();
-    let fitted = basis
-        .fit_networks(name, precision, &pairs, &path.display().to_string())
-        .with_context(|| format!("fitting a model to the timings of {}", path.display()))?;
-    Ok((timed.into_iter().map(|(a, _)| a).collect(), fitted))
+    let rows: Vec<(String, f64)> = table.iter().map(|(a, ms)| (a.to_string(), ms)).collect();
+    let source = path.display().to_string();
+    let fitted = timed::fit(basis, space, space_spec, &rows, name, precision, &source)
+        .with_context(|| format!("fitting a model to the timings of {source}"))?;
+    Ok((fitted.model.calibration_archs.clone(), fitted))
 }
 
 /// On stderr, when a fit on the roofline predicts the timings clearly better than the fit on
@@ -158,12 +146,13 @@ fn fit(
 fn compare_with_roofline(
     cal: &Calibration,
     space: &dyn SearchSpace,
+    space_spec: &str,
     path: &Path,
     name: &str,
     precision: Precision,
 ) {
     let roofline = LatencyModel::roofline(name);
-    let Ok((_, plain)) = fit(&roofline, space, path, name, precision) else {
+    let Ok((_, plain)) = fit(&roofline, space, space_spec, path, name, precision) else {
         return;
     };
     let plain = plain
@@ -273,28 +262,15 @@ fn suggest(
     model: &LatencyModel,
     space: &dyn SearchSpace,
     n: &NetworksArgs,
-    measured: &[String],
     k: usize,
     seed: u64,
 ) -> anyhow::Result<()> {
-    let measured: HashSet<&str> = measured.iter().map(String::as_str).collect();
     let pool = match &n.candidates {
         Some(path) => super::measure::read_archs(path, space)?,
         None => super::measure::sample(space, CANDIDATES, seed ^ 0x5_0667),
     };
-    let pool: Vec<String> = pool
-        .into_iter()
-        .filter(|a| !measured.contains(a.as_str()))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let nets: Vec<Network> = pool
-        .iter()
-        .map(|a| space.network(a))
-        .collect::<Result<_, _>>()?;
-    let refs: Vec<&Network> = nets.iter().collect();
-    let picked = model.suggest(&refs, k)?;
-    let text: String = picked.iter().map(|&i| format!("{}\n", pool[i])).collect();
+    let picked = timed::suggest(model, space, &pool, k)?;
+    let text: String = picked.iter().map(|a| format!("{a}\n")).collect();
     match &n.suggest_out {
         Some(path) => {
             hwnas_core::files::write_atomic(path, &text)
