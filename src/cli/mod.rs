@@ -46,7 +46,7 @@ enum Command {
     Space(space::Command),
     /// Measure every operator of a search space (or given op keys) on a device; write a latency table.
     Profile(profile::Args),
-    /// Fit a latency model: the table, a regressor for unseen shapes, a calibration on networks measured end to end.
+    /// Fit a latency model: from a table (a regressor for unseen shapes, a calibration on networks measured end to end), or from whole-network timings (--networks); --suggest says which networks to time.
     Fit(fit::Args),
     /// Latency of whole architectures, from a latency model or a latency table.
     Predict(predict::Args),
