@@ -39,6 +39,10 @@ pub struct Args {
     /// timings of two sittings compare; by default, at this run's median speed.
     #[arg(long, value_name = "FILE")]
     speed_of: Option<PathBuf>,
+    /// Time the first N networks a second time, for the noise floor written in the file's header
+    /// (0: none).
+    #[arg(long, default_value_t = 10)]
+    repeat: usize,
     /// Where to write `arch,latency_ms` (CSV).
     #[arg(long)]
     out: PathBuf,
@@ -68,6 +72,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let times = e2e::measure(rt.as_mut(), &nets, &profile.measure, speed, "networks")?;
     let (probe_us, at_speed) = at_one_speed(&times, nominal);
+    let repeat = args.repeat.min(nets.len());
+    let again = e2e::measure(
+        rt.as_mut(),
+        &nets[..repeat],
+        &profile.measure,
+        speed,
+        "noise floor",
+    )?;
+    let noise = (repeat > 0).then(|| {
+        let first: Vec<f64> = at_speed[..repeat].iter().map(|t| t.0).collect();
+        let (_, again) = at_one_speed(&again, probe_us);
+        let again: Vec<f64> = again.iter().map(|t| t.0).collect();
+        super::validate::noise_floor_of(&again, &first)
+    });
     let mut text = format!(
         "# device: {}\n# precision: {}\n# space: {}\n# measured: {} by hwnas {}\n",
         profile.name,
@@ -80,6 +98,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         text += &format!(
             "# {PROBE_KEY}: {p:.3}\n# latency_ms: at this probe time (probe_speed: the machine's speed while the network ran, relative to it)\n"
         );
+    }
+    let noise_line = noise.map(|(median, p95, over_10)| {
+        format!(
+            "noise floor: median {:.2}%, p95 {:.2}%, {over_10} over 10% ({repeat} networks timed twice)",
+            100.0 * median,
+            100.0 * p95
+        )
+    });
+    if let Some(line) = &noise_line {
+        text += &format!("# {line}\n");
     }
     text += "arch,latency_ms,spread_pct,probe_speed\n";
     for ((arch, t), (ms, speed)) in archs.iter().zip(&times).zip(&at_speed) {
@@ -97,6 +125,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         profile.name,
         args.out.display()
     )?;
+    if let Some(line) = noise_line {
+        writeln!(std::io::stdout(), "  {line}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

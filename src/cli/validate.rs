@@ -369,10 +369,16 @@ pub(super) fn print_drift(times: &[NetworkTime], what: &str) {
 /// How far two measurements of the same networks lie apart: median and p95 relative
 /// difference, and how many differ by over 10%.
 pub(super) fn noise_floor(again: &[Stats], first: &[Stats]) -> (f64, f64, usize) {
+    let medians = |s: &[Stats]| s.iter().map(|x| x.median).collect::<Vec<f64>>();
+    noise_floor_of(&medians(again), &medians(first))
+}
+
+/// [`noise_floor`] of two lists of times.
+pub(super) fn noise_floor_of(again: &[f64], first: &[f64]) -> (f64, f64, usize) {
     let mut noise: Vec<f64> = again
         .iter()
         .zip(first)
-        .map(|(b, a)| (b.median - a.median).abs() / ((a.median + b.median) / 2.0))
+        .map(|(b, a)| (b - a).abs() / ((a + b) / 2.0))
         .collect();
     noise.sort_by(f64::total_cmp);
     let over_10 = noise.iter().filter(|d| **d > 0.10).count();

@@ -80,6 +80,12 @@ fn a_device_timed_whole_is_modelled_from_its_networks() {
         line.unwrap_or_else(|| panic!("{f}:\n{text}")).to_string()
     };
     assert_eq!(probe("first.csv"), probe("more.csv"));
+    // Each file says how far two timings of one network lie apart in its sitting.
+    let header = std::fs::read_to_string(d("first.csv")).unwrap();
+    assert!(
+        header.contains("# noise floor: median ") && header.contains("(6 networks timed twice)"),
+        "{header}"
+    );
     let more = rows(&d("more.csv"));
     let mut train = first.clone();
     train.extend(more[..10].iter().cloned());
