@@ -184,7 +184,6 @@ impl OpRegressor {
 
     /// Predicted latency of an op, in µs.
     pub fn predict_us(&self, op: &Op) -> f64 {
-        let f = op_features(op);
         match self {
             OpRegressor::Linear {
                 scaler,
@@ -192,17 +191,20 @@ impl OpRegressor {
                 intercept,
             } => (intercept
                 + scaler
-                    .apply(&f)
+                    .apply(&op_features(op))
                     .iter()
                     .zip(coefficients)
                     .map(|(x, c)| x * c)
                     .sum::<f64>())
             .exp(),
             OpRegressor::Svr { scaler, model } => {
-                let row = Array2::from_shape_vec((1, f.len()), scaler.apply(&f)).expect("one row");
+                let f = scaler.apply(&op_features(op));
+                let row = Array2::from_shape_vec((1, f.len()), f).expect("one row");
                 model.predict(&row)[0].exp()
             }
-            OpRegressor::Gbdt(g) => g.predict_one(&f).exp(),
+            OpRegressor::Gbdt(g) => g.predict_one(&op_features(op)).exp(),
+            // No features: the roofline reads FLOPs and bytes alone, on every op of a model
+            // fitted to timings without a prior.
             OpRegressor::Roofline {
                 flops_per_us,
                 bytes_per_us,

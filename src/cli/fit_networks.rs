@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hwnas_core::Precision;
+use hwnas_predictor::LatencyModel;
 use hwnas_predictor::calibrate::Calibration;
-use hwnas_predictor::{LatencyModel, NetworksFit};
 use hwnas_search::arch_table::{ArchTable, ValueKind};
 use hwnas_search::space::{SearchSpace, open};
 use hwnas_search::timed;
@@ -87,14 +87,14 @@ pub fn run(
     let basis = prior.unwrap_or_else(|| LatencyModel::roofline(&name));
     let model = match &n.networks {
         Some(path) => {
-            let (archs, fitted) = fit(
-                &basis,
-                space.as_ref(),
-                &space_name,
-                path,
-                &name,
-                n.precision,
-            )?;
+            let rows = read_timings(path, space.as_ref())?;
+            let source = path.display().to_string();
+            let fit = |basis: &LatencyModel| {
+                let (space, precision) = (space.as_ref(), n.precision);
+                timed::fit(basis, space, &space_name, &rows, &name, precision, &source)
+            };
+            let fitted = fit(&basis)
+                .with_context(|| format!("fitting a model to the timings of {source}"))?;
             let model = fitted.model;
             // Suggestions on standard output keep it to themselves, for `> next.txt`.
             let mut log: Box<dyn Write> = if n.suggest.is_some() && n.suggest_out.is_none() {
@@ -104,9 +104,13 @@ pub fn run(
             };
             let cal = model.calibration.as_ref().expect("fitted");
             report(&mut log, cal, path, &basis, n.prior.as_deref())?;
-            warn_of_suspects(cal, &archs, &fitted.held_out_errors, path);
-            if n.prior.is_some() {
-                compare_with_roofline(cal, space.as_ref(), &space_name, path, &name, n.precision);
+            let archs = &model.calibration_archs;
+            warn_of_suspects(cal, archs, &fitted.held_out_errors, path);
+            if n.prior.is_some()
+                && let Ok(plain) = fit(&LatencyModel::roofline(&name))
+                && let Some(plain) = &plain.model.calibration
+            {
+                compare_with_roofline(cal, plain, path);
             }
             if let Some(out) = out {
                 model.save(out)?;
@@ -122,50 +126,24 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Read the timings and fit. Returns the architectures (canonical, sorted) and the fit.
-fn fit(
-    basis: &LatencyModel,
-    space: &dyn SearchSpace,
-    space_spec: &str,
-    path: &Path,
-    name: &str,
-    precision: Precision,
-) -> anyhow::Result<(Vec<String>, NetworksFit)> {
+/// The timings of a `--networks` file: canonical architecture, latency in ms.
+fn read_timings(path: &Path, space: &dyn SearchSpace) -> anyhow::Result<Vec<(String, f64)>> {
     let table = ArchTable::from_spec(&path.to_string_lossy(), ValueKind::LatencyMs, space)
         .context("reading the --networks timings")?;
-    let rows: Vec<(String, f64)> = table.iter().map(|(a, ms)| (a.to_string(), ms)).collect();
-    let source = path.display().to_string();
-    let fitted = timed::fit(basis, space, space_spec, &rows, name, precision, &source)
-        .with_context(|| format!("fitting a model to the timings of {source}"))?;
-    Ok((fitted.model.calibration_archs.clone(), fitted))
+    Ok(table.iter().map(|(a, ms)| (a.to_string(), ms)).collect())
 }
 
-/// On stderr, when a fit on the roofline predicts the timings clearly better than the fit on
-/// the prior: a prior device unlike this one imposes its structure (mbv3 on this CPU from the
-/// int8 table: 88% within ±10% from 20 networks, from the roofline 98%).
-fn compare_with_roofline(
-    cal: &Calibration,
-    space: &dyn SearchSpace,
-    space_spec: &str,
-    path: &Path,
-    name: &str,
-    precision: Precision,
-) {
-    let roofline = LatencyModel::roofline(name);
-    let Ok((_, plain)) = fit(&roofline, space, space_spec, path, name, precision) else {
-        return;
-    };
-    let plain = plain
-        .model
-        .calibration
-        .map_or(f64::INFINITY, |c| c.loo_rmspe);
-    if plain < ROOFLINE_BETTER * cal.loo_rmspe {
+/// On stderr, when the fit on the roofline (`plain`) predicts the timings clearly better than
+/// the fit on the prior: a prior device unlike this one imposes its structure (mbv3 on this CPU
+/// from the int8 table: 88% within ±10% from 20 networks, from the roofline 98%).
+fn compare_with_roofline(cal: &Calibration, plain: &Calibration, path: &Path) {
+    if plain.loo_rmspe < ROOFLINE_BETTER * cal.loo_rmspe {
         eprintln!(
             "note: without --prior (the roofline), the timings of {} are predicted {:.1}% off \
              held out, against {:.1}% with it: the prior device may be unlike this one; compare \
              both on held-out timings with `hwnas validate --networks`",
             path.display(),
-            100.0 * plain,
+            100.0 * plain.loo_rmspe,
             100.0 * cal.loo_rmspe
         );
     }
