@@ -267,6 +267,7 @@ class Search:
         max_memory_mb: float | None = None,
         min_accuracy: float | None = None,
         local_search: bool = True,
+        screening: bool = True,
         state: Union[str, "PathLike[str]", None] = None,
     ):
         natives = [(m if isinstance(m, LatencyModel) else LatencyModel.load(m))._native for m in models]
@@ -287,6 +288,7 @@ class Search:
             max_memory_mb,
             min_accuracy,
             local_search,
+            screening,
             None if state is None else str(state),
         )
 

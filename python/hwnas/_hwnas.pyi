@@ -57,6 +57,7 @@ class Search:
         max_memory_mb: Optional[float] = None,
         min_accuracy: Optional[float] = None,
         local_search: bool = True,
+        screening: bool = True,
         state: Optional[str] = None,
     ) -> None: ...
     def ask(self) -> list[str]: ...

@@ -58,7 +58,8 @@ impl Search {
     #[pyo3(signature = (space, models = Vec::new(), objectives = "accuracy,latency".to_string(),
         seed = 1, max_evaluations = 1000, population = None, strategy = "nsga2".to_string(),
         accuracy = None, max_latency_ms = None, max_mparams = None, max_mflops = None,
-        max_memory_mb = None, min_accuracy = None, local_search = true, state = None))]
+        max_memory_mb = None, min_accuracy = None, local_search = true, screening = true,
+        state = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         space: String,
@@ -75,6 +76,7 @@ impl Search {
         max_memory_mb: Option<f64>,
         min_accuracy: Option<f64>,
         local_search: bool,
+        screening: bool,
         state: Option<PathBuf>,
     ) -> PyResult<Search> {
         let paths: Vec<&PathBuf> = models.iter().map(|m| &m.path).collect();
@@ -83,7 +85,7 @@ impl Search {
             "max_evaluations": max_evaluations, "population": population, "strategy": strategy,
             "accuracy": accuracy, "max_latency_ms": max_latency_ms, "max_mparams": max_mparams,
             "max_mflops": max_mflops, "max_memory_mb": max_memory_mb, "min_accuracy": min_accuracy,
-            "local_search": local_search,
+            "local_search": local_search, "screening": screening,
         });
         let opened = open(&space).map_err(error)?;
         let mut latency = Vec::new();
@@ -129,6 +131,7 @@ impl Search {
                 max_evaluations,
                 seed,
                 local_search,
+                screening,
                 ..Config::default()
             },
         };

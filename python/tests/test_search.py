@@ -96,3 +96,17 @@ def test_tell_checks_what_it_is_told(models):
         hwnas.Search("nb201", objectives="accuracy,speed")
     with pytest.raises(hwnas.HwnasError, match="nsga2 or random"):
         hwnas.Search("nb201", strategy="annealing", objectives="accuracy,mflops")
+
+
+def test_screening_is_on_by_default_and_can_be_switched_off(models, tmp_path):
+    screened = {}
+    for flag in (True, False):
+        search = hwnas.Search("mbv3", models=[models["mbv3"]], accuracy="proxy", screening=flag, **SETTINGS)
+        assert search.done()
+        search.save(tmp_path / str(flag))
+        rows = (tmp_path / str(flag) / "history.csv").read_text().splitlines()
+        assert rows[0] == "generation,evaluations,front,hypervolume,screened"
+        screened[flag] = [int(r.split(",")[-1]) for r in rows[1:]]
+    # From the second generation on, at least the floor share (a tenth of 30) is the model's.
+    assert all(s >= 3 for s in screened[True][1:]), screened[True]
+    assert not any(screened[False])

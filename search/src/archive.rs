@@ -2,9 +2,8 @@
 //! evaluated twice, so a budget counts distinct architectures), and the feasible
 //! non-dominated set of them, kept up to date as evaluations arrive.
 
-use std::collections::HashMap;
-
 use hwnas_core::rng::SplitMix64;
+use rustc_hash::FxHashMap;
 
 use crate::hypervolume::Normalizer;
 use crate::problem::{
@@ -45,7 +44,9 @@ pub(crate) struct Archive<'a, P: Problem> {
     problem: &'a mut P,
     pub genes: Vec<Gene>,
     pub individuals: Vec<Individual<P::Info>>,
-    seen: HashMap<Vec<u8>, usize>,
+    /// Fx, not SipHash: genomes are short byte strings looked up for every child bred, and
+    /// nothing here needs protection from chosen collisions.
+    seen: FxHashMap<Vec<u8>, usize>,
     front: FrontKeeper,
 }
 
@@ -56,7 +57,7 @@ impl<'a, P: Problem> Archive<'a, P> {
             problem,
             genes,
             individuals: Vec::new(),
-            seen: HashMap::new(),
+            seen: FxHashMap::default(),
             front: FrontKeeper::default(),
         }
     }
@@ -157,6 +158,7 @@ impl<'a, P: Problem> Archive<'a, P> {
             evaluations: self.individuals.len(),
             front_size: points.len(),
             hypervolume: normalizer.hypervolume(&points),
+            screened: 0,
         }
     }
 

@@ -9,8 +9,9 @@
 //!   any other is declared in a TOML file ([`space::file`]: layer-wise or cell-based), and
 //!   [`space::open`] takes a name or a file.
 //! - A [`problem::Problem`] evaluates genomes into objectives and constraint violations. A
-//!   [`strategy::Strategy`] searches it: [`nsga2`] (NSGA-II with constraint domination and a
-//!   Pareto local search for small spaces, for the Pareto front), [`evolution`] (regularized
+//!   [`strategy::Strategy`] searches it: [`nsga2`] (NSGA-II with constraint domination, a
+//!   surrogate that screens its children while it earns it, and a Pareto local search for
+//!   small spaces, for the Pareto front; [`pareto`] sorts), [`evolution`] (regularized
 //!   evolution), [`reinforce`] (REINFORCE on a factorised policy) or random search; the
 //!   single-objective ones maximise a [`strategy::Fitness`]. All keep every evaluation and
 //!   return the feasible non-dominated set of them all ([`problem::Outcome`]); [`variation`] holds the genome operators,
@@ -45,11 +46,14 @@ mod local_search;
 pub mod lut;
 pub mod nsga2;
 pub mod objective;
+pub mod pareto;
 pub mod problem;
 pub mod reinforce;
 pub mod report;
+mod screening;
 pub mod space;
 pub mod strategy;
+mod surrogate;
 pub mod timed;
 pub mod variation;
 

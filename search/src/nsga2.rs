@@ -2,19 +2,25 @@
 //!
 //! Each generation: binary tournaments on (rank, crowding distance) pick parents; uniform
 //! crossover and per-gene mutation make children no generation has evaluated before; parents
-//! and children are sorted into non-dominated fronts and the best `population` survive, the
-//! last front thinned by crowding distance. A feasible solution beats an infeasible one, two
-//! infeasible ones compare by total violation. On a space small enough that the front's
-//! one-gene neighbourhood fits in the remaining budget, children are those neighbours instead
-//! (`local_search.rs`).
-
-use std::collections::HashSet;
+//! and children are sorted into non-dominated fronts (`pareto.rs`) and the best `population`
+//! survive, the last front thinned by crowding distance. A feasible solution beats an
+//! infeasible one, two infeasible ones compare by total violation. Two additions, each
+//! switched off in `Config` for plain NSGA-II:
+//! - screening (`screening.rs`): the generation breeds many candidates, a surrogate fitted on
+//!   every evaluation so far ranks them, and the share of children it picks is the share it
+//!   has earned by out-ranking plain children;
+//! - on a space small enough that the front's one-gene neighbourhood fits in the remaining
+//!   budget, children are those neighbours instead (`local_search.rs`), not screened.
 
 use hwnas_core::rng::SplitMix64;
+use rustc_hash::FxHashSet;
 
 use crate::archive::Archive;
 use crate::local_search::Neighbourhoods;
+use crate::pareto::{crowding_distance, fronts};
 use crate::problem::{EvaluateError, Evaluation, Generation, Individual, Outcome, Problem};
+use crate::screening::{CANDIDATES_PER_CHILD, Screening};
+use crate::space::Gene;
 use crate::strategy::Config;
 use crate::variation::{mutate, uniform_crossover};
 
@@ -35,7 +41,10 @@ pub fn run<P: Problem>(
         return Ok(run.outcome(Vec::new()));
     };
 
-    let mutation = cfg.mutation.unwrap_or(1.0 / run.genes.len().max(1) as f64);
+    let objectives = run.eval(population[0]).objectives.len();
+    let mut screening = cfg
+        .screening
+        .then(|| Screening::new(&run.genes, objectives));
     let (mut rank, mut crowding) = rank_and_crowd(&run.individuals, &population);
     let mut hoods = Neighbourhoods::default();
     let mut index = 0;
@@ -51,36 +60,51 @@ pub fn run<P: Problem>(
         } else {
             Vec::new()
         };
-        let mut children: Vec<Vec<u8>> = Vec::with_capacity(want);
-        let mut fresh = HashSet::new();
+        // Screening breeds many candidates and evaluates the best `want`; local search's
+        // neighbours are evaluated as they come.
+        let screen = screening.as_ref().filter(|_| !local).is_some();
+        let breed = if screen {
+            want * CANDIDATES_PER_CHILD
+        } else {
+            want
+        };
+        let parents = Parents {
+            population: &population,
+            rank: &rank,
+            crowding: &crowding,
+        };
+        let mut children = Vec::with_capacity(breed);
+        let mut fresh = FxHashSet::default();
         let mut tries = 0;
-        while children.len() < want && tries < 100 * want {
+        // Bounded by the plain search's tries: a small space runs out of unseen children.
+        while children.len() < breed && tries < 100 * want {
             tries += 1;
             let unseen = |c: &[u8]| run.index_of(c).is_none() && !fresh.contains(c);
             let genome = |i: usize| run.individuals[i].genome.as_slice();
             let neighbour = hoods.child(&elites, front, genome, &run.genes, &mut rng, unseen);
-            let child = neighbour.unwrap_or_else(|| {
-                let a = tournament(&population, &rank, &crowding, &mut rng);
-                let b = tournament(&population, &rank, &crowding, &mut rng);
-                let mut child = run.individuals[a].genome.clone();
-                if rng.next_f64() < cfg.crossover {
-                    uniform_crossover(&mut child, &run.individuals[b].genome, &mut rng);
-                }
-                mutate(&mut child, &run.genes, mutation, &mut rng);
-                child
-            });
+            let child = neighbour
+                .unwrap_or_else(|| parents.child(&run.individuals, &run.genes, cfg, &mut rng));
             if run.index_of(&child).is_none() && fresh.insert(child.clone()) {
                 children.push(child);
             }
+        }
+        let mut screened = vec![false; children.len()];
+        if let Some(s) = screening.as_mut().filter(|_| screen) {
+            (children, screened) = s.pick(children, want, &run.individuals, &population);
         }
         if children.is_empty() {
             break; // The neighbourhood of the population is exhausted.
         }
         let offspring = run.evaluate(children)?;
-        population.extend(offspring);
+        population.extend(&offspring);
+        if let Some(s) = screening.as_mut().filter(|_| screen) {
+            let (rank, _) = rank_and_crowd(&run.individuals, &population);
+            s.credit(&screened, &rank[population.len() - offspring.len()..]);
+        }
         population = survivors(&run.individuals, population, size);
         (rank, crowding) = rank_and_crowd(&run.individuals, &population);
-        let g = run.generation(index, &normalizer);
+        let mut g = run.generation(index, &normalizer);
+        g.screened = screened.iter().filter(|s| **s).count();
         on_generation(&g);
         history.push(g);
     }
@@ -103,75 +127,43 @@ fn elites(front: &[usize], population: &[usize], rank: &[usize], crowding: &[f64
         .collect()
 }
 
-/// Binary tournament: lower rank wins, then larger crowding distance, then the first drawn.
-fn tournament(
-    population: &[usize],
-    rank: &[usize],
-    crowding: &[f64],
-    rng: &mut SplitMix64,
-) -> usize {
-    let a = rng.below(population.len());
-    let b = rng.below(population.len());
-    let a_wins = rank[a] < rank[b] || (rank[a] == rank[b] && crowding[a] >= crowding[b]);
-    population[if a_wins { a } else { b }]
+/// The population as parents: members (archive indices) with their rank and crowding.
+struct Parents<'a> {
+    population: &'a [usize],
+    rank: &'a [usize],
+    crowding: &'a [f64],
 }
 
-/// Non-dominated fronts (Deb's fast sort): positions into `members`, best front first.
-pub fn fronts(evals: &[&Evaluation]) -> Vec<Vec<usize>> {
-    let n = evals.len();
-    let mut dominated_by = vec![0usize; n];
-    let mut dominates: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for i in 0..n {
-        for j in i + 1..n {
-            if evals[i].dominates(evals[j]) {
-                dominates[i].push(j);
-                dominated_by[j] += 1;
-            } else if evals[j].dominates(evals[i]) {
-                dominates[j].push(i);
-                dominated_by[i] += 1;
-            }
-        }
+impl Parents<'_> {
+    /// Binary tournament: lower rank wins, then larger crowding distance, then the first
+    /// drawn. Returns an archive index.
+    fn tournament(&self, rng: &mut SplitMix64) -> usize {
+        let a = rng.below(self.population.len());
+        let b = rng.below(self.population.len());
+        let (rank, crowding) = (self.rank, self.crowding);
+        let a_wins = rank[a] < rank[b] || (rank[a] == rank[b] && crowding[a] >= crowding[b]);
+        self.population[if a_wins { a } else { b }]
     }
-    let mut out = Vec::new();
-    let mut current: Vec<usize> = (0..n).filter(|i| dominated_by[*i] == 0).collect();
-    while !current.is_empty() {
-        let mut next = Vec::new();
-        for &i in &current {
-            for &j in &dominates[i] {
-                dominated_by[j] -= 1;
-                if dominated_by[j] == 0 {
-                    next.push(j);
-                }
-            }
-        }
-        out.push(current);
-        current = next;
-    }
-    out
-}
 
-/// Crowding distance of each member of one front: the normalised perimeter of the box to its
-/// neighbours, summed over objectives; the extremes get infinity.
-pub fn crowding_distance(objectives: &[&[f64]]) -> Vec<f64> {
-    let n = objectives.len();
-    let mut distance = vec![0.0; n];
-    if n <= 2 {
-        return vec![f64::INFINITY; n];
-    }
-    for m in 0..objectives[0].len() {
-        let column: Vec<f64> = objectives.iter().map(|o| o[m]).collect();
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|a, b| column[*a].total_cmp(&column[*b]));
-        let (lo, hi) = (column[order[0]], column[order[n - 1]]);
-        distance[order[0]] = f64::INFINITY;
-        distance[order[n - 1]] = f64::INFINITY;
-        if hi > lo {
-            for w in order.windows(3) {
-                distance[w[1]] += (column[w[2]] - column[w[0]]) / (hi - lo);
-            }
+    /// Two tournaments' winners, crossed over (with probability `cfg.crossover`) and mutated
+    /// (each gene with probability `cfg.mutation`, by default one over the number of genes).
+    fn child<I>(
+        &self,
+        archive: &[Individual<I>],
+        genes: &[Gene],
+        cfg: &Config,
+        rng: &mut SplitMix64,
+    ) -> Vec<u8> {
+        let a = self.tournament(rng);
+        let b = self.tournament(rng);
+        let mut child = archive[a].genome.clone();
+        if rng.next_f64() < cfg.crossover {
+            uniform_crossover(&mut child, &archive[b].genome, rng);
         }
+        let rate = cfg.mutation.unwrap_or(1.0 / genes.len().max(1) as f64);
+        mutate(&mut child, genes, rate, rng);
+        child
     }
-    distance
 }
 
 /// Rank and crowding distance of each population member (by position).
@@ -225,6 +217,7 @@ mod tests {
     use crate::hypervolume::hypervolume;
     use crate::space::Gene;
     use crate::strategy::exhaustive;
+    use std::collections::HashSet;
 
     const LEVELS: u8 = 51;
 
@@ -374,32 +367,6 @@ mod tests {
                 .windows(2)
                 .all(|w| w[1].hypervolume >= w[0].hypervolume)
         );
-    }
-
-    #[test]
-    fn sorts_fronts_and_crowding_as_by_hand() {
-        let e = |f: [f64; 2], violation: f64| Evaluation {
-            objectives: f.to_vec(),
-            violation,
-        };
-        let pts = [
-            e([1.0, 4.0], 0.0),
-            e([2.0, 2.0], 0.0),
-            e([4.0, 1.0], 0.0),
-            e([3.0, 3.0], 0.0),
-            e([0.0, 0.0], 2.0),
-            e([0.0, 0.0], 1.0),
-        ];
-        let refs: Vec<&Evaluation> = pts.iter().collect();
-        assert_eq!(
-            fronts(&refs),
-            vec![vec![0, 1, 2], vec![3], vec![5], vec![4]]
-        );
-        let objs: Vec<&[f64]> = pts[..3].iter().map(|p| p.objectives.as_slice()).collect();
-        let d = crowding_distance(&objs);
-        assert!(d[0].is_infinite() && d[2].is_infinite());
-        // Middle point: (4 - 1)/3 + (4 - 1)/3.
-        assert_eq!(d[1], 2.0);
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct Generation {
     /// Hypervolume of that front, normalised by the initial population's bounding box
     /// (reference at 1.1): comparable across the generations of one run.
     pub hypervolume: f64,
+    /// Children of this generation picked by NSGA-II's surrogate screening (0 for every other
+    /// strategy and generation).
+    pub screened: usize,
 }
 
 #[derive(Debug, Clone)]

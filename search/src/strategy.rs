@@ -75,6 +75,9 @@ pub struct Config {
     /// NSGA-II: Pareto local search (see `local_search`) once the front's unwalked
     /// neighbourhood fits in the remaining budget; `false` for plain NSGA-II.
     pub local_search: bool,
+    /// NSGA-II: surrogate screening of the children (see `screening`); `false` for plain
+    /// NSGA-II.
+    pub screening: bool,
     /// Evolution: how many members a tournament samples (`None`: a quarter of the population,
     /// at least 2).
     pub tournament: Option<usize>,
@@ -102,6 +105,7 @@ impl Default for Config {
             crossover: 0.9,
             mutation: None,
             local_search: true,
+            screening: true,
             tournament: None,
             learning_rate: 2.0,
         }

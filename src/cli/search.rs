@@ -86,6 +86,11 @@ pub struct Args {
     /// unwalked neighbourhood fits in the remaining budget (small spaces such as nb201).
     #[arg(long)]
     no_local_search: bool,
+    /// NSGA-II without surrogate screening, for comparisons. By default each generation breeds
+    /// 40 candidates per child, a ridge model of the evaluations so far predicts them, and the
+    /// share of children it picks grows while they survive better than plain children.
+    #[arg(long)]
+    no_screening: bool,
     /// Distinct architectures to evaluate, the initial population included.
     #[arg(long, default_value_t = 1000)]
     max_evaluations: usize,
@@ -327,6 +332,7 @@ fn search(problem: &mut ArchProblem, args: &Args) -> anyhow::Result<Outcome<Metr
         max_evaluations: args.max_evaluations,
         seed: args.seed,
         local_search: !args.no_local_search,
+        screening: !args.no_screening,
         ..Config::default()
     };
     let bar = progress(

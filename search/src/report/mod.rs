@@ -177,7 +177,7 @@ impl Report<'_, '_> {
             "accuracy_is_proxy": p.accuracy.is_proxy(),
             "objectives": names,
             "constraints": p.constraints.iter().map(|c| json!({"metric": p.metric_name(c.metric), "bound": c.bound})).collect::<Vec<_>>(),
-            "history": self.outcome.history.iter().map(|g| json!({"generation": g.index, "evaluations": g.evaluations, "front": g.front_size, "hypervolume": g.hypervolume})).collect::<Vec<_>>(),
+            "history": self.outcome.history.iter().map(|g| json!({"generation": g.index, "evaluations": g.evaluations, "front": g.front_size, "hypervolume": g.hypervolume, "screened": g.screened})).collect::<Vec<_>>(),
             "front": front,
             "verification": verification,
             "comparison": comparison,
@@ -245,12 +245,12 @@ impl Report<'_, '_> {
     }
 
     fn history_csv(&self) -> String {
-        let mut out = String::from("generation,evaluations,front,hypervolume\n");
+        let mut out = String::from("generation,evaluations,front,hypervolume,screened\n");
         for g in &self.outcome.history {
             let _ = writeln!(
                 out,
-                "{},{},{},{:.6}",
-                g.index, g.evaluations, g.front_size, g.hypervolume
+                "{},{},{},{:.6},{}",
+                g.index, g.evaluations, g.front_size, g.hypervolume, g.screened
             );
         }
         out
