@@ -1,5 +1,6 @@
 //! NSGA-II generations per second on mbv3: population 50, objectives proxy accuracy and
-//! latency from a latency model (all ops in its table), every network built from its encoding;
+//! latency from a latency model (all ops in its table), every network built from its encoding,
+//! with and without surrogate screening;
 //! and a whole 1,000-evaluation NSGA-II run on nb201 with the model compiled for the space.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -35,13 +36,23 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("nsga2_mbv3");
     group.throughput(Throughput::Elements(GENERATIONS as u64));
     group.sample_size(20);
-    group.bench_function("generations_pop50_3_objectives", |b| {
-        b.iter(|| {
-            let out = nsga2::run(&mut problem, &cfg, |_| {}).unwrap();
-            assert_eq!(out.history.len(), GENERATIONS + 1);
-            out.front.len()
-        })
-    });
+    // With and without the surrogate's screening (40 candidates bred and predicted a child).
+    let plain = Config {
+        screening: false,
+        ..cfg.clone()
+    };
+    for (name, cfg) in [
+        ("generations_pop50_3_objectives", &cfg),
+        ("generations_pop50_3_objectives_no_screening", &plain),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let out = nsga2::run(&mut problem, cfg, |_| {}).unwrap();
+                assert_eq!(out.history.len(), GENERATIONS + 1);
+                out.front.len()
+            })
+        });
+    }
     group.finish();
 }
 

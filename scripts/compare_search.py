@@ -11,6 +11,7 @@
          numbers), with the anchor's NSGA-II set-up. No exhaustive front: gaps are against the
          best front any run found, pooled, with the reference point at the pooled worst.
 
+hwnas runs as it comes, and without its surrogate screening, its local search, and both.
 Per run also EvoXBench's indicators against that reference front: normalised HV and IGD+.
 Writes SUMMARY.json and prints a markdown table.
 
@@ -81,6 +82,21 @@ def hwnas_runs(a, space, extra, seeds, out, label):
     return runs
 
 
+# hwnas's search as it comes, then with each of its two additions to NSGA-II switched off, then
+# plain NSGA-II (Deb et al. 2002): what each addition is worth, on the same seeds.
+VARIANTS = {
+    "hwnas nsga2 (default)": [],
+    "hwnas nsga2 --no-screening": ["--no-screening"],
+    "hwnas nsga2 --no-local-search": ["--no-local-search"],
+    "hwnas plain NSGA-II (--no-screening --no-local-search)": ["--no-screening", "--no-local-search"],
+}
+
+
+def hwnas_variants(a, space, common, seeds, out):
+    return {name: hwnas_runs(a, space, common + extra, seeds, out, f"hwnas-{k}")
+            for k, (name, extra) in enumerate(VARIANTS.items())}
+
+
 def nb201(a, out):
     mod = ANCHOR
     lat_arch = out / "latency.csv"
@@ -108,9 +124,7 @@ def nb201(a, out):
                      "evals": len(ev)})
     methods["pymoo NSGA-II (pop 50)"] = rows
     common = ["--accuracy", f"table:{ACC}", "--latency", f"table:{lat_arch}"]
-    methods["hwnas nsga2 (default)"] = hwnas_runs(a, "nb201", common, seeds, out, "hwnas")
-    methods["hwnas nsga2 --no-local-search"] = hwnas_runs(
-        a, "nb201", common + ["--no-local-search"], seeds, out, "hwnas-plain")
+    methods.update(hwnas_variants(a, "nb201", common, seeds, out))
     gap = lambda F: 1.0 - mod.hv2d(F, ref) / hv_true
     return summarise(methods, truth, gap, "exhaustive front")
 
@@ -165,9 +179,7 @@ def other_space(a, out):
     predictor.wait()
     methods = {"pymoo NSGA-II (pop 50)": rows}
     common = ["--model", a.model, "--accuracy", "proxy"]
-    methods["hwnas nsga2 (default)"] = hwnas_runs(a, a.space, common, seeds, out, "hwnas")
-    methods["hwnas nsga2 --no-local-search"] = hwnas_runs(
-        a, a.space, common + ["--no-local-search"], seeds, out, "hwnas-plain")
+    methods.update(hwnas_variants(a, a.space, common, seeds, out))
     pooled = front_of(np.vstack([r["front"] for rs in methods.values() for r in rs]))
     everything = np.vstack([r["front"] for rs in methods.values() for r in rs])
     ref = everything.max(axis=0) + 0.1 * (everything.max(axis=0) - everything.min(axis=0))
