@@ -19,7 +19,9 @@ pub fn fronts(evals: &[&Evaluation]) -> Vec<Vec<usize>> {
     // only be dominated by points before it.
     order.sort_by(|a, b| {
         let (x, y) = (evals[*a], evals[*b]);
-        let v = |e: &Evaluation| e.violation.max(0.0);
+        // Every feasible point at exactly 0: `total_cmp` puts -0.0 (or any negative
+        // violation) before 0.0, which would sort a feasible point after one it dominates.
+        let v = |e: &Evaluation| if e.feasible() { 0.0 } else { e.violation };
         v(x).total_cmp(&v(y)).then_with(|| {
             x.objectives
                 .iter()
@@ -136,12 +138,18 @@ mod tests {
         #[test]
         fn fronts_match_the_definition(
             m in 2usize..5,
-            points in prop::collection::vec((prop::collection::vec(0u8..6, 4), 0u8..4), 0..60),
+            points in prop::collection::vec((prop::collection::vec(0u8..6, 4), 0u8..5), 0..60),
         ) {
             let evals: Vec<Evaluation> = points
                 .iter()
                 .map(|(f, v)| {
-                    let violation = if *v < 3 { 0.0 } else { f64::from(f[0] % 3) };
+                    // Feasible as 0, -0 or negative (all alike); infeasible at three levels.
+                    let violation = match v {
+                        0 => 0.0,
+                        1 => -0.0,
+                        2 => -1.0,
+                        _ => f64::from(f[0] % 3 + 1),
+                    };
                     eval(f[..m].iter().map(|x| f64::from(*x)).collect(), violation)
                 })
                 .collect();

@@ -42,6 +42,9 @@ pub(crate) struct Screening {
     model: OneHotRidge,
     /// Archive individuals the model has learned from (the archive only grows).
     learned: usize,
+    /// How many the model was last fitted on, and whether that fit succeeded.
+    fitted_on: usize,
+    fitted: bool,
     share: f64,
     /// The ranks of the screened children, and of the random ones.
     by_model: Tally,
@@ -56,6 +59,8 @@ impl Screening {
         Screening {
             model: OneHotRidge::new(genes, objectives + 1),
             learned: 0,
+            fitted_on: 0,
+            fitted: false,
             share: MIN_SHARE,
             by_model: Tally::default(),
             by_chance: Tally::default(),
@@ -78,7 +83,13 @@ impl Screening {
             self.model.add(&ind.genome, &targets);
         }
         self.learned = archive.len();
-        if candidates.len() <= want || !self.model.fit() {
+        // Refitted once a quarter more evaluations have arrived: a solve costs genes' levels
+        // cubed, and a model of four fifths of the evaluations ranks about as well.
+        if self.fitted_on == 0 || self.learned >= self.fitted_on + self.fitted_on / 4 {
+            self.fitted = self.model.fit();
+            self.fitted_on = self.learned;
+        }
+        if candidates.len() <= want || !self.fitted {
             let n = candidates.len().min(want);
             return (candidates.into_iter().take(n).collect(), vec![false; n]);
         }
@@ -119,7 +130,7 @@ impl Screening {
             .iter()
             .filter_map(|g| self.model.predict(g))
             .map(|mut p| {
-                let violation = p.pop().unwrap_or(0.0).max(0.0);
+                let violation = p.pop().filter(|v| *v > 0.0).unwrap_or(0.0);
                 Evaluation {
                     objectives: p,
                     violation,
