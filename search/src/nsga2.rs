@@ -97,11 +97,12 @@ pub fn run<P: Problem>(
         }
         let offspring = run.evaluate(children)?;
         population.extend(&offspring);
+        let merged = population.len();
+        let (next, front_of) = survivors(&run.individuals, population, size);
         if let Some(s) = screening.as_mut().filter(|_| screen) {
-            let (rank, _) = rank_and_crowd(&run.individuals, &population);
-            s.credit(&screened, &rank[population.len() - offspring.len()..]);
+            s.credit(&screened, &front_of[merged - offspring.len()..]);
         }
-        population = survivors(&run.individuals, population, size);
+        population = next;
         (rank, crowding) = rank_and_crowd(&run.individuals, &population);
         let mut g = run.generation(index, &normalizer);
         g.screened = screened.iter().filter(|s| **s).count();
@@ -184,11 +185,23 @@ fn rank_and_crowd<I>(archive: &[Individual<I>], population: &[usize]) -> (Vec<us
     (rank, crowd)
 }
 
-/// The best `size` of `candidates` by front, the last front cut by crowding distance.
-fn survivors<I>(archive: &[Individual<I>], candidates: Vec<usize>, size: usize) -> Vec<usize> {
+/// The best `size` of `candidates` by front, the last front cut by crowding distance; and the
+/// front (0 best) of each candidate, by position.
+fn survivors<I>(
+    archive: &[Individual<I>],
+    candidates: Vec<usize>,
+    size: usize,
+) -> (Vec<usize>, Vec<usize>) {
     let evals: Vec<&Evaluation> = candidates.iter().map(|i| &archive[*i].eval).collect();
+    let sorted = fronts(&evals);
+    let mut front_of = vec![0; candidates.len()];
+    for (r, front) in sorted.iter().enumerate() {
+        for p in front {
+            front_of[*p] = r;
+        }
+    }
     let mut next = Vec::with_capacity(size);
-    for front in fronts(&evals) {
+    for front in sorted {
         if next.len() + front.len() <= size {
             next.extend(front.iter().map(|p| candidates[*p]));
             continue;
@@ -208,7 +221,7 @@ fn survivors<I>(archive: &[Individual<I>], candidates: Vec<usize>, size: usize) 
         );
         break;
     }
-    next
+    (next, front_of)
 }
 
 #[cfg(test)]
