@@ -46,6 +46,27 @@ pub fn open_device(
     Ok((profile, rt))
 }
 
+/// [`measure`], then the first `repeat` networks (at most all) once more, labelled "noise
+/// floor": how far a second timing of a network lands from its first.
+pub fn measure_and_repeat(
+    rt: &mut dyn Backend,
+    nets: &[Network],
+    cfg: &MeasureConfig,
+    speed: Speed,
+    what: &str,
+    repeat: usize,
+) -> anyhow::Result<(Vec<NetworkTime>, Vec<NetworkTime>)> {
+    let times = measure(rt, nets, cfg, speed, what)?;
+    let again = measure(
+        rt,
+        &nets[..repeat.min(nets.len())],
+        cfg,
+        speed,
+        "noise floor",
+    )?;
+    Ok((times, again))
+}
+
 /// Latency of each network, measured in interleaved groups at `speed`, with a progress bar
 /// labelled `what`.
 pub fn measure(

@@ -70,16 +70,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let speed = Speed {
         probe_nominal_us: Some(1.0),
     };
-    let times = e2e::measure(rt.as_mut(), &nets, &profile.measure, speed, "networks")?;
-    let (probe_us, at_speed) = at_one_speed(&times, nominal);
-    let repeat = args.repeat.min(nets.len());
-    let again = e2e::measure(
+    let (times, again) = e2e::measure_and_repeat(
         rt.as_mut(),
-        &nets[..repeat],
+        &nets,
         &profile.measure,
         speed,
-        "noise floor",
+        "networks",
+        args.repeat,
     )?;
+    let (probe_us, at_speed) = at_one_speed(&times, nominal);
+    let repeat = again.len();
     let noise = (repeat > 0).then(|| {
         let first: Vec<f64> = at_speed[..repeat].iter().map(|t| t.0).collect();
         let (_, again) = at_one_speed(&again, probe_us);

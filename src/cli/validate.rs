@@ -105,15 +105,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let speed = Speed {
         probe_nominal_us: model.probe_nominal_us(),
     };
-    let times = e2e::measure(rt.as_mut(), &nets, &profile.measure, speed, "validation")?;
-    let repeat = args.repeat.min(nets.len());
-    let again = e2e::measure(
+    let (times, again) = e2e::measure_and_repeat(
         rt.as_mut(),
-        &nets[..repeat],
+        &nets,
         &profile.measure,
         speed,
-        "noise floor",
+        "validation",
+        args.repeat,
     )?;
+    let repeat = again.len();
     let measured: Vec<Stats> = times.iter().map(|t| t.latency).collect();
 
     let pred: Vec<f64> = predictions.iter().map(|p| p.latency_us).collect();
