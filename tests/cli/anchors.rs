@@ -11,7 +11,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{nb201_accuracy, ok, one_at_a_time, quick_cpu_profile, read_json, s};
+use crate::util::{
+    fit_uncalibrated, nb201_accuracy, ok, one_at_a_time, quick_cpu_profile, read_json, s,
+};
 
 #[test]
 fn nsga2_beats_pymoos_hypervolume_gap_on_nb201() {
@@ -69,15 +71,7 @@ fn nsga2_beats_pymoos_hypervolume_gap_on_mbv3() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let model = d.join("cpu-mbv3.model.json");
     let table = root.join("tests/data/few_shot/cpu-mbv3.csv");
-    ok(&[
-        "fit",
-        "--table",
-        s(&table),
-        "--calibrate",
-        "0",
-        "--out",
-        s(&model),
-    ]);
+    fit_uncalibrated(&table, &model);
     let (summary, said) = compare("mbv3", &model, d);
     let (pymoo, ours) = pymoo_and_hwnas(&summary);
     let f = |m: &serde_json::Value, k: &str| m[k].as_f64().unwrap();

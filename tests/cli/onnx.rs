@@ -3,7 +3,7 @@
 use hwnas_core::table::LatencyTable;
 use prost::Message;
 
-use crate::util::{fails, hwnas, ok, one_at_a_time, quick_cpu_profile, s};
+use crate::util::{fails, fit_uncalibrated, hwnas, ok, one_at_a_time, quick_cpu_profile, s};
 
 #[test]
 fn onnx_models_profile_predict_validate_and_calibrate() {
@@ -146,15 +146,7 @@ fn onnx_models_profile_predict_validate_and_calibrate() {
         .unwrap();
     node.op_type = "Elu".into();
     std::fs::write(file("elu.onnx"), m.encode_to_vec()).unwrap();
-    ok(&[
-        "fit",
-        "--table",
-        s(&table),
-        "--calibrate",
-        "0",
-        "--out",
-        s(&model),
-    ]);
+    fit_uncalibrated(&table, &model);
     // A partly mapped model is refused, naming the node, unless --allow-unmapped.
     let elu = file("elu.onnx");
     let err = fails(&["predict", "--model", s(&model), "--onnx", s(&elu)]);

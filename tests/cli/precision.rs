@@ -2,7 +2,7 @@
 
 use hwnas_core::table::LatencyTable;
 
-use crate::util::{fails, hwnas, ok, one_at_a_time, quick_cpu_profile, s};
+use crate::util::{fails, fit_uncalibrated, hwnas, ok, one_at_a_time, quick_cpu_profile, s};
 
 /// Precision is part of what is measured: an int8 (QDQ) table says so, its model refuses to
 /// predict for another precision, and devices without ONNX Runtime refuse anything but fp32.
@@ -63,15 +63,7 @@ fn precisions_are_profiled_recorded_and_checked() {
     assert!(err.contains("precision") && err.contains("int8"), "{err}");
 
     let model = dir.path().join("int8.json");
-    ok(&[
-        "fit",
-        "--table",
-        s(&table),
-        "--calibrate",
-        "0",
-        "--out",
-        s(&model),
-    ]);
+    fit_uncalibrated(&table, &model);
     let arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|";
     let predict = |precision: &str| {
         hwnas(&[

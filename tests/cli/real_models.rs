@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use hwnas_onnx::import::{ImportOptions, Imported, import, read_model};
 
-use crate::util::{fails, hwnas, ok, one_at_a_time, quick_cpu_profile, s};
+use crate::util::{fails, fit_uncalibrated, hwnas, ok, one_at_a_time, quick_cpu_profile, s};
 
 const TORCHVISION: &str = "tests/data/torchvision";
 
@@ -146,15 +146,7 @@ fn real_models_profile_predict_and_validate_on_onnx_runtime() {
     ]
     .concat());
     let model = dir.path().join("real.model.json");
-    ok(&[
-        "fit",
-        "--table",
-        s(&table),
-        "--calibrate",
-        "0",
-        "--out",
-        s(&model),
-    ]);
+    fit_uncalibrated(&table, &model);
     let onnx_args: Vec<&str> = files.iter().flat_map(|f| ["--onnx", s(f)]).collect();
     let json: serde_json::Value = serde_json::from_str(&ok(&[
         &["predict", "--model", s(&model), "--json"][..],
@@ -228,15 +220,7 @@ fn a_partly_mapped_real_model_is_refused_unless_allowed() {
         s(&table),
     ]);
     let model = dir.path().join("m.json");
-    ok(&[
-        "fit",
-        "--table",
-        s(&table),
-        "--calibrate",
-        "0",
-        "--out",
-        s(&model),
-    ]);
+    fit_uncalibrated(&table, &model);
     for cmd in [
         vec!["predict", "--model", s(&model), "--onnx", s(&convnext)],
         vec![

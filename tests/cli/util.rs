@@ -109,14 +109,20 @@ pub fn mock_model(dir: &Path, name: &str, space: &str) -> PathBuf {
         s(&table),
     ]);
     assert!(!profiled.contains("PARTIAL"), "{profiled}");
+    fit_uncalibrated(&table, &model);
+    model
+}
+
+/// `hwnas fit --table TABLE --calibrate 0 --out MODEL`: the table's own model, no network
+/// measured.
+pub fn fit_uncalibrated(table: &Path, model: &Path) {
     ok(&[
         "fit",
         "--table",
-        s(&table),
-        "--out",
-        s(&model),
+        s(table),
         "--calibrate",
         "0",
+        "--out",
+        s(model),
     ]);
-    model
 }
