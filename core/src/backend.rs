@@ -25,7 +25,7 @@ pub enum BackendError {
 
 /// One node of a runtime's profile: its name as the runtime reports it (the name of the file's
 /// node, or of the fused node that absorbed it), its op type and its median kernel time.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeTime {
     pub name: String,
     pub op_type: String,

@@ -1,4 +1,55 @@
-//! Facts about the machine a table is measured on, for provenance.
+//! Facts about the machine a table is measured on, for provenance: what it is ([`Machine`]),
+//! and how busy and fast it is now ([`MachineState`]). A remote worker reports its own, so a
+//! table records the device, not the host that drove it.
+
+use serde::{Deserialize, Serialize};
+
+/// What a table records of the machine that measured it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub logical_cpus: usize,
+    pub os: String,
+    pub hostname: String,
+}
+
+impl Machine {
+    /// The machine this process runs on.
+    pub fn this() -> Machine {
+        Machine {
+            cpu: cpu_model(),
+            logical_cpus: cpu_count(),
+            os: os(),
+            hostname: hostname(),
+        }
+    }
+}
+
+/// A machine's load and clock at one moment, recorded beside each row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineState {
+    pub load1: Option<f64>,
+    pub cpu_mhz: Option<f64>,
+}
+
+impl MachineState {
+    /// This machine's state now.
+    pub fn now() -> MachineState {
+        MachineState {
+            load1: load_average(),
+            cpu_mhz: cpu_mhz().map(|mhz| mhz.round()),
+        }
+    }
+}
+
+/// The host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`), or empty.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
 
 /// The CPU model name (`/proc/cpuinfo` on Linux), or the architecture when unreadable.
 pub fn cpu_model() -> String {

@@ -4,22 +4,24 @@
 //! each reading the network input or earlier ops' outputs. `hwnas_onnx::NetworkModel` builds it
 //! as one ONNX model.
 
+use serde::{Deserialize, Serialize};
+
 use crate::op::{Op, Tensor};
 
 /// A tensor in a network: the network's input, or the output of node `i`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Value {
     Input,
     Node(usize),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     pub op: Op,
     pub inputs: Vec<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Network {
     /// A name for the network (its architecture encoding), also the seed of its weights.
     pub name: String,

@@ -32,6 +32,16 @@
 //! timing = "auto"             # auto (timestamps when the adapter has them) | timestamp | wall
 //! timeout_ms = 10000          # a run that takes longer is stopped and the op recorded failed
 //! ```
+//!
+//! A device that is not this machine adds a `[remote]` section: everything is measured by an
+//! `hwnas worker` started on the device through `command` (see `crate::worker`), and the rest
+//! of the profile (the `[ort]` library path included) describes the device's side:
+//!
+//! ```toml
+//! [remote]
+//! command = "ssh -o BatchMode=yes pi@raspberrypi.local"   # or "adb -s SERIAL shell -T", ...
+//! hwnas = "/home/pi/hwnas"    # the hwnas binary on the device (default: `hwnas` on its PATH)
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +69,25 @@ pub struct DeviceProfile {
     pub wgpu: GpuSettings,
     #[serde(default)]
     pub measure: MeasureConfig,
+    /// Set when the device is reached through a command rather than being this machine.
+    #[serde(default)]
+    pub remote: Option<RemoteSettings>,
+}
+
+/// How to reach a device that is not this machine: `command` gives a byte pipe to a shell on
+/// it (ssh, `adb shell -T`, `docker exec -i`, ...), and `hwnas worker` is run there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteSettings {
+    /// The command, as a shell would read it, to which `<hwnas> worker` is appended.
+    pub command: String,
+    /// The hwnas program on the device, as its shell would find it.
+    #[serde(default = "default_remote_hwnas")]
+    pub hwnas: String,
+}
+
+fn default_remote_hwnas() -> String {
+    "hwnas".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +220,19 @@ impl DeviceProfile {
         if profile.ort.intra_threads == 0 || profile.ort.inter_threads == 0 {
             return Err("ort.intra_threads and ort.inter_threads must be at least 1".into());
         }
+        if let Some(remote) = &profile.remote {
+            if remote.command.trim().is_empty() || remote.hwnas.trim().is_empty() {
+                return Err(
+                    "remote.command and remote.hwnas must not be empty (e.g. command = \"ssh pi@raspberrypi.local\")"
+                        .into(),
+                );
+            }
+            if profile.backend == BackendKind::Mock {
+                return Err(
+                    "a [remote] device needs a real backend (ort or wgpu), not mock".into(),
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -241,6 +283,24 @@ mod tests {
             DeviceProfile::parse("name = \"x\"\nbackend = \"wgpu\"\n[wgpu]\ntiming = \"cycles\"\n")
                 .unwrap_err();
         assert!(e.contains("cycles"), "{e}");
+        let e =
+            DeviceProfile::parse("name = \"x\"\nbackend = \"ort\"\n[remote]\ncommand = \" \"\n")
+                .unwrap_err();
+        assert!(e.contains("remote.command"), "{e}");
+        let e = DeviceProfile::parse("name = \"x\"\nbackend = \"ort\"\n[remote]\nhost = \"pi\"\n")
+            .unwrap_err();
+        assert!(e.contains("host"), "{e}");
+    }
+
+    #[test]
+    fn a_remote_profile_defaults_to_hwnas_on_the_devices_path() {
+        let p = DeviceProfile::parse(
+            "name = \"pi5\"\nbackend = \"ort\"\n[remote]\ncommand = \"ssh pi@raspberrypi.local\"\n",
+        )
+        .unwrap();
+        let remote = p.remote.unwrap();
+        assert_eq!(remote.command, "ssh pi@raspberrypi.local");
+        assert_eq!(remote.hwnas, "hwnas");
     }
 }
 

@@ -1,19 +1,38 @@
 //! Profiling a list of ops: prepare a group, measure it in interleaved rounds, append its rows.
 
+use std::path::{Path, PathBuf};
+
 use crate::backend::Backend;
 use crate::measure::{MeasureConfig, PROBE_KEY, measure_group};
-use hwnas_core::backend::{BackendError, Kernel, Measurement};
-use hwnas_core::op::Op;
+use crate::networks::{self, NetworkMeasureError, NetworkMeasurer, NetworkTime, Speed};
+use hwnas_core::backend::{BackendError, Kernel, Measurement, NodeTime};
+use hwnas_core::host::{Machine, MachineState};
+use hwnas_core::network::Network;
+use hwnas_core::op::{Op, Tensor};
 use hwnas_core::table::{Row, TableError, TableWriter};
 
-/// Something that measures a group of ops together: one result per op, in order, an error in
-/// one op not stopping the others.
-pub trait GroupMeasurer {
-    fn measure(&mut self, ops: &[Op], cfg: &MeasureConfig) -> Vec<Result<Measurement, String>>;
+/// One result per op of a group, in order (an error in one op not stopping the others); or,
+/// as the whole answer's error, why the device cannot be reached any more.
+pub type GroupResult = Result<Vec<Result<Measurement, String>>, String>;
 
-    /// True for a simulated device, whose rows this machine's load and clock do not touch.
+/// Something that measures a group of ops together, on some machine.
+pub trait GroupMeasurer {
+    fn measure(&mut self, ops: &[Op], cfg: &MeasureConfig) -> GroupResult;
+
+    /// True for a simulated device, whose rows no machine's load and clock touch.
     fn simulated(&self) -> bool {
         false
+    }
+
+    /// The machine that measures (a remote device's own, for a remote worker).
+    fn machine(&self) -> Machine;
+
+    /// Its load and clock after the last group, for the rows (none for a simulated device).
+    fn machine_state(&self) -> Option<MachineState>;
+
+    /// How many times the measuring process was stopped (hung, died, connection lost).
+    fn restarts(&self) -> usize {
+        0
     }
 }
 
@@ -21,12 +40,60 @@ pub trait GroupMeasurer {
 pub struct InProcess(pub Box<dyn Backend>);
 
 impl GroupMeasurer for InProcess {
-    fn measure(&mut self, ops: &[Op], cfg: &MeasureConfig) -> Vec<Result<Measurement, String>> {
-        prepare_and_measure(self.0.as_mut(), ops, cfg, |k| k)
+    fn measure(&mut self, ops: &[Op], cfg: &MeasureConfig) -> GroupResult {
+        Ok(prepare_and_measure(self.0.as_mut(), ops, cfg, |k| k))
     }
 
     fn simulated(&self) -> bool {
         self.0.simulated()
+    }
+
+    fn machine(&self) -> Machine {
+        Machine::this()
+    }
+
+    fn machine_state(&self) -> Option<MachineState> {
+        (!self.simulated()).then(MachineState::now)
+    }
+}
+
+impl NetworkMeasurer for InProcess {
+    fn measure_networks(
+        &mut self,
+        nets: &[Network],
+        cfg: &MeasureConfig,
+        speed: Speed,
+        done: &mut dyn FnMut(),
+    ) -> Result<Vec<NetworkTime>, NetworkMeasureError> {
+        networks::measure_networks_wrapped(self.0.as_mut(), nets, cfg, speed, done, &mut |k| k)
+    }
+
+    fn measure_files(
+        &mut self,
+        files: &[(PathBuf, Tensor)],
+        cfg: &MeasureConfig,
+        speed: Speed,
+        done: &mut dyn FnMut(),
+    ) -> Result<Vec<NetworkTime>, NetworkMeasureError> {
+        let names: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+        networks::measure_files_wrapped(
+            self.0.as_mut(),
+            files,
+            &names,
+            cfg,
+            speed,
+            done,
+            &mut |k| k,
+        )
+    }
+
+    fn profile_file_nodes(
+        &mut self,
+        path: &Path,
+        input: Tensor,
+        runs: usize,
+    ) -> Result<Option<Vec<NodeTime>>, NetworkMeasureError> {
+        Ok(self.0.profile_file_nodes(path, input, runs)?)
     }
 }
 
@@ -95,9 +162,19 @@ pub struct Pass<'a> {
     pub probe_nominal_us: Option<f64>,
 }
 
+/// Why a profile run stopped before its end (every row measured until then is in the table).
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error("{0}")]
+    Device(String),
+}
+
 /// Measure `ops` with `measurer`, `cfg.interleave` at a time, appending each group's rows to
 /// `writer` as soon as the group is done. `on_op` sees every outcome (progress bars, logs).
-/// A failed op is reported and skipped; the others go on. Only a table write error stops.
+/// A failed op is reported and skipped; the others go on. Only a table write error, or a
+/// device that can no longer be reached, stops.
 ///
 /// With `cfg.max_noise`, a row noisier than that is held back and its op measured once more
 /// after all the others (a passing disturbance is over by then); still noisy, it is reported
@@ -112,7 +189,7 @@ pub fn profile_ops(
     pass: &Pass<'_>,
     writer: &mut TableWriter,
     mut on_op: impl FnMut(&OpOutcome),
-) -> Result<Vec<OpOutcome>, TableError> {
+) -> Result<Vec<OpOutcome>, ProfileError> {
     let mut outcomes = Vec::with_capacity(ops.len());
     let again = measure_pass(measurer, ops, pass, writer, true, &mut |o| {
         on_op(&o);
@@ -137,7 +214,7 @@ pub fn probe_nominal_us(
     }
     let probe = Op::from_key(PROBE_KEY).expect("the probe's key parses");
     let m = measurer
-        .measure(&[probe], cfg)
+        .measure(&[probe], cfg)?
         .pop()
         .unwrap_or_else(|| Err("no result".into()))
         .map_err(|e| format!("measuring the reference probe `{PROBE_KEY}`: {e}"))?;
@@ -152,11 +229,11 @@ fn measure_pass(
     writer: &mut TableWriter,
     may_retry: bool,
     emit: &mut dyn FnMut(OpOutcome),
-) -> Result<Vec<Op>, TableError> {
+) -> Result<Vec<Op>, ProfileError> {
     let cfg = pass.cfg;
     let mut retry = Vec::new();
     for group in ops.chunks(cfg.interleave.max(1)) {
-        let results = measurer.measure(group, cfg);
+        let results = measurer.measure(group, cfg).map_err(ProfileError::Device)?;
         let mut group_outcomes = Vec::with_capacity(group.len());
         for (op, result) in group.iter().zip(results) {
             group_outcomes.push(match result {
@@ -190,8 +267,8 @@ fn measure_pass(
                                 None => m,
                             };
                             let mut row = Row::new(op, &m, pass.default_provider);
-                            if !measurer.simulated() {
-                                row = row.on_this_machine();
+                            if let Some(state) = measurer.machine_state() {
+                                row = row.on_machine(state);
                             }
                             writer.append(&row)?;
                             Some(OpOutcome::Measured(Box::new(row)))

@@ -1,64 +1,103 @@
-//! Opening a device for whole networks, and measuring them with a progress bar; shared by
+//! Opening a device, and measuring whole networks on it with a progress bar; shared by
 //! `fit --calibrate`, `validate` and `search --verify` (the measuring is
-//! `hwnas_profiler::networks`).
+//! `hwnas_profiler::networks`). A `[remote]` device is measured by a worker on it, the same
+//! one `profile` uses ([`start_worker`]).
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
-use hwnas_core::backend::Backend;
 use hwnas_core::network::Network;
 use hwnas_core::op::Precision;
-use hwnas_profiler::backend;
-use hwnas_profiler::device::DeviceProfile;
+use hwnas_profiler::device::{BackendKind, DeviceProfile};
 use hwnas_profiler::measure::MeasureConfig;
-use hwnas_profiler::networks::{self, NetworkTime, Speed};
+use hwnas_profiler::networks::{NetworkMeasurer, NetworkTime, Speed};
+use hwnas_profiler::profile::InProcess;
+use hwnas_profiler::worker::{Launch, Worker};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// The backend of a device profile, for end-to-end runs (which need a real device).
-pub fn runtime(
+/// A worker measuring on `profile`'s device: through its `[remote] command`, or this
+/// executable on this machine. The device's notes are printed.
+pub fn start_worker(
     profile: &DeviceProfile,
     path: &Path,
     library: Option<&Path>,
-) -> anyhow::Result<Box<dyn Backend>> {
-    let backend = backend::open(profile, library)
+) -> anyhow::Result<Worker> {
+    let launch = match &profile.remote {
+        Some(remote) => Launch::remote(remote),
+        None => Launch::local(
+            std::env::current_exe()
+                .context("locating the hwnas executable to measure in a worker process")?,
+        ),
+    };
+    let timeout = Duration::from_secs_f64(worker_timeout_ms(profile) / 1e3);
+    let worker = Worker::start(launch, profile, library.map(Path::to_path_buf), timeout)
         .with_context(|| format!("device profile {}", path.display()))?;
-    if backend.simulated() {
+    for note in &worker.ready().notes {
+        eprintln!("note: {note}");
+    }
+    Ok(worker)
+}
+
+/// The longest one step may take in a worker: ONNX Runtime's `timeout_ms`; a GPU's own
+/// deadline stops its kernels first, with a minute to spare for building pipelines.
+fn worker_timeout_ms(profile: &DeviceProfile) -> f64 {
+    match profile.backend {
+        BackendKind::Ort => profile.ort.timeout_ms,
+        _ => 2.0 * profile.wgpu.timeout_ms + 60_000.0,
+    }
+}
+
+/// The device of a profile, for end-to-end runs (which need a real device): a worker on a
+/// `[remote]` device, else the backend in this process.
+pub fn open(
+    profile: &DeviceProfile,
+    path: &Path,
+    library: Option<&Path>,
+) -> anyhow::Result<Box<dyn NetworkMeasurer>> {
+    let device: Box<dyn NetworkMeasurer> = match profile.remote {
+        Some(_) => Box::new(start_worker(profile, path, library)?),
+        None => Box::new(InProcess(super::profile::open_backend(
+            profile, library, path,
+        )?)),
+    };
+    if device.simulated() {
         anyhow::bail!(
             "device profile {} is the simulated device; networks are measured end to end on real devices only",
             path.display()
         );
     }
-    Ok(backend)
+    Ok(device)
 }
 
-/// A device profile and its backend, for the commands that measure on it.
+/// A device profile and its device, for the commands that measure on it.
 /// Networks hwnas builds are built at `precision` (the model's: what its table measured);
 /// users' ONNX files run as they are.
 pub fn open_device(
     path: &Path,
     library: Option<&Path>,
     precision: Precision,
-) -> anyhow::Result<(DeviceProfile, Box<dyn Backend>)> {
+) -> anyhow::Result<(DeviceProfile, Box<dyn NetworkMeasurer>)> {
     let profile = DeviceProfile::load(path)?
         .with_precision(precision)
         .map_err(|e| anyhow::anyhow!("device profile {}: {e}", path.display()))?;
-    let rt = runtime(&profile, path, library)?;
-    Ok((profile, rt))
+    let device = open(&profile, path, library)?;
+    Ok((profile, device))
 }
 
 /// [`measure`], then the first `repeat` networks (at most all) once more, labelled "noise
 /// floor": how far a second timing of a network lands from its first.
 pub fn measure_and_repeat(
-    rt: &mut dyn Backend,
+    device: &mut dyn NetworkMeasurer,
     nets: &[Network],
     cfg: &MeasureConfig,
     speed: Speed,
     what: &str,
     repeat: usize,
 ) -> anyhow::Result<(Vec<NetworkTime>, Vec<NetworkTime>)> {
-    let times = measure(rt, nets, cfg, speed, what)?;
+    let times = measure(device, nets, cfg, speed, what)?;
     let again = measure(
-        rt,
+        device,
         &nets[..repeat.min(nets.len())],
         cfg,
         speed,
@@ -70,7 +109,7 @@ pub fn measure_and_repeat(
 /// Latency of each network, measured in interleaved groups at `speed`, with a progress bar
 /// labelled `what`.
 pub fn measure(
-    rt: &mut dyn Backend,
+    device: &mut dyn NetworkMeasurer,
     nets: &[Network],
     cfg: &MeasureConfig,
     speed: Speed,
@@ -83,7 +122,7 @@ pub fn measure(
         .expect("valid template"),
     );
     bar.set_message(what.to_string());
-    let out = networks::measure_networks(rt, nets, cfg, speed, &mut || bar.inc(1));
+    let out = device.measure_networks(nets, cfg, speed, &mut || bar.inc(1));
     bar.finish_and_clear();
     Ok(out?)
 }

@@ -10,7 +10,7 @@ use hwnas_core::table::LatencyTable;
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::calibrate::Calibration;
 use hwnas_predictor::regress::{Family, OpRegressor, compare};
-use hwnas_profiler::networks::{self, Speed};
+use hwnas_profiler::networks::Speed;
 use hwnas_search::space::open;
 
 use super::e2e;
@@ -175,7 +175,7 @@ fn calibrate_on_files(
         samples.push(model.kind_sums(&model.terms(&m.network))?);
         files.push((path.clone(), m.network.input));
     }
-    let measured = networks::measure_files(rt.as_mut(), &files, &profile.measure, speed_of(model))?;
+    let measured = rt.measure_files(&files, &profile.measure, speed_of(model), &mut || {})?;
     let samples: Vec<_> = samples
         .into_iter()
         .zip(&measured)

@@ -19,6 +19,7 @@ mod reference;
 mod search;
 mod search_report;
 mod search_state;
+mod shard;
 mod space;
 mod table;
 mod validate;

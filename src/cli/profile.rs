@@ -1,12 +1,12 @@
 //! `hwnas profile`
 
 use std::collections::HashSet;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
+use hwnas_core::host::{Machine, MachineState};
 use hwnas_core::table::{
     LatencyTable, Metadata, PROBE_KEY_META, PROBE_NOMINAL_META, Row, TableWriter,
 };
@@ -15,13 +15,13 @@ use hwnas_profiler::backend::{self, Backend};
 use hwnas_profiler::device::{BackendKind, DeviceProfile};
 use hwnas_profiler::measure::{MeasureConfig, PROBE_KEY};
 use hwnas_profiler::profile::{
-    GroupMeasurer, InProcess, OpOutcome, Pass, probe_nominal_us, profile_ops,
+    GroupMeasurer, InProcess, OpOutcome, Pass, ProfileError, probe_nominal_us, profile_ops,
 };
-use hwnas_profiler::worker::Worker;
 use hwnas_search::space::open;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::onnx_model::OnnxArgs;
+use super::shard::{Shard, ShardArg};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,8 +46,10 @@ pub struct Args {
     out: PathBuf,
     /// Measure only shard I of N (`3/8`): every N-th op of the sorted list, from the I-th, so
     /// N identical devices share one space; `hwnas table merge` joins the parts.
-    #[arg(long, value_parser = parse_shard)]
-    shard: Option<(usize, usize)>,
+    /// `auto` reads it from the job array that started this task (Slurm, a Kubernetes Indexed
+    /// Job with HWNAS_SHARDS, AWS Batch).
+    #[arg(long, value_parser = super::shard::parse)]
+    shard: Option<ShardArg>,
     /// Rows noisier than this (95% CI of the median, relative, e.g. 0.02) are measured once more
     /// at the end, and left out if still noisy (overrides `[measure] max_noise`).
     #[arg(long)]
@@ -73,9 +75,23 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let profile = device_profile(&args)?;
-    let ops = ops_to_profile(&args)?;
+    let shard = args
+        .shard
+        .as_ref()
+        .map(|s| s.resolve(|var| std::env::var(var).ok()))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let ops = ops_to_profile(&args, shard.as_ref())?;
     let (mut measurer, provenance, default_provider) = open_measurer(&args, &profile)?;
-    let mut meta = metadata(&profile, &args, provenance);
+    let mut meta = metadata(
+        &profile,
+        &args,
+        shard.as_ref(),
+        &measurer.machine(),
+        // A simulated device has no load of its own: the machine running it is recorded.
+        measurer.machine_state().unwrap_or_else(MachineState::now),
+        provenance,
+    );
     let probe_nominal_us = probe_speed(&args, &profile, measurer.as_mut())?;
     if let Some(nominal) = probe_nominal_us {
         meta.push((PROBE_KEY_META.into(), PROBE_KEY.into()));
@@ -105,20 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     );
 
-    let bar = ProgressBar::new(todo.len() as u64).with_style(
-        ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} ops  {elapsed} elapsed, ETA {eta}  {wide_msg}",
-        )
-        .expect("valid template"),
-    );
     let start = Instant::now();
-    let say = |line: String| {
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
     // The provider every node must run on: the profile's EP (ORT devices only).
     let expected = (profile.backend == BackendKind::Ort)
         .then(|| hwnas_profiler::backend::ort::provider_name(&profile.ort.execution_provider));
@@ -128,25 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         require_provider: expected.as_deref().filter(|_| args.require_ep),
         probe_nominal_us,
     };
-    let outcomes = profile_ops(measurer.as_mut(), &todo, &pass, &mut writer, |o| {
-        match o {
-            OpOutcome::Measured(row) => {
-                if args.verbose {
-                    say(format!(
-                        "{:>10.1} us  ±{:>4.1}%  n={:<5} {}",
-                        row.median_us,
-                        100.0 * row.ci_rel,
-                        row.runs,
-                        row.key
-                    ));
-                }
-                bar.set_message(row.key.clone());
-            }
-            OpOutcome::Failed { key, error } => say(format!("FAILED {key}: {error}")),
-        }
-        bar.inc(1);
-    })?;
-    bar.finish_and_clear();
+    let outcomes = measure_ops(measurer.as_mut(), &todo, &pass, &mut writer, &args)?;
 
     let rows: Vec<&Row> = outcomes
         .iter()
@@ -157,7 +142,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let failed = outcomes.len() - rows.len();
     if failed == 0 || !rows.is_empty() {
-        print_summary(&rows, start.elapsed().as_secs_f64(), &args.out);
+        print_summary(
+            &rows,
+            start.elapsed().as_secs_f64(),
+            &args.out,
+            measurer.machine().logical_cpus,
+        );
     }
     if let Some(ep) = &expected {
         let fell_back: Vec<&str> = rows
@@ -182,6 +172,67 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// [`profile_ops`] with a progress bar (and a line per op with `--verbose`); a device lost
+/// midway is the error, naming what was kept.
+fn measure_ops(
+    measurer: &mut dyn GroupMeasurer,
+    todo: &[Op],
+    pass: &Pass<'_>,
+    writer: &mut TableWriter,
+    args: &Args,
+) -> anyhow::Result<Vec<OpOutcome>> {
+    let bar = ProgressBar::new(todo.len() as u64).with_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} ops  {elapsed} elapsed, ETA {eta}  {wide_msg}",
+        )
+        .expect("valid template"),
+    );
+    let say = |line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    let outcomes = profile_ops(measurer, todo, pass, writer, |o| {
+        match o {
+            OpOutcome::Measured(row) => {
+                if args.verbose {
+                    say(format!(
+                        "{:>10.1} us  ±{:>4.1}%  n={:<5} {}",
+                        row.median_us,
+                        100.0 * row.ci_rel,
+                        row.runs,
+                        row.key
+                    ));
+                }
+                bar.set_message(row.key.clone());
+            }
+            OpOutcome::Failed { key, error } => say(format!("FAILED {key}: {error}")),
+        }
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    let outcomes = match outcomes {
+        Ok(outcomes) => outcomes,
+        Err(ProfileError::Device(why)) => {
+            let kept = LatencyTable::read(&args.out).map_or(0, |t| t.rows.len());
+            bail!(
+                "{why}\n{kept} rows measured so far are kept in {}: rerun with --resume once the device is back",
+                args.out.display()
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if measurer.restarts() > 0 {
+        eprintln!(
+            "note: the measuring process stopped {} times (a hung or crashed kernel, or a lost connection) and was started again; the ops it was measuring were measured again one at a time",
+            measurer.restarts()
+        );
+    }
+    Ok(outcomes)
 }
 
 /// The probe time the table is expressed at: a resumed table's own, else the probe measured
@@ -226,7 +277,7 @@ fn device_profile(args: &Args) -> anyhow::Result<DeviceProfile> {
 }
 
 /// The distinct ops the command line asks for (a space, ONNX models, keys), this shard's share.
-fn ops_to_profile(args: &Args) -> anyhow::Result<Vec<Op>> {
+fn ops_to_profile(args: &Args, shard: Option<&Shard>) -> anyhow::Result<Vec<Op>> {
     let mut ops: Vec<Op> = Vec::new();
     if let Some(name) = &args.space {
         ops.extend(open(name)?.ops().into_iter().filter(|o| !o.is_free()));
@@ -249,7 +300,10 @@ fn ops_to_profile(args: &Args) -> anyhow::Result<Vec<Op>> {
     }
     let mut seen = HashSet::new();
     ops.retain(|op| seen.insert(op.key()));
-    if let Some((i, n)) = args.shard {
+    if let Some(Shard {
+        index: i, count: n, ..
+    }) = shard
+    {
         ops = ops
             .into_iter()
             .enumerate()
@@ -264,35 +318,26 @@ fn ops_to_profile(args: &Args) -> anyhow::Result<Vec<Op>> {
 /// backend cannot tell.
 type Measurer = (Box<dyn GroupMeasurer>, Vec<(String, String)>, String);
 
-/// The [`Measurer`] of a device profile: a worker process for ONNX Runtime, else this process.
+/// The [`Measurer`] of a device profile: a worker process for ONNX Runtime and for remote
+/// devices, else this process.
 fn open_measurer(args: &Args, profile: &DeviceProfile) -> anyhow::Result<Measurer> {
     // ORT measures in a worker process, so a kernel that hangs can be killed (ORT cannot
     // stop a lone op from inside); wgpu has deadlines of its own.
-    Ok(match profile.backend {
-        BackendKind::Ort => {
-            let mut worker_args: Vec<OsString> = vec![
-                "worker".into(),
-                "--device".into(),
-                args.device.clone().into(),
-            ];
-            if let Some(lib) = &args.ort_library {
-                worker_args.extend(["--ort-library".into(), lib.clone().into()]);
-            }
-            worker_args.extend(["--precision".into(), profile.precision.name().into()]);
-            let exe = std::env::current_exe()
-                .context("locating the hwnas executable to measure in a worker process")?;
-            let timeout = Duration::from_secs_f64(profile.ort.timeout_ms / 1e3);
-            let worker = Worker::start(exe, worker_args, timeout)?;
-            let provenance = worker.provenance().to_vec();
-            (Box::new(worker), provenance, String::new())
+    if profile.remote.is_some() || profile.backend == BackendKind::Ort {
+        let worker = super::e2e::start_worker(profile, &args.device, args.ort_library.as_deref())?;
+        let ready = worker.ready();
+        let mut provenance = ready.provenance.clone();
+        if let Some(command) = worker.remote_command() {
+            provenance.push(("remote".into(), command.to_string()));
+            provenance.push(("remote_hostname".into(), ready.machine.hostname.clone()));
         }
-        _ => {
-            let backend = open_backend(profile, args.ort_library.as_deref(), &args.device)?;
-            let provenance = backend.provenance();
-            let default_provider = backend.default_provider().to_string();
-            (Box::new(InProcess(backend)), provenance, default_provider)
-        }
-    })
+        let default_provider = ready.default_provider.clone();
+        return Ok((Box::new(worker), provenance, default_provider));
+    }
+    let backend = open_backend(profile, args.ort_library.as_deref(), &args.device)?;
+    let provenance = backend.provenance();
+    let default_provider = backend.default_provider().to_string();
+    Ok((Box::new(InProcess(backend)), provenance, default_provider))
 }
 
 /// The backend a device profile names, opened in this process, with its notes printed.
@@ -309,13 +354,20 @@ pub(super) fn open_backend(
     Ok(backend)
 }
 
-fn metadata(profile: &DeviceProfile, args: &Args, provenance: Vec<(String, String)>) -> Metadata {
+fn metadata(
+    profile: &DeviceProfile,
+    args: &Args,
+    shard: Option<&Shard>,
+    machine: &Machine,
+    state: MachineState,
+    provenance: Vec<(String, String)>,
+) -> Metadata {
     let mut meta: Metadata = vec![
         ("device".into(), profile.name.clone()),
         ("device_description".into(), profile.description.clone()),
-        ("cpu".into(), host::cpu_model()),
-        ("logical_cpus".into(), host::cpu_count().to_string()),
-        ("os".into(), host::os()),
+        ("cpu".into(), machine.cpu.clone()),
+        ("logical_cpus".into(), machine.logical_cpus.to_string()),
+        ("os".into(), machine.os.clone()),
         ("precision".into(), profile.precision.to_string()),
         (
             "space".into(),
@@ -350,32 +402,21 @@ fn metadata(profile: &DeviceProfile, args: &Args, provenance: Vec<(String, Strin
             .unwrap_or_default(),
         ),
     ];
-    if let Some((i, n)) = args.shard {
-        meta.push(("shard".into(), format!("{i}/{n}")));
+    if let Some(shard) = shard {
+        meta.push(("shard".into(), format!("{}/{}", shard.index, shard.count)));
+        if let Some(from) = &shard.from {
+            meta.push(("shard_from".into(), from.clone()));
+        }
     }
     meta.extend(provenance);
     meta.push(("created".into(), host::utc_now()));
-    if let Some(load) = host::load_average() {
+    if let Some(load) = state.load1 {
         meta.push(("load_average".into(), format!("{load:.2}")));
     }
     meta
 }
 
-/// `I/N` with 1 <= I <= N.
-pub(super) fn parse_shard(s: &str) -> Result<(usize, usize), String> {
-    let bad = || format!("`{s}`: a shard is I/N with 1 <= I <= N, e.g. 3/8");
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (
-        i.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    );
-    if i == 0 || i > n {
-        return Err(bad());
-    }
-    Ok((i, n))
-}
-
-fn print_summary(rows: &[&Row], seconds: f64, out: &std::path::Path) {
+fn print_summary(rows: &[&Row], seconds: f64, out: &std::path::Path, logical_cpus: usize) {
     if rows.is_empty() {
         println!("nothing to measure: {} already has every op", out.display());
         return;
@@ -386,20 +427,5 @@ fn print_summary(rows: &[&Row], seconds: f64, out: &std::path::Path) {
         out.display()
     );
     super::table::print_summary(rows, 5);
-    super::table::print_machine(rows, Some(host::cpu_count()));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_shard;
-
-    #[test]
-    fn shards_are_one_based_and_within_the_count() {
-        assert_eq!(parse_shard("3/8"), Ok((3, 8)));
-        assert_eq!(parse_shard(" 8 / 8 "), Ok((8, 8)));
-        for bad in ["0/8", "9/8", "3", "a/8", "3/", "-1/8"] {
-            let err = parse_shard(bad).unwrap_err();
-            assert!(err.contains(bad) && err.contains("I/N"), "{bad}: {err}");
-        }
-    }
+    super::table::print_machine(rows, Some(logical_cpus));
 }

@@ -28,7 +28,7 @@ pub fn verify(
     let profile = profile
         .with_precision(precision)
         .map_err(|e| anyhow::anyhow!("device profile {}: {e}", profile_path.display()))?;
-    let mut rt = e2e::runtime(&profile, profile_path, library)?;
+    let mut rt = e2e::open(&profile, profile_path, library)?;
     let chosen = members_to_verify(outcome, source, max);
     let nets = chosen
         .iter()

@@ -77,7 +77,10 @@ fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
     // Which shards came, and which are missing.
     let shards: Vec<(usize, usize)> = parts
         .iter()
-        .filter_map(|(_, t)| super::profile::parse_shard(t.meta("shard")?).ok())
+        .filter_map(|(_, t)| match super::shard::parse(t.meta("shard")?) {
+            Ok(super::shard::ShardArg::Given(i, n)) => Some((i, n)),
+            _ => None,
+        })
         .collect();
     merged.write(&args.out)?;
     println!(

@@ -13,7 +13,7 @@ use hwnas_core::stats::Stats;
 use hwnas_onnx::import::Imported;
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::metrics::Accuracy;
-use hwnas_profiler::networks::{self, Speed};
+use hwnas_profiler::networks::Speed;
 use serde_json::json;
 
 use super::e2e;
@@ -46,9 +46,9 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
     let speed = Speed {
         probe_nominal_us: model.probe_nominal_us(),
     };
-    let times = networks::measure_files(rt.as_mut(), &files, &profile.measure, speed)?;
+    let times = rt.measure_files(&files, &profile.measure, speed, &mut || {})?;
     let repeat = args.repeat.min(files.len());
-    let again = networks::measure_files(rt.as_mut(), &files[..repeat], &profile.measure, speed)?;
+    let again = rt.measure_files(&files[..repeat], &profile.measure, speed, &mut || {})?;
     let measured: Vec<Stats> = times.iter().map(|t| t.latency).collect();
     let again: Vec<Stats> = again.iter().map(|t| t.latency).collect();
     let (noise_median, noise_p95, noise_over_10) = noise_floor(&again, &measured[..repeat]);

@@ -169,11 +169,11 @@ impl Row {
         }
     }
 
-    /// The row with the state of this machine now: its load and CPU clock.
-    pub fn on_this_machine(self) -> Row {
+    /// The row with the state of the machine that measured it: its load and CPU clock.
+    pub fn on_machine(self, state: crate::host::MachineState) -> Row {
         Row {
-            load1: crate::host::load_average(),
-            cpu_mhz: crate::host::cpu_mhz().map(|mhz| mhz.round()),
+            load1: state.load1,
+            cpu_mhz: state.cpu_mhz,
             ..self
         }
     }

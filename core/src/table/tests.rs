@@ -158,7 +158,7 @@ fn tables_from_before_machine_state_read_and_resume() {
 
     let (mut w, done) = TableWriter::resume(&path, &meta("cpu")).unwrap();
     assert_eq!(done, rows[..2].to_vec());
-    let now = rows[2].clone().on_this_machine();
+    let now = rows[2].clone().on_machine(crate::host::MachineState::now());
     w.append(&now).unwrap();
     drop(w);
     let t = LatencyTable::read(&path).unwrap();
