@@ -12,6 +12,10 @@
 #   - pymoo in ./.venv: the anchor the search is compared with (scripts/compare_search.py).
 #   - maturin and pytest in ./.venv: scripts/python_package.sh builds the `hwnas` Python package
 #     (python/) into a wheel and installs it there; python/tests are its tests.
+#   - OpenSSH's server and client: the remote-device tests start their own sshd on 127.0.0.1
+#     (a throw-away key; the system's sshd is not touched).
+#   - Slurm's controller, node daemon and client: the farm test starts a one-node cluster of
+#     its own (temporary configuration, free ports, auth/none) and runs examples/slurm/.
 # The installs run in a strict subshell, so sourcing this leaves the caller's shell options alone.
 
 HWNAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -80,6 +84,16 @@ hwnas_install() (
     if ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1; then
         echo "setup: installing Mesa's Vulkan driver (lavapipe)" >&2
         apt_install mesa-vulkan-drivers libvulkan1
+    fi
+
+    if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null || ! command -v pkill >/dev/null; then
+        echo "setup: installing OpenSSH (the remote-device tests run the worker through a real sshd on 127.0.0.1) and procps" >&2
+        apt_install openssh-server openssh-client procps
+    fi
+
+    if [ ! -x /usr/sbin/slurmctld ] || [ ! -x /usr/sbin/slurmd ] || ! command -v sbatch >/dev/null; then
+        echo "setup: installing Slurm (the farm test starts its own controller and node on this machine)" >&2
+        apt_install slurmctld slurmd slurm-client
     fi
 )
 

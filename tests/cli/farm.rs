@@ -101,6 +101,93 @@ fn shards_profiled_apart_merge_into_the_whole_table() {
     assert!(err.contains("I/N"), "{err}");
 }
 
+/// The variables a scheduler sets for task `i` (from 0) of an array.
+type TaskVars = fn(usize) -> Vec<(&'static str, String)>;
+
+/// `--shard auto` in each scheduler's job array: the tasks' parts merge into the whole.
+#[test]
+fn shards_numbered_by_the_scheduler_merge_into_the_whole_table() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = |out: &Path, vars: &[(&str, String)]| {
+        let args = [
+            "profile",
+            "--device",
+            "device_profiles/mock.toml",
+            "--space",
+            "nb201",
+            "--shard",
+            "auto",
+            "--out",
+            s(out),
+        ];
+        let output = Command::new(env!("CARGO_BIN_EXE_hwnas"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // sbatch --array=1-3, a 3-completion Indexed Job, a 3-child AWS Batch array.
+    let schedulers: [(&str, TaskVars); 3] = [
+        ("slurm", |i| {
+            vec![
+                ("SLURM_ARRAY_TASK_ID", (i + 1).to_string()),
+                ("SLURM_ARRAY_TASK_MIN", "1".into()),
+                ("SLURM_ARRAY_TASK_MAX", "3".into()),
+                ("SLURM_ARRAY_TASK_COUNT", "3".into()),
+            ]
+        }),
+        ("k8s", |i| {
+            vec![
+                ("JOB_COMPLETION_INDEX", i.to_string()),
+                ("HWNAS_SHARDS", "3".into()),
+            ]
+        }),
+        ("aws", |i| {
+            vec![
+                ("AWS_BATCH_JOB_ARRAY_INDEX", i.to_string()),
+                ("AWS_BATCH_JOB_ARRAY_SIZE", "3".into()),
+            ]
+        }),
+    ];
+    for (name, vars) in schedulers {
+        let parts: Vec<_> = (0..3)
+            .map(|i| dir.path().join(format!("{name}-{i}.csv")))
+            .collect();
+        for (i, part) in parts.iter().enumerate() {
+            let (success, err) = profile(part, &vars(i));
+            assert!(success, "{name} task {i}: {err}");
+            let t = LatencyTable::read(part).unwrap();
+            assert_eq!(
+                t.meta("shard"),
+                Some(format!("{}/3", i + 1).as_str()),
+                "{name}"
+            );
+            assert!(t.meta("shard_from").is_some());
+        }
+        let merged = dir.path().join(format!("{name}.csv"));
+        let args: Vec<&str> = ["table", "merge"]
+            .into_iter()
+            .chain(parts.iter().map(|p| s(p)))
+            .chain(["--out", s(&merged)])
+            .collect();
+        assert!(ok(&args).contains("merged 22 rows from 3 tables"), "{name}");
+    }
+    let (success, err) = profile(&dir.path().join("none.csv"), &[]);
+    assert!(
+        !success && err.contains("outside a job array give --shard I/N"),
+        "{err}"
+    );
+}
+
 #[test]
 fn profiling_killed_at_random_resumes_without_losing_or_repeating_a_row() {
     let _serial = one_at_a_time();

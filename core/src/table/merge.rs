@@ -2,9 +2,16 @@
 
 use super::*;
 
-/// Provenance fields that may differ between the shards of one table. Each shard's device
+/// Provenance fields that may differ between the shards of one table: which shard, from which
+/// scheduler's task, on which of a farm's identical devices, reached how. Each shard's device
 /// measured its own probe time; the merged rows are put at the first shard's.
-const SHARD_KEYS: [&str; 2] = ["shard", PROBE_NOMINAL_META];
+const SHARD_KEYS: [&str; 5] = [
+    "shard",
+    "shard_from",
+    "remote",
+    "remote_hostname",
+    PROBE_NOMINAL_META,
+];
 
 impl LatencyTable {
     /// One table from the shards of one: every provenance field (but the volatile ones and the
@@ -68,7 +75,9 @@ impl LatencyTable {
         let mut meta: Metadata = first
             .meta
             .iter()
-            .filter(|(k, _)| k != SCHEMA_KEY && k != "shard")
+            .filter(|(k, _)| {
+                k != SCHEMA_KEY && (k == PROBE_NOMINAL_META || !SHARD_KEYS.contains(&k.as_str()))
+            })
             .cloned()
             .collect();
         let names: Vec<String> = parts.iter().map(|(p, _)| p.display().to_string()).collect();
