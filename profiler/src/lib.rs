@@ -10,11 +10,14 @@
 //!   adaptive repetition until the median's confidence interval is tight, each batch bracketed
 //!   by the reference probe ([`measure::PROBE_KEY`]) that corrects for the machine's speed,
 //!   giving a [`hwnas_core::backend::Measurement`] per kernel.
-//! - [`profile::profile_ops`] runs it over a list of ops (in this process, or in a
-//!   [`worker::Worker`] process that is killed when a kernel hangs) and appends
+//! - [`profile::profile_ops`] runs it over a list of ops through a
+//!   [`profile::GroupMeasurer`] — this process ([`profile::InProcess`]), or a
+//!   [`worker::Worker`] process that is killed when a kernel hangs and that may run on another
+//!   machine (a device profile's `[remote] command`) — and appends
 //!   [`hwnas_core::table::Row`]s to a latency table, expressed at the probe's nominal time
 //!   ([`profile::probe_nominal_us`]); [`networks`] times whole networks and users' ONNX files
-//!   end to end on the same backends, at a table's probe speed ([`networks::Speed`]).
+//!   end to end on the same backends, at a table's probe speed ([`networks::Speed`]), through
+//!   a [`networks::NetworkMeasurer`] (either of the two again).
 //! - [`fuzzing`] holds the entry points the fuzz targets drive, across every layer.
 
 pub mod backend;

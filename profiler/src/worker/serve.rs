@@ -144,7 +144,7 @@ fn answer(backend: &mut dyn Backend, request: Request, beats: &Rc<RefCell<Beats>
                 &measure,
                 speed,
                 &mut done,
-                &mut |k| beating(k, beats),
+                &mut |k| beating(k, beats, Clock::Kernel),
             );
             Message::Times(times.map_err(|e| e.to_string()))
         }
@@ -178,7 +178,7 @@ fn measure_ops(
         .map(|k| Op::from_key(k).map_err(|e| format!("unreadable request: {e}")))
         .collect::<Result<Vec<Op>, String>>()?;
     Ok(prepare_and_measure(backend, &ops, cfg, |k| {
-        beating(k, beats)
+        beating(k, beats, Clock::Wall)
     }))
 }
 
@@ -202,7 +202,7 @@ fn measure_files(
     let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
     let mut done = || beats.borrow_mut().say(&Message::Done);
     networks::measure_files_wrapped(backend, &local, &names, cfg, speed, &mut done, &mut |k| {
-        beating(k, beats)
+        beating(k, beats, Clock::Kernel)
     })
     .map_err(|e| {
         local
@@ -214,11 +214,24 @@ fn measure_files(
     })
 }
 
-fn beating(inner: Box<dyn Kernel>, beats: &Rc<RefCell<Beats>>) -> Box<dyn Kernel> {
+/// Which clock the loop times a beating kernel's runs by.
+#[derive(Clone, Copy)]
+enum Clock {
+    /// The kernel's own (its thread's CPU time where it has one), as networks are timed in
+    /// the host's process.
+    Kernel,
+    /// Wall time: ops (and their probe) have been measured this way in the worker since it
+    /// existed, and a table's rows (in-network times, derived from wall time) and its probe
+    /// must share a clock; tables measured before stay comparable.
+    Wall,
+}
+
+fn beating(inner: Box<dyn Kernel>, beats: &Rc<RefCell<Beats>>, clock: Clock) -> Box<dyn Kernel> {
     beats.borrow_mut().beat();
     Box::new(Beating {
         inner,
         beats: Rc::clone(beats),
+        clock,
     })
 }
 
@@ -253,6 +266,7 @@ impl Beats {
 struct Beating {
     inner: Box<dyn Kernel>,
     beats: Rc<RefCell<Beats>>,
+    clock: Clock,
 }
 
 impl Kernel for Beating {
@@ -267,7 +281,10 @@ impl Kernel for Beating {
     }
 
     fn cpu_time_of_last_run(&self) -> Option<Duration> {
-        self.inner.cpu_time_of_last_run()
+        match self.clock {
+            Clock::Kernel => self.inner.cpu_time_of_last_run(),
+            Clock::Wall => None,
+        }
     }
 
     fn finish(&mut self) -> Result<KernelReport, KernelError> {
