@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hwnas_core::table::LatencyTable;
 
 use crate::sshd::Sshd;
-use crate::util::{fails, ok, one_at_a_time, read_json, s};
+use crate::util::{fails, ok, one_at_a_time, profile_around_a_hung_op, read_json, s};
 
 const HWNAS: &str = env!("CARGO_BIN_EXE_hwnas");
 
@@ -102,15 +102,18 @@ fn rows(table: &Path) -> Vec<hwnas_core::table::Row> {
         .unwrap_or_default()
 }
 
-fn wait_for_rows(table: &Path, n: usize) {
+/// Wait until `done()`, at most `limit`, else fail saying `what` did not happen.
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
-    while rows(table).len() < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{n} rows never came"
-        );
+    while !done() {
+        assert!(started.elapsed() < limit, "{what} within {limit:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn wait_for_rows(table: &Path, n: usize) {
+    let what = format!("{n} rows on disk");
+    wait_until(&what, Duration::from_secs(120), || rows(table).len() >= n);
 }
 
 /// A dropped connection costs the ops in flight, which are measured again through a new one;
@@ -177,22 +180,15 @@ fn a_dropped_connection_is_redialled_and_a_lost_device_resumes() {
 /// No worker runs on the device any more: those whose connection dropped exited by
 /// themselves (at once: 65 ms here; a worker that waited for its kernel took over 10 s).
 fn no_worker_is_left() {
-    let started = Instant::now();
+    let pattern = format!("^{HWNAS} worker");
     let left = || {
-        let pattern = format!("^{HWNAS} worker");
         let pgrep = Command::new("pgrep")
             .args(["-f", &pattern])
             .stdout(Stdio::null())
             .status();
         pgrep.unwrap().success()
     };
-    while left() {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "a worker outlived its connection"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("every worker gone", Duration::from_secs(5), || !left());
 }
 
 /// A kernel that hangs on the device is stopped there too: the host kills its end of the
@@ -210,29 +206,7 @@ fn a_hung_kernel_on_the_device_is_stopped_there_too() {
         text.replace("[ort]\n", "[ort]\ntimeout_ms = 1000\n"),
     )
     .unwrap();
-    let table = dir.path().join("t.csv");
-    // ~470 GFLOP a run: seconds on any single core, far past the 1 s timeout.
-    let hung = "conv-in:8x512x112x112-out:512-k:3-s:1-g:1-pre:none-act:none";
-    let err = fails(&[
-        "profile",
-        "--device",
-        s(&device),
-        "--op",
-        "add-in:1x16x32x32",
-        "--op",
-        hung,
-        "--op",
-        "add-in:1x32x16x16",
-        "--out",
-        s(&table),
-    ]);
-    assert!(
-        err.contains(&format!(
-            "FAILED {hung}: no preparation or run finished within 1.0 s"
-        )) && err.contains("1 ops failed"),
-        "{err}"
-    );
-    assert_eq!(rows(&table).len(), 2);
+    profile_around_a_hung_op(&device, &dir.path().join("t.csv"));
     no_worker_is_left();
 }
 

@@ -126,3 +126,32 @@ pub fn fit_uncalibrated(table: &Path, model: &Path) {
         s(model),
     ]);
 }
+
+/// Profile an op that hangs (~470 GFLOP a run: seconds on any core, far past the 1 s timeout
+/// the device profile must set) between two small ones: the run fails naming it, and the two
+/// ops interleaved with it are measured and kept in `table`.
+pub fn profile_around_a_hung_op(device: &Path, table: &Path) {
+    let hung = "conv-in:8x512x112x112-out:512-k:3-s:1-g:1-pre:none-act:none";
+    let err = fails(&[
+        "profile",
+        "--device",
+        s(device),
+        "--op",
+        "add-in:1x16x32x32",
+        "--op",
+        hung,
+        "--op",
+        "add-in:1x32x16x16",
+        "--out",
+        s(table),
+    ]);
+    assert!(
+        err.contains(&format!(
+            "FAILED {hung}: no preparation or run finished within 1.0 s"
+        )) && err.contains("1 ops failed"),
+        "{err}"
+    );
+    let rows = hwnas_core::table::LatencyTable::read(table).unwrap().rows;
+    let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["add-in:1x16x32x32", "add-in:1x32x16x16"]);
+}
