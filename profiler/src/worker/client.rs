@@ -142,19 +142,15 @@ impl Worker {
             beat_ms: (timeout.as_millis() as u64 / 10).clamp(1, 1000),
         };
         let open = serde_json::to_string(&open).expect("a request serialises");
-        let mut running = Running::spawn(&launch)?;
-        let startup = timeout.max(Duration::from_secs(60));
-        let ready = running.handshake(&open, startup).map_err(|e| {
-            running.stop();
-            match launch.remote {
+        let (running, ready) =
+            Running::start(&launch, &open, timeout).map_err(|e| match launch.remote {
                 Some(_) => WorkerError::Unreachable {
                     device: profile.name.clone(),
                     via: launch.describe(),
                     why: Box::new(e),
                 },
                 None => e,
-            }
-        })?;
+            })?;
         Ok(Worker {
             launch,
             device: profile.name.clone(),
@@ -179,12 +175,7 @@ impl Worker {
 
     fn ensure_running(&mut self) -> Result<&mut Running, WorkerError> {
         if self.running.is_none() {
-            let mut running = Running::spawn(&self.launch)?;
-            let startup = self.timeout.max(Duration::from_secs(60));
-            if let Err(e) = running.handshake(&self.open, startup) {
-                running.stop();
-                return Err(e);
-            }
+            let (running, _) = Running::start(&self.launch, &self.open, self.timeout)?;
             self.running = Some(running);
         }
         Ok(self.running.as_mut().expect("just started"))
@@ -381,6 +372,23 @@ enum Event {
 const STDERR_KEPT: usize = 3;
 
 impl Running {
+    /// A child started, greeted and opened; stopped again if that fails. Opening a runtime
+    /// (loading an EP, a connection to a device) may take longer than one step.
+    fn start(
+        launch: &Launch,
+        open: &str,
+        timeout: Duration,
+    ) -> Result<(Running, Ready), WorkerError> {
+        let mut running = Running::spawn(launch)?;
+        match running.handshake(open, timeout.max(Duration::from_secs(60))) {
+            Ok(ready) => Ok((running, ready)),
+            Err(e) => {
+                running.stop();
+                Err(e)
+            }
+        }
+    }
+
     fn spawn(launch: &Launch) -> Result<Running, WorkerError> {
         let mut child = Command::new(&launch.program)
             .args(&launch.args)
