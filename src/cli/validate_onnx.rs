@@ -98,29 +98,42 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
 
 /// The runtime's nodes attributed to the model's layers: a runtime node belongs to the layer
 /// holding the file node of the same name, or of the longest name it starts with (ONNX
-/// Runtime names a fused node after the node it grew from). Nodes of no layer (layout
-/// reorders the runtime inserted) are reported as the runtime's own.
+/// Runtime names a fused node after the node it grew from), or of the output tensor its name
+/// starts with, then `_` (ONNX Runtime's NCHWc rewrite names a node after its output:
+/// `r8_bn_nchwc`). Nodes of no layer (layout reorders the runtime inserted) are reported as
+/// the runtime's own.
 fn per_layer(
     m: &Imported,
     layers: &[LayerPrediction<'_>],
     nodes: &[NodeTime],
 ) -> serde_json::Value {
     let mut owner: HashMap<&str, usize> = HashMap::new();
+    let mut output_owner: HashMap<&str, usize> = HashMap::new();
     for (i, names) in m.layers.iter().enumerate() {
         for n in names {
             owner.insert(n.as_str(), i);
+            for output in m.outputs.get(n).into_iter().flatten() {
+                output_owner.insert(output.as_str(), i);
+            }
         }
     }
+    let longest_prefix = |map: &HashMap<&str, usize>, name: &str, boundary: bool| {
+        map.iter()
+            .filter(|(prefix, _)| {
+                name.strip_prefix(**prefix)
+                    .is_some_and(|rest| !boundary || rest.starts_with('_'))
+            })
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, &i)| i)
+    };
     let mut profiled = vec![0.0; layers.len()];
     let mut runtime_own: HashMap<String, f64> = HashMap::new();
     for n in nodes {
-        let layer = owner.get(n.name.as_str()).copied().or_else(|| {
-            owner
-                .iter()
-                .filter(|(name, _)| n.name.starts_with(*name))
-                .max_by_key(|(name, _)| name.len())
-                .map(|(_, &i)| i)
-        });
+        let layer = owner
+            .get(n.name.as_str())
+            .copied()
+            .or_else(|| longest_prefix(&owner, &n.name, false))
+            .or_else(|| longest_prefix(&output_owner, &n.name, true));
         match layer {
             Some(i) => profiled[i] += n.us,
             None => *runtime_own.entry(n.op_type.clone()).or_default() += n.us,

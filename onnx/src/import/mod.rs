@@ -129,6 +129,9 @@ pub struct Imported {
     pub opset: i64,
     /// Nodes in the graph.
     pub onnx_nodes: usize,
+    /// Each ONNX node's output tensors, by the node's name as `layers` gives it: a runtime
+    /// names the nodes it rewrites after them (ONNX Runtime's NCHWc `r8` → `r8_bn_nchwc`).
+    pub outputs: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Imported {
@@ -219,6 +222,12 @@ pub fn import(
         notes: m.notes,
         opset,
         onnx_nodes: graph.node.len(),
+        outputs: graph
+            .node
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (node_name(n, i), n.output.clone()))
+            .collect(),
     })
 }
 
