@@ -212,8 +212,8 @@ impl Worker {
     }
 
     fn wrong_answer(&mut self, answer: &Message) -> WorkerError {
-        let mut said = format!("{answer:?}");
-        said.truncate(200);
+        // On a character boundary: the answer may hold any text.
+        let said: String = format!("{answer:?}").chars().take(200).collect();
         self.stop(WorkerError::Died(format!("answered {said}")))
     }
 

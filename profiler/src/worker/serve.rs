@@ -41,7 +41,11 @@ pub fn serve(
     let Some(first) = lines.recv().ok().flatten() else {
         return Ok(());
     };
-    let mut backend = match open(&first) {
+    // Opening may hang too (an EP that never finishes compiling).
+    busy.store(true, Ordering::SeqCst);
+    let opened = open(&first);
+    busy.store(false, Ordering::SeqCst);
+    let mut backend = match opened {
         Ok((backend, beat_ms)) => {
             out.borrow_mut().every = Duration::from_millis(beat_ms.max(1));
             say(&Message::Ready(Ready {
