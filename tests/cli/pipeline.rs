@@ -139,7 +139,7 @@ fn profile_nb201_on_ort_then_resume_after_a_crash() {
         "--device",
         s(&device),
         "--samples",
-        "12",
+        "20",
         "--repeat",
         "3",
         "--out",
@@ -147,11 +147,13 @@ fn profile_nb201_on_ort_then_resume_after_a_crash() {
         "--json",
     ]);
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
-    assert_eq!(report["samples"], 12);
+    assert_eq!(report["samples"], 20);
     // Loose bounds that a noisy machine cannot break, yet a broken pipeline would: networks
-    // from 0.2 to 4 ms must come out in the right order and roughly the right size.
+    // from 0.2 to 4 ms must come out in the right order and roughly the right size. With 12
+    // networks a noisy run once gave tau 0.53 against a bound of 0.6; over 20, random
+    // predictions pass tau > 0.5 with probability 0.001, and the noise moves tau less.
     let acc = &report["accuracy"];
-    assert!(acc["kendall_tau"].as_f64().unwrap() > 0.6, "{acc}");
+    assert!(acc["kendall_tau"].as_f64().unwrap() > 0.5, "{acc}");
     assert!(acc["rmspe"].as_f64().unwrap() < 0.35, "{acc}");
     assert!(dir.path().join("val.svg").exists() && dir.path().join("val.json").exists());
     let arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|";
