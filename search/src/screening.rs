@@ -26,7 +26,7 @@ use crate::surrogate::OneHotRidge;
 /// about 2,000 predictions and one sort of them a generation.
 pub const CANDIDATES_PER_CHILD: usize = 40;
 /// The share of screened children never falls below this (the surrogate keeps a voice that
-/// can earn its share back) nor rises above [`MAX_SHARE`] (random children keep a voice too:
+/// can earn its share back) nor rises above [`MAX_SHARE`] (plain children keep a voice too:
 /// 0.9 measured alike to screening every child on mbv3).
 pub const MIN_SHARE: f64 = 0.1;
 pub const MAX_SHARE: f64 = 0.9;
@@ -34,7 +34,7 @@ pub const MAX_SHARE: f64 = 0.9;
 const PURSUIT: f64 = 0.3;
 /// The weight a generation's ranks keep one generation later.
 const DECAY: f64 = 0.5;
-/// Standard errors by which the screened children must out-rank the random ones for the
+/// Standard errors by which the screened children must out-rank the plain ones for the
 /// share to rise. At 1, chance alone raised the share for a few generations on objectives no
 /// model can predict (pure noise); at 2 it stays at the floor there, and mbv3 and FBNet's
 /// space gained as much (20 seeds each).
@@ -48,9 +48,9 @@ pub(crate) struct Screening {
     fitted_on: usize,
     fitted: bool,
     share: f64,
-    /// The ranks of the screened children, and of the random ones.
+    /// The ranks of the screened children, and of the plain ones.
     by_model: Tally,
-    by_chance: Tally,
+    by_plain: Tally,
 }
 
 /// The children chosen for evaluation, and for each whether the surrogate picked it.
@@ -65,12 +65,12 @@ impl Screening {
             fitted: false,
             share: MIN_SHARE,
             by_model: Tally::default(),
-            by_chance: Tally::default(),
+            by_plain: Tally::default(),
         }
     }
 
     /// `want` of `candidates` (distinct, unevaluated genomes): the surrogate's best share of
-    /// them, then random ones. Fewer candidates than `want`, or no model yet: all of them,
+    /// them, then the first bred. Fewer candidates than `want`, or no model yet: all of them,
     /// none screened.
     pub fn pick<I>(
         &mut self,
@@ -169,28 +169,28 @@ impl Screening {
     /// the surrogate, `rank[k]` is its non-dominated front among its parents' generation and
     /// its siblings (0 best). Each group's ranks are tallied with a decay (a generation's
     /// weight halves each generation after it); the share rises only while the screened
-    /// children's mean rank beats the random ones' by more than [`EVIDENCE`] standard errors,
+    /// children's mean rank beats the plain ones' by more than [`EVIDENCE`] standard errors,
     /// and falls otherwise, so a surrogate no better than chance loses its share instead of
     /// drifting.
     pub fn credit(&mut self, screened: &[bool], rank: &[usize]) {
-        for tally in [&mut self.by_model, &mut self.by_chance] {
+        for tally in [&mut self.by_model, &mut self.by_plain] {
             tally.decay();
         }
         for (m, r) in screened.iter().zip(rank) {
             let tally = if *m {
                 &mut self.by_model
             } else {
-                &mut self.by_chance
+                &mut self.by_plain
             };
             tally.add(*r as f64);
         }
-        let (Some((mean_m, var_m)), Some((mean_c, var_c))) =
-            (self.by_model.moments(), self.by_chance.moments())
+        let (Some((mean_m, var_m)), Some((mean_p, var_p))) =
+            (self.by_model.moments(), self.by_plain.moments())
         else {
             return;
         };
-        let se = (var_m / self.by_model.n + var_c / self.by_chance.n).sqrt();
-        let better = se > 0.0 && (mean_c - mean_m) > EVIDENCE * se;
+        let se = (var_m / self.by_model.n + var_p / self.by_plain.n).sqrt();
+        let better = se > 0.0 && (mean_p - mean_m) > EVIDENCE * se;
         let target = if better { MAX_SHARE } else { MIN_SHARE };
         self.share += PURSUIT * (target - self.share);
     }
@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn credit_moves_the_share_toward_the_better_group() {
         let mut s = Screening::new(&Sums::new(false).genes(), 2);
-        // Screened children in the first fronts, random ones further back: the share rises.
+        // Screened children in the first fronts, plain ones further back: the share rises.
         let screened: Vec<bool> = (0..20).map(|k| k % 2 == 0).collect();
         let rank: Vec<usize> = (0..20).map(|k| k / 2 + 5 * (k % 2)).collect();
         s.credit(&screened, &rank);
