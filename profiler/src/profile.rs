@@ -53,7 +53,7 @@ impl GroupMeasurer for InProcess {
     }
 
     fn machine_state(&self) -> Option<MachineState> {
-        (!self.simulated()).then(MachineState::now)
+        state_of(self.0.as_ref())
     }
 }
 
@@ -95,6 +95,12 @@ impl NetworkMeasurer for InProcess {
     ) -> Result<Option<Vec<NodeTime>>, NetworkMeasureError> {
         Ok(self.0.profile_file_nodes(path, input, runs)?)
     }
+}
+
+/// The state of the machine a backend measures on, now: none for a simulated device, whose
+/// times no machine's load or clock touches.
+pub(crate) fn state_of(backend: &dyn Backend) -> Option<MachineState> {
+    (!backend.simulated()).then(MachineState::now)
 }
 
 /// The reference probe's kernel on `backend`, when `cfg` asks for it; a simulated device has

@@ -226,17 +226,19 @@ fn another_build_on_the_device_or_no_device_is_refused() {
     .unwrap();
     let made_executable = Command::new("chmod").arg("+x").arg(&old).status().unwrap();
     assert!(made_executable.success());
-    let device = sshd.device_profile(dir.path(), s(&old));
     let table = dir.path().join("t.csv");
-    let err = fails(&[
-        "profile",
-        "--device",
-        s(&device),
-        "--space",
-        "nb201",
-        "--out",
-        s(&table),
-    ]);
+    let profile_on = |device: &Path| {
+        fails(&[
+            "profile",
+            "--device",
+            s(device),
+            "--space",
+            "nb201",
+            "--out",
+            s(&table),
+        ])
+    };
+    let err = profile_on(&sshd.device_profile(dir.path(), s(&old)));
     assert!(
         err.contains("the device runs hwnas 0.0.9 (worker protocol 1) and this host hwnas")
             && err.contains("install the same hwnas on both")
@@ -254,15 +256,7 @@ fn another_build_on_the_device_or_no_device_is_refused() {
         s(&device),
     ]);
     assert!(err.contains("nothing.json"), "{err}");
-    let err = fails(&[
-        "profile",
-        "--device",
-        s(&device),
-        "--space",
-        "nb201",
-        "--out",
-        s(&table),
-    ]);
+    let err = profile_on(&device);
     assert!(
         err.contains("cannot reach the device `ssh-device` through `ssh -p")
             && err.contains("Connection refused"),

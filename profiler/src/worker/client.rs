@@ -229,20 +229,28 @@ impl Worker {
         }
     }
 
+    /// [`Worker::exchange`] for the end-to-end requests, where any failure ends the command:
+    /// why, in words naming the device when it cannot be reached.
+    fn ask(&mut self, request: &Request, done: &mut dyn FnMut()) -> Result<Message, String> {
+        self.exchange(request, done)
+            .map_err(|failure| match failure {
+                Failure::Start(e) => self.unreachable(e),
+                Failure::Run(e) => e.to_string(),
+            })
+    }
+
     fn times(
         &mut self,
         request: &Request,
         count: usize,
         done: &mut dyn FnMut(),
     ) -> Result<Vec<NetworkTime>, NetworkMeasureError> {
-        let e = match self.exchange(request, done) {
+        let why = match self.ask(request, done) {
             Ok(Message::Times(Ok(times))) if times.len() == count => return Ok(times),
-            Ok(Message::Times(Err(why))) => return Err(NetworkMeasureError::Worker(why)),
+            Ok(Message::Times(Err(why))) | Err(why) => why,
             Ok(other) => self.wrong_answer(&other).to_string(),
-            Err(Failure::Start(e)) => self.unreachable(e),
-            Err(Failure::Run(e)) => e.to_string(),
         };
-        Err(NetworkMeasureError::Worker(e))
+        Err(NetworkMeasureError::Worker(why))
     }
 }
 
@@ -335,14 +343,12 @@ impl NetworkMeasurer for Worker {
             file: WireFile::read(path, input)?,
             runs,
         };
-        let e = match self.exchange(&request, &mut || {}) {
+        let why = match self.ask(&request, &mut || {}) {
             Ok(Message::Nodes(Ok(nodes))) => return Ok(nodes),
-            Ok(Message::Nodes(Err(why))) => why,
+            Ok(Message::Nodes(Err(why))) | Err(why) => why,
             Ok(other) => self.wrong_answer(&other).to_string(),
-            Err(Failure::Start(e)) => self.unreachable(e),
-            Err(Failure::Run(e)) => e.to_string(),
         };
-        Err(NetworkMeasureError::Worker(e))
+        Err(NetworkMeasureError::Worker(why))
     }
 }
 

@@ -12,9 +12,9 @@ use super::{Hello, Message, Ready, Request, WireFile, send};
 use crate::backend::{self, Backend};
 use crate::measure::MeasureConfig;
 use crate::networks::{self, NetworkTime, Speed};
-use crate::profile::prepare_and_measure;
+use crate::profile::{prepare_and_measure, state_of};
 use hwnas_core::backend::{Kernel, KernelError, KernelReport, Measurement};
-use hwnas_core::host::{Machine, MachineState};
+use hwnas_core::host::Machine;
 use hwnas_core::op::Op;
 
 /// Say hello, open the backend the parent's [`Request::Open`] names, then answer requests until
@@ -51,7 +51,7 @@ pub fn serve(
             say(&Message::Ready(Ready {
                 provenance: backend.provenance(),
                 machine: Machine::this(),
-                state: (!backend.simulated()).then(MachineState::now),
+                state: state_of(backend.as_ref()),
                 simulated: backend.simulated(),
                 default_provider: backend.default_provider().to_string(),
                 notes: backend.notes(),
@@ -131,7 +131,7 @@ fn answer(backend: &mut dyn Backend, request: Request, beats: &Rc<RefCell<Beats>
         Request::Open { .. } => Message::Fatal("the device is open already".into()),
         Request::Ops { ops, measure } => match measure_ops(backend, &ops, &measure, beats) {
             Ok(results) => Message::Results {
-                state: (!backend.simulated()).then(MachineState::now),
+                state: state_of(backend),
                 results,
             },
             Err(why) => Message::Fatal(why),
