@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
             let mut kernels: Vec<Box<dyn Kernel>> = (0..OPS)
                 .map(|_| Box::new(NoopKernel) as Box<dyn Kernel>)
                 .collect();
-            let results = measure_group(&mut kernels, &cfg, None);
+            let results = measure_group(&mut kernels, &cfg, None, None);
             assert_eq!(results.len(), OPS);
             results
         })
@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
             let mut kernels: Vec<Box<dyn Kernel>> = (0..OPS)
                 .map(|_| Box::new(NoopKernel) as Box<dyn Kernel>)
                 .collect();
-            let results = measure_group(&mut kernels, &cfg, Some(&mut NoopKernel));
+            let results = measure_group(&mut kernels, &cfg, Some(&mut NoopKernel), None);
             assert_eq!(results.len(), OPS);
             results
         })

@@ -60,7 +60,7 @@ pub fn mock_model(space: &dyn SearchSpace) -> LatencyModel {
             let mut k = vec![dev.prepare(op).unwrap()];
             Row::new(
                 op,
-                &measure_group(&mut k, &cfg, None).remove(0).unwrap(),
+                &measure_group(&mut k, &cfg, None, None).remove(0).unwrap(),
                 "mock",
             )
         })

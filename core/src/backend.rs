@@ -81,12 +81,45 @@ pub trait Backend {
     fn default_provider(&self) -> &str {
         ""
     }
+
+    /// The device's energy counter, when energy is measured beside latency.
+    fn energy_meter(&mut self) -> Option<&mut dyn EnergyMeter> {
+        None
+    }
+}
+
+/// Energy per run of a kernel, read from a counter the device keeps (RAPL, NVML).
+pub trait EnergyMeter {
+    /// Run `kernel` for windows long enough for the counter to measure, and return the energy
+    /// one run costs above the device's idle power. `run_us` is the run's time, as measured.
+    fn per_run(&mut self, kernel: &mut dyn Kernel, run_us: f64) -> Result<Energy, KernelError>;
+}
+
+/// What an [`EnergyMeter`] measured for one kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Energy {
+    /// Median over the windows of the energy per run above idle, in microjoules.
+    pub per_run_uj: f64,
+    /// Spread over the windows: (max - min) / median.
+    pub spread: f64,
+    /// Mean power while the kernel ran, idle included, in watts.
+    pub power_w: f64,
+    /// Windows measured and runs in them, all together.
+    pub windows: u32,
+    pub runs: u64,
 }
 
 /// Something that can run one op once. Prepared once (session, buffers, weights); run many times.
 pub trait Kernel {
     /// Run the op once and return the wall-clock time of the call.
     fn run(&mut self) -> Result<Duration, KernelError>;
+
+    /// One run as a deployment makes it, untimed and unrecorded: what an energy window
+    /// repeats. A kernel whose `run` does more (a profiled twin run, per-run records) does
+    /// only the deployed run here.
+    fn run_untimed(&mut self) -> Result<(), KernelError> {
+        self.run().map(drop)
+    }
 
     /// The CPU time the calling thread spent in the last run, for a kernel that does all its
     /// work on the calling thread (ONNX Runtime with one intra-op thread): unlike wall time, it
@@ -139,6 +172,9 @@ pub struct Measurement {
     /// The machine's speed while this was measured, when the reference probe ran beside it.
     #[serde(default)]
     pub drift: Option<Drift>,
+    /// Energy per run, when the backend measured it (see [`EnergyMeter`]).
+    #[serde(default)]
+    pub energy: Option<Energy>,
 }
 
 /// What the reference probe saw next to one measurement. The probe is a fixed kernel run

@@ -33,6 +33,17 @@
 //! timeout_ms = 10000          # a run that takes longer is stopped and the op recorded failed
 //! ```
 //!
+//! Energy per op and per network, where the device has a counter (RAPL on CPUs, NVML on
+//! NVIDIA GPUs; see [`crate::energy`]); `hwnas profile --energy` sets `enabled`:
+//!
+//! ```toml
+//! [energy]
+//! enabled = false
+//! source = "auto"             # auto (RAPL, else NVML) | rapl | nvml
+//! window_ms = 200.0           # shortest window of an op's runs
+//! windows = 3                 # windows per op; the median is kept
+//! ```
+//!
 //! A device that is not this machine adds a `[remote]` section: everything is measured by an
 //! `hwnas worker` started on the device through `command` (see `crate::worker`), and the rest
 //! of the profile (the `[ort]` library path included) describes the device's side:
@@ -48,6 +59,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::energy::EnergyConfig;
 use crate::measure::MeasureConfig;
 use hwnas_core::op::Precision;
 use hwnas_gpu::settings::{GPU_BACKENDS, GpuSettings};
@@ -72,6 +84,9 @@ pub struct DeviceProfile {
     /// Set when the device is reached through a command rather than being this machine.
     #[serde(default)]
     pub remote: Option<RemoteSettings>,
+    /// Energy beside latency, where the device has a counter.
+    #[serde(default)]
+    pub energy: EnergyConfig,
 }
 
 /// How to reach a device that is not this machine: `command` gives a byte pipe to a shell on
@@ -191,6 +206,7 @@ impl DeviceProfile {
     fn check(&self) -> Result<(), String> {
         let profile = self;
         profile.measure.validate()?;
+        profile.energy.validate()?;
         if profile.name.trim().is_empty() {
             return Err("`name` must not be empty".into());
         }

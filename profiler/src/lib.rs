@@ -18,10 +18,13 @@
 //!   ([`profile::probe_nominal_us`]); [`networks`] times whole networks and users' ONNX files
 //!   end to end on the same backends, at a table's probe speed ([`networks::Speed`]), through
 //!   a [`networks::NetworkMeasurer`] (either of the two again).
+//! - [`energy`] measures energy per run beside latency where the device keeps a counter
+//!   (RAPL, NVML): [`energy::Metered`] puts a meter beside any backend.
 //! - [`fuzzing`] holds the entry points the fuzz targets drive, across every layer.
 
 pub mod backend;
 pub mod device;
+pub mod energy;
 pub mod fuzzing;
 pub mod measure;
 pub mod networks;

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use hwnas_core::backend::{Drift, Kernel, KernelError, Measurement};
+use hwnas_core::backend::{Drift, Energy, EnergyMeter, Kernel, KernelError, Measurement};
 use hwnas_core::stats::{Stats, quantile_sorted};
 
 /// The reference probe: a small conv every backend runs, long enough (a few hundred
@@ -134,6 +134,7 @@ struct Progress {
     run_us: Vec<f64>,
     probe_us: Vec<f64>,
     warmup_runs: usize,
+    energy: Option<Energy>,
     spent_ms: f64,
     done: bool,
     capped: bool,
@@ -200,6 +201,7 @@ fn warm_up(k: &mut dyn Kernel, cfg: &MeasureConfig) -> Progress {
         run_us: Vec::new(),
         probe_us: Vec::new(),
         warmup_runs: 0,
+        energy: None,
         spent_ms: 0.0,
         done: false,
         capped: false,
@@ -227,11 +229,14 @@ fn warm_up(k: &mut dyn Kernel, cfg: &MeasureConfig) -> Progress {
 /// Measure a group of kernels in interleaved rounds. One result per kernel, in order; an error
 /// in one kernel does not stop the others. With a `probe` kernel (and `cfg.probe_runs` > 0),
 /// every batch is bracketed by probe runs and corrected by them; a probe that fails is every
-/// kernel's error, since no time of the group could be corrected.
+/// kernel's error, since no time of the group could be corrected. With an `energy` meter,
+/// each kernel's energy per run is measured once its latency is (a failure is its error: a
+/// row without the energy asked for would pass for a whole one).
 pub fn measure_group(
     kernels: &mut [Box<dyn Kernel + '_>],
     cfg: &MeasureConfig,
     probe: Option<&mut (dyn Kernel + '_)>,
+    energy: Option<&mut dyn EnergyMeter>,
 ) -> Vec<Result<Measurement, KernelError>> {
     let mut probe = probe
         .filter(|_| cfg.probe_runs > 0)
@@ -285,12 +290,34 @@ pub fn measure_group(
             }
         }
     }
+    if let Some(meter) = energy {
+        measure_energy(kernels, &mut progress, meter);
+    }
 
     kernels
         .iter_mut()
         .zip(progress)
         .map(|(k, p)| finish_one(k.as_mut(), p))
         .collect()
+}
+
+/// Each kernel's energy per run, after its latency; the runs it took are counted as extra.
+fn measure_energy(
+    kernels: &mut [Box<dyn Kernel + '_>],
+    progress: &mut [Progress],
+    meter: &mut dyn EnergyMeter,
+) {
+    for (k, p) in kernels.iter_mut().zip(progress.iter_mut()) {
+        if p.error.is_some() {
+            continue;
+        }
+        let mut wall = p.wall_us.clone();
+        wall.sort_by(f64::total_cmp);
+        match meter.per_run(k.as_mut(), quantile_sorted(&wall, 0.5)) {
+            Ok(e) => p.energy = Some(e),
+            Err(e) => p.error = Some(KernelError(format!("energy: {e}"))),
+        }
+    }
 }
 
 /// Every kernel's result when the probe failed (each is finished, to release what it holds).
@@ -366,6 +393,7 @@ fn finish_one(k: &mut dyn Kernel, p: Progress) -> Result<Measurement, KernelErro
         in_network,
         capped: p.capped,
         drift,
+        energy: p.energy,
     })
 }
 
@@ -450,7 +478,9 @@ mod tests {
             runs,
         };
         let probe = probed.then_some(&mut probe as &mut dyn Kernel);
-        measure_group(&mut kernels, cfg, probe).remove(0).unwrap()
+        measure_group(&mut kernels, cfg, probe, None)
+            .remove(0)
+            .unwrap()
     }
 
     #[test]
@@ -497,7 +527,7 @@ mod tests {
                 runs: Rc::default(),
             }),
         ];
-        let results = measure_group(&mut kernels, &cfg(), Some(&mut Failing));
+        let results = measure_group(&mut kernels, &cfg(), Some(&mut Failing), None);
         assert_eq!(results.len(), 2);
         for r in results {
             let e = r.unwrap_err().to_string();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use hwnas_core::backend::{
-    Backend, BackendError, Drift, Kernel, KernelError, Measurement, NodeTime,
+    Backend, BackendError, Drift, Energy, Kernel, KernelError, Measurement, NodeTime,
 };
 use hwnas_core::network::Network;
 use hwnas_core::op::Tensor;
@@ -73,6 +73,9 @@ pub struct NetworkTime {
     pub raw: Stats,
     /// The probe's median and spread beside it, when it ran.
     pub drift: Option<Drift>,
+    /// Energy per inference, when the device measured it (not corrected by the probe).
+    #[serde(default)]
+    pub energy: Option<Energy>,
 }
 
 /// Latency of each ONNX file (named `names[i]` in errors), fed a seeded input of its shape, all
@@ -132,7 +135,12 @@ fn measure_kernels(
             .iter()
             .map(|&i| prepare(backend, i).map(&mut *wrap))
             .collect::<Result<Vec<_>, _>>()?;
-        let measured = measure_group(&mut kernels, &cfg, probe.as_deref_mut());
+        let measured = measure_group(
+            &mut kernels,
+            &cfg,
+            probe.as_deref_mut(),
+            backend.energy_meter(),
+        );
         for (&i, result) in group.iter().zip(measured) {
             let m = result.map_err(|error| NetworkMeasureError::Run {
                 name: names[i].clone(),
@@ -142,7 +150,7 @@ fn measure_kernels(
                 stats: m.raw(),
                 ..m.clone()
             });
-            let drift = m.drift;
+            let (drift, energy) = (m.drift, m.energy);
             let m = match speed.probe_nominal_us {
                 Some(nominal) => m.at_probe_speed(nominal),
                 None => m,
@@ -151,6 +159,7 @@ fn measure_kernels(
                 latency: backend.network_latency(&m),
                 raw,
                 drift,
+                energy,
             });
             done();
         }

@@ -144,7 +144,12 @@ pub(crate) fn prepare_and_measure(
             Err(e) => results.push(Some(Err(e.to_string()))),
         }
     }
-    let measured = measure_group(&mut kernels, cfg, probe.as_deref_mut());
+    let measured = measure_group(
+        &mut kernels,
+        cfg,
+        probe.as_deref_mut(),
+        backend.energy_meter(),
+    );
     for (slot, m) in slots.into_iter().zip(measured) {
         results[slot] = Some(m.map_err(|e| e.to_string()));
     }

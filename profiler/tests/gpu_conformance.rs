@@ -253,7 +253,9 @@ fn measuring_reports_gpu_time_and_the_provider() {
         max_ms: 200.0,
         ..MeasureConfig::default()
     };
-    let m = measure_group(&mut kernels, &cfg, None).remove(0).unwrap();
+    let m = measure_group(&mut kernels, &cfg, None, None)
+        .remove(0)
+        .unwrap();
     assert!(m.providers[0].starts_with("wgpu-"), "{:?}", m.providers);
     assert!(m.stats.median > 0.0);
     let prov: std::collections::HashMap<String, String> = g.provenance().into_iter().collect();

@@ -120,7 +120,7 @@ fn the_families_run_on_onnx_runtime() {
         std::fs::write(&path, zoo::build(family, 96).unwrap().to_bytes()).unwrap();
         let m = imported(&read_model(&path).unwrap());
         let mut k = vec![rt.prepare_file(&path, m.network.input).unwrap()];
-        let stats = measure_group(&mut k, &cfg, None).remove(0).unwrap();
+        let stats = measure_group(&mut k, &cfg, None, None).remove(0).unwrap();
         assert!(stats.wall.median > 0.0, "{family}");
     }
 }
@@ -291,7 +291,7 @@ fn weights_in_external_data_are_not_needed_to_map_and_ort_finds_them() {
         ..MeasureConfig::default()
     };
     let mut k = vec![rt.prepare_file(&path, m.network.input).unwrap()];
-    assert!(measure_group(&mut k, &cfg, None).remove(0).is_ok());
+    assert!(measure_group(&mut k, &cfg, None, None).remove(0).is_ok());
 }
 
 #[test]

@@ -255,7 +255,9 @@ fn measuring_reports_in_network_time_and_the_provider() {
         max_ms: 300.0,
         ..MeasureConfig::default()
     };
-    let m = measure_group(&mut kernels, &cfg, None).remove(0).unwrap();
+    let m = measure_group(&mut kernels, &cfg, None, None)
+        .remove(0)
+        .unwrap();
     assert!(m.in_network);
     assert_eq!(m.providers, vec!["CPUExecutionProvider".to_string()]);
     assert!(m.stats.n >= cfg.min_runs as usize);

@@ -90,6 +90,25 @@ impl LatencySource {
         }
     }
 
+    /// Whether the source predicts energy (a model fitted on a table with `energy_uj`).
+    pub fn has_energy(&self) -> bool {
+        matches!(self, LatencySource::Model { model, .. } if model.energy.is_some())
+    }
+
+    /// Energy per inference in mJ of a network, from a model with energy.
+    pub fn energy_mj(&self, net: &Network) -> Result<f64, String> {
+        let LatencySource::Model { model, .. } = self else {
+            return Err("a table of architectures has no energy".into());
+        };
+        match model.predict_energy_uj(&model.terms(net)) {
+            Some(uj) => uj.map(|uj| uj / 1e3).map_err(|e| e.to_string()),
+            None => Err(format!(
+                "model `{}` has no energy: profile with --energy and fit again",
+                self.name()
+            )),
+        }
+    }
+
     /// The prediction's interval in ms, where the source has one.
     pub fn interval_ms(&self, net: &Network) -> Option<(f64, f64)> {
         match self {
@@ -135,8 +154,28 @@ pub fn latency_index(latency: &[LatencySource], name: &str) -> Result<usize, Str
         })
 }
 
+/// The positions of the sources that predict energy: `name` alone, or every one.
+pub fn energy_indices(latency: &[LatencySource], name: Option<&str>) -> Result<Vec<usize>, String> {
+    let chosen = match name {
+        Some(name) => vec![latency_index(latency, name)?],
+        None => (0..latency.len()).collect(),
+    };
+    let with: Vec<usize> = chosen
+        .into_iter()
+        .filter(|i| latency[*i].has_energy())
+        .collect();
+    if with.is_empty() || (name.is_some() && with.len() != 1) {
+        return Err(format!(
+            "energy needs a --model fitted on a table profiled with --energy; {} has none",
+            name.map_or("no model given".to_string(), |n| format!("`{n}`"))
+        ));
+    }
+    Ok(with)
+}
+
 /// Objectives from a comma-separated list: accuracy, latency (every device), latency:DEVICE,
-/// mflops, mparams, memory; each once, in the order first named.
+/// energy (every device with energy), energy:DEVICE, mflops, mparams, memory; each once, in
+/// the order first named.
 pub fn parse_objectives(spec: &str, latency: &[LatencySource]) -> Result<Vec<Metric>, String> {
     let mut out = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -150,14 +189,27 @@ pub fn parse_objectives(spec: &str, latency: &[LatencySource]) -> Result<Vec<Met
                 }
                 out.extend((0..latency.len()).map(Metric::Latency));
             }
+            "energy" => out.extend(
+                energy_indices(latency, None)?
+                    .into_iter()
+                    .map(Metric::Energy),
+            ),
             "mflops" | "flops" => out.push(Metric::Mflops),
             "mparams" | "params" => out.push(Metric::Mparams),
             "memory" => out.push(Metric::MemoryMb),
-            other => match other.strip_prefix("latency:") {
-                Some(name) => out.push(Metric::Latency(latency_index(latency, name)?)),
-                None => {
+            other => match (
+                other.strip_prefix("latency:"),
+                other.strip_prefix("energy:"),
+            ) {
+                (Some(name), _) => out.push(Metric::Latency(latency_index(latency, name)?)),
+                (_, Some(name)) => out.extend(
+                    energy_indices(latency, Some(name))?
+                        .into_iter()
+                        .map(Metric::Energy),
+                ),
+                _ => {
                     return Err(format!(
-                        "--objectives: unknown `{other}` (accuracy, latency, latency:DEVICE, mflops, mparams, memory)"
+                        "--objectives: unknown `{other}` (accuracy, latency, latency:DEVICE, energy, energy:DEVICE, mflops, mparams, memory)"
                     ));
                 }
             },
@@ -185,6 +237,8 @@ pub enum Metric {
     Accuracy,
     /// Latency on the latency source of that index, in ms.
     Latency(usize),
+    /// Energy per inference predicted by the latency source of that index, in mJ.
+    Energy(usize),
     /// Millions of floating-point operations.
     Mflops,
     /// Millions of parameters.
@@ -199,6 +253,9 @@ pub struct Metrics {
     pub arch: String,
     pub accuracy: f64,
     pub latency_ms: Vec<f64>,
+    /// Per latency source, energy per inference in mJ (NaN where not predicted: a source
+    /// without energy, or a search that neither optimises nor bounds it).
+    pub energy_mj: Vec<f64>,
     pub mflops: f64,
     pub mparams: f64,
     pub memory_mb: f64,
@@ -215,6 +272,7 @@ impl Metrics {
         match m {
             Metric::Accuracy => self.accuracy,
             Metric::Latency(i) => self.latency_ms[i],
+            Metric::Energy(i) => self.energy_mj[i],
             Metric::Mflops => self.mflops,
             Metric::Mparams => self.mparams,
             Metric::MemoryMb => self.memory_mb,
@@ -270,6 +328,7 @@ impl ArchProblem<'_> {
             Metric::Accuracy if self.accuracy.is_proxy() => "accuracy_proxy_mflops".into(),
             Metric::Accuracy => "accuracy".into(),
             Metric::Latency(i) => format!("latency_{}_ms", self.latency[i].name()),
+            Metric::Energy(i) => format!("energy_{}_mj", self.latency[i].name()),
             Metric::Mflops => "mflops".into(),
             Metric::Mparams => "mparams".into(),
             Metric::MemoryMb => "peak_memory_mb".into(),
@@ -280,10 +339,30 @@ impl ArchProblem<'_> {
     /// by network, the FLOPs proxy, or a size metric the search optimises or bounds.
     fn needs_networks(&self) -> bool {
         let size = |m: &Metric| matches!(m, Metric::Mflops | Metric::Mparams | Metric::MemoryMb);
-        self.latency.iter().any(LatencySource::needs_network)
+        self.uses_energy()
+            || self.latency.iter().any(LatencySource::needs_network)
             || self.accuracy.is_proxy()
             || self.objectives.iter().any(size)
             || self.constraints.iter().any(|c| size(&c.metric))
+    }
+
+    /// Whether the search optimises or bounds energy (only then is it predicted).
+    pub fn uses_energy(&self) -> bool {
+        let energy = |m: &Metric| matches!(m, Metric::Energy(_));
+        self.objectives.iter().any(energy) || self.constraints.iter().any(|c| energy(&c.metric))
+    }
+
+    /// Each source's energy of a network, where the search uses energy (NaN elsewhere).
+    fn energies(&self, net: Option<&Network>) -> Result<Vec<f64>, EvaluateError> {
+        self.latency
+            .iter()
+            .map(|l| match net {
+                Some(net) if self.uses_energy() && l.has_energy() => l
+                    .energy_mj(net)
+                    .map_err(|e| EvaluateError(format!("energy on `{}`: {e}", l.name()))),
+                _ => Ok(f64::NAN),
+            })
+            .collect()
     }
 
     /// Every metric of a batch of genomes. The size metrics are NaN where no network had to
@@ -317,6 +396,7 @@ impl ArchProblem<'_> {
                     .collect::<Result<_, _>>()?;
                 let mut m = Metrics {
                     latency_ms,
+                    energy_mj: self.energies(net)?,
                     accuracy,
                     mflops: f64::NAN,
                     mparams: f64::NAN,

@@ -72,15 +72,18 @@ pub fn open(
 
 /// A device profile and its device, for the commands that measure on it.
 /// Networks hwnas builds are built at `precision` (the model's: what its table measured);
-/// users' ONNX files run as they are.
+/// users' ONNX files run as they are. With `energy` (a model that predicts it), networks'
+/// energy is measured too.
 pub fn open_device(
     path: &Path,
     library: Option<&Path>,
     precision: Precision,
+    energy: bool,
 ) -> anyhow::Result<(DeviceProfile, Box<dyn NetworkMeasurer>)> {
-    let profile = DeviceProfile::load(path)?
+    let mut profile = DeviceProfile::load(path)?
         .with_precision(precision)
         .map_err(|e| anyhow::anyhow!("device profile {}: {e}", path.display()))?;
+    profile.energy.enabled |= energy;
     let device = open(&profile, path, library)?;
     Ok((profile, device))
 }

@@ -5,12 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hwnas_core::Precision;
+use hwnas_core::network::Network;
 use hwnas_core::rng::SplitMix64;
 use hwnas_core::table::LatencyTable;
 use hwnas_predictor::LatencyModel;
-use hwnas_predictor::calibrate::Calibration;
+use hwnas_predictor::calibrate::{Calibration, CalibrationError, Sample};
 use hwnas_predictor::regress::{Family, OpRegressor, compare};
-use hwnas_profiler::networks::Speed;
+use hwnas_profiler::device::DeviceProfile;
+use hwnas_profiler::networks::{NetworkMeasurer, NetworkTime, Speed};
 use hwnas_search::space::open;
 
 use super::e2e;
@@ -76,7 +78,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("where should the model go? give --out")?;
     let table = LatencyTable::read(table_path)?;
     let mut model = LatencyModel::from_table(&table, table_path);
-    fit_regressor(&args, table_path, &table, &mut model)?;
+    fit_regressor(&args, table_path, &table, &mut model, "latency")?;
+    if let Some(energy_table) = table.energy() {
+        let mut energy = LatencyModel::from_table(&energy_table, table_path);
+        fit_regressor(&args, table_path, &energy_table, &mut energy, "energy")?;
+        model.energy = Some(Box::new(energy));
+    }
     if args.calibrate_reference {
         let dir = tempfile::tempdir().context("a folder for the reference networks")?;
         let files = super::reference::write(dir.path())?;
@@ -100,6 +107,7 @@ fn fit_regressor(
     table_path: &Path,
     table: &LatencyTable,
     model: &mut LatencyModel,
+    quantity: &str,
 ) -> anyhow::Result<()> {
     let rows: Vec<_> = table
         .rows
@@ -109,9 +117,11 @@ fn fit_regressor(
     let family = if rows.len() >= 40 {
         let scores = compare(&rows, 0.2, args.seed)?;
         println!(
-            "op regressors on {} held-out ops of {} (>= 5 us):",
+            "{}op regressors on {} held-out ops of {} (>= 5 {}):",
+            prefix(quantity),
             scores[0].test,
-            table_path.display()
+            table_path.display(),
+            unit(quantity)
         );
         println!(
             "  {:<52} {:>8} {:>9} {:>8} {:>9}",
@@ -143,9 +153,18 @@ fn fit_regressor(
         Family::Gbdt
     };
     model.regressor = Some(OpRegressor::fit(family, &rows)?);
-    println!("unseen shapes: {}", family.name());
+    println!("{}unseen shapes: {}", prefix(quantity), family.name());
 
     Ok(())
+}
+
+fn unit(quantity: &str) -> &'static str {
+    if quantity == "energy" { "uJ" } else { "us" }
+}
+
+/// Lines about latency read as they always have; energy's say so.
+fn prefix(quantity: &str) -> &'static str {
+    if quantity == "energy" { "energy: " } else { "" }
 }
 
 fn stem(path: &std::path::Path) -> String {
@@ -166,23 +185,19 @@ fn calibrate_on_files(
         .device
         .as_ref()
         .context("calibrating measures the models end to end: give --device")?;
-    let (profile, mut rt) =
-        e2e::open_device(device, args.ort_library.as_deref(), model.precision())?;
+    let (profile, mut rt) = open_device(args, device, model)?;
     let mut files = Vec::new();
-    let mut samples = Vec::new();
+    let mut nets = Vec::new();
     for path in paths {
         let m = super::onnx_model::load(path, Default::default(), false)?;
-        samples.push(model.kind_sums(&model.terms(&m.network))?);
         files.push((path.clone(), m.network.input));
+        nets.push(m.network);
     }
     let measured = rt.measure_files(&files, &profile.measure, speed_of(model), &mut || {})?;
-    let samples: Vec<_> = samples
-        .into_iter()
-        .zip(&measured)
-        .map(|(sums, m)| (sums, m.latency.median))
-        .collect();
+    let samples = latency_samples(model, &nets, &measured)?;
     let cal = Calibration::fit_models(&samples)?;
-    report_calibration(&cal, what);
+    report_calibration(&cal, what, "latency");
+    calibrate_energy(model, &nets, &measured, Calibration::fit_models, what)?;
     if cal.loo_rmspe > NOISY_CALIBRATION {
         eprintln!(
             "note: leaving one model out, the others predict it with {:.1}% RMS error: few or \
@@ -209,8 +224,7 @@ fn calibrate_on_space(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
         .or_else(|| model.space.clone())
         .context("which space are the calibration networks from? give --space")?;
     let space = open(&space_name)?;
-    let (profile, mut rt) =
-        e2e::open_device(device, args.ort_library.as_deref(), model.precision())?;
+    let (profile, mut rt) = open_device(args, device, model)?;
     let mut rng = SplitMix64::new(args.seed ^ 0xca11_b4a7e);
     let archs: Vec<String> = (0..args.calibrate)
         .map(|_| space.sample(&mut rng))
@@ -227,13 +241,11 @@ fn calibrate_on_space(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
         "calibration",
     )?;
     super::validate::print_drift(&measured, "calibration networks");
-    let samples = nets
-        .iter()
-        .zip(&measured)
-        .map(|(n, m)| Ok((model.kind_sums(&model.terms(n))?, m.latency.median)))
-        .collect::<Result<Vec<_>, hwnas_predictor::ModelError>>()?;
+    let samples = latency_samples(model, &nets, &measured)?;
+    let what = format!("{} networks", space.name());
     let cal = Calibration::fit(&samples)?;
-    report_calibration(&cal, &format!("{} networks", space.name()));
+    report_calibration(&cal, &what, "latency");
+    calibrate_energy(model, &nets, &measured, Calibration::fit, &what)?;
     if cal.loo_rmspe > NOISY_CALIBRATION {
         let why = match model.precision() {
             // At fp32 a large error has been the machine; at int8 it is also the model.
@@ -258,6 +270,21 @@ fn calibrate_on_space(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
     Ok(())
 }
 
+/// The device the calibration networks are measured on, at the model's precision, and with
+/// their energy where the model has energy.
+fn open_device(
+    args: &Args,
+    device: &Path,
+    model: &LatencyModel,
+) -> anyhow::Result<(DeviceProfile, Box<dyn NetworkMeasurer>)> {
+    e2e::open_device(
+        device,
+        args.ort_library.as_deref(),
+        model.precision(),
+        model.energy.is_some(),
+    )
+}
+
 /// Networks are measured at the speed of the model's table.
 fn speed_of(model: &LatencyModel) -> Speed {
     Speed {
@@ -265,13 +292,56 @@ fn speed_of(model: &LatencyModel) -> Speed {
     }
 }
 
-fn report_calibration(cal: &Calibration, what: &str) {
+/// Each network's op sums by kind (what a calibration weighs) and its measured latency.
+fn latency_samples(
+    model: &LatencyModel,
+    nets: &[Network],
+    measured: &[NetworkTime],
+) -> anyhow::Result<Vec<Sample>> {
+    nets.iter()
+        .zip(measured)
+        .map(|(n, m)| Ok((model.kind_sums(&model.terms(n))?, m.latency.median)))
+        .collect()
+}
+
+/// The energy model's calibration, on the same networks' measured energy, fitted as
+/// latency's was (`fit`); nothing for a model without energy.
+fn calibrate_energy(
+    model: &mut LatencyModel,
+    nets: &[Network],
+    measured: &[NetworkTime],
+    fit: fn(&[Sample]) -> Result<Calibration, CalibrationError>,
+    what: &str,
+) -> anyhow::Result<()> {
+    let Some(energy) = model.energy.as_mut() else {
+        return Ok(());
+    };
+    let samples = nets
+        .iter()
+        .zip(measured)
+        .map(|(n, m)| {
+            let e = m
+                .energy
+                .context("a calibration network was measured without its energy")?;
+            Ok((energy.kind_sums(&energy.terms(n))?, e.per_run_uj))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cal = fit(&samples)?;
+    report_calibration(&cal, what, "energy");
+    energy.calibration = Some(cal);
+    energy.rebuild();
+    Ok(())
+}
+
+fn report_calibration(cal: &Calibration, what: &str, quantity: &str) {
     println!(
-        "calibrated on {} {what} measured end to end: {:?} form, intercept {:.1} us, \
+        "{}calibrated on {} {what} measured end to end: {:?} form, intercept {:.1} {}, \
          coefficients {}; leave-one-out RMSPE {:.2}%, 95% interval ±{:.1}%",
+        prefix(quantity),
         cal.networks,
         cal.form,
         cal.intercept_us,
+        unit(quantity),
         cal.kinds
             .iter()
             .zip(&cal.coefficients)

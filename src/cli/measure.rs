@@ -62,8 +62,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|a| space.network(a))
         .collect::<Result<Vec<_>, _>>()?;
-    let (profile, mut rt) =
-        e2e::open_device(&args.device, args.ort_library.as_deref(), args.precision)?;
+    let (profile, mut rt) = e2e::open_device(
+        &args.device,
+        args.ort_library.as_deref(),
+        args.precision,
+        false,
+    )?;
     // The reference probe runs beside the networks (any nominal turns it on); each time is
     // then expressed at one speed, so that a slow spell of the machine does not make the
     // networks timed during it look slow.

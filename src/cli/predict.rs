@@ -89,10 +89,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut results = Vec::new();
     for arch in &args.arch {
         let net = space.network(arch)?;
+        let terms = model.terms(&net);
         let p = model
-            .predict(&model.terms(&net))
+            .predict(&terms)
             .with_context(|| format!("predicting `{arch}` with {}", path.display()))?;
-        results.push((arch, p));
+        let energy = model.predict_energy_uj(&terms).transpose()?;
+        results.push((arch, p, energy));
     }
     let basis = if model
         .calibration
@@ -108,13 +110,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         let json: Vec<serde_json::Value> = results
             .iter()
-            .map(|(arch, p)| {
-                serde_json::json!({
+            .map(|(arch, p, energy)| {
+                let mut entry = serde_json::json!({
                     "space": space.name(), "arch": arch, "device": model.device, "basis": basis,
                     "latency_us": p.latency_us, "low_us": p.low_us, "high_us": p.high_us, "sum_us": p.sum_us,
                     "regressed_ops": p.regressed().collect::<Vec<_>>(),
                     "per_op": p.per_op.iter().map(|(k, us, src)| serde_json::json!({"key": k, "us": us, "source": src})).collect::<Vec<_>>(),
-                })
+                });
+                if let Some(uj) = energy {
+                    entry["energy_uj"] = (*uj).into();
+                }
+                entry
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -126,9 +132,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         model.precision(),
         path.display()
     );
-    for (arch, p) in results {
+    for (arch, p, energy) in results {
+        let energy = energy.map_or(String::new(), |uj| format!("  {:.3} mJ", uj / 1e3));
         println!(
-            "{:>9.3} ms  [{:.3}, {:.3}]  (ops sum {:.3} ms)  {arch}",
+            "{:>9.3} ms  [{:.3}, {:.3}]  (ops sum {:.3} ms){energy}  {arch}",
             p.latency_us / 1e3,
             p.low_us / 1e3,
             p.high_us / 1e3,

@@ -58,6 +58,11 @@ pub struct Args {
     /// graphs (overrides the profile's `precision`; ONNX Runtime devices only).
     #[arg(long)]
     precision: Option<Precision>,
+    /// Measure each op's energy per run too (column `energy_uj`), from the device's counter:
+    /// RAPL on CPUs, NVML on NVIDIA GPUs (the profile's `[energy]` section tunes it). An error
+    /// where the device has none.
+    #[arg(long)]
+    energy: bool,
     /// Continue an interrupted table: keep its rows, measure only the missing ops.
     #[arg(long)]
     resume: bool,
@@ -266,6 +271,7 @@ fn device_profile(args: &Args) -> anyhow::Result<DeviceProfile> {
             .with_precision(p)
             .map_err(|e| anyhow::anyhow!("--precision: {e}"))?;
     }
+    profile.energy.enabled |= args.energy;
     if let Some(limit) = args.max_noise {
         profile.measure.max_noise = Some(limit);
         profile

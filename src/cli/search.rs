@@ -9,8 +9,8 @@ use hwnas_core::Precision;
 use hwnas_predictor::LatencyModel;
 use hwnas_search::accuracy::AccuracySource;
 use hwnas_search::objective::{
-    ArchProblem, Constraint, LatencySource, Metric, Metrics, latency_index, name_apart,
-    parse_objectives,
+    ArchProblem, Constraint, LatencySource, Metric, Metrics, energy_indices, latency_index,
+    name_apart, parse_objectives,
 };
 use hwnas_search::problem::Evaluation;
 use hwnas_search::problem::Outcome;
@@ -47,12 +47,16 @@ pub struct Args {
     #[arg(long, default_value = "proxy")]
     pub(super) accuracy: String,
     /// Objectives, comma-separated, from accuracy, latency (every device), latency:DEVICE,
-    /// mflops, mparams, memory.
+    /// energy (every device whose model has energy), energy:DEVICE, mflops, mparams, memory.
     #[arg(long, default_value = "accuracy,latency")]
     objectives: String,
     /// Latency bound in ms: one number for every device, or `DEVICE=MS,...`.
     #[arg(long)]
     max_latency_ms: Option<String>,
+    /// Energy bound per inference in mJ (models fitted on tables profiled with `--energy`):
+    /// one number for every device with energy, or `DEVICE=MJ,...`.
+    #[arg(long)]
+    max_energy_mj: Option<String>,
     /// Parameter bound, millions.
     #[arg(long)]
     max_mparams: Option<f64>,
@@ -284,24 +288,25 @@ fn parse_constraints(args: &Args, latency: &[LatencySource]) -> anyhow::Result<V
         if latency.is_empty() {
             bail!("--max-latency-ms needs a --model or --latency table:FILE.csv");
         }
-        for part in spec.split(',').map(str::trim) {
-            let (targets, value) = match part.split_once('=') {
-                Some((name, v)) => (
-                    vec![latency_index(latency, name.trim()).map_err(anyhow::Error::msg)?],
-                    v,
-                ),
-                None => ((0..latency.len()).collect(), part),
-            };
-            let bound: f64 =
-                value.trim().parse().ok().with_context(|| {
-                    format!("--max-latency-ms `{part}`: `{value}` is not a number")
-                })?;
-            let bound = positive("--max-latency-ms", bound)?;
-            out.extend(targets.into_iter().map(|i| Constraint {
-                metric: Metric::Latency(i),
-                bound,
-            }));
-        }
+        let devices = |name: Option<&str>| match name {
+            Some(name) => latency_index(latency, name).map(|i| vec![i]),
+            None => Ok((0..latency.len()).collect()),
+        };
+        out.extend(per_device(
+            "--max-latency-ms",
+            spec,
+            devices,
+            Metric::Latency,
+        )?);
+    }
+    if let Some(spec) = &args.max_energy_mj {
+        let devices = |name: Option<&str>| energy_indices(latency, name);
+        out.extend(per_device(
+            "--max-energy-mj",
+            spec,
+            devices,
+            Metric::Energy,
+        )?);
     }
     for (flag, value, metric) in [
         ("--max-mparams", args.max_mparams, Metric::Mparams),
@@ -315,6 +320,36 @@ fn parse_constraints(args: &Args, latency: &[LatencySource]) -> anyhow::Result<V
                 bound: positive(flag, v)?,
             });
         }
+    }
+    Ok(out)
+}
+
+/// Bounds `N` (every device `devices(None)` gives) or `DEVICE=N,...` on `metric`.
+fn per_device(
+    flag: &str,
+    spec: &str,
+    devices: impl Fn(Option<&str>) -> Result<Vec<usize>, String>,
+    metric: fn(usize) -> Metric,
+) -> anyhow::Result<Vec<Constraint>> {
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim) {
+        let (targets, value) = match part.split_once('=') {
+            Some((name, v)) => (devices(Some(name.trim())), v),
+            None => (devices(None), part),
+        };
+        let targets = targets.map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+        let bound: f64 = value
+            .trim()
+            .parse()
+            .ok()
+            .with_context(|| format!("{flag} `{part}`: `{value}` is not a number"))?;
+        if !(bound.is_finite() && bound > 0.0) {
+            bail!("{flag} must be a positive number, got {bound}");
+        }
+        out.extend(targets.into_iter().map(|i| Constraint {
+            metric: metric(i),
+            bound,
+        }));
     }
     Ok(out)
 }

@@ -129,6 +129,9 @@ pub fn print(report: &Report, comparison: Option<&Value>, dir: &Path) {
                 None => _ = write!(line, " {:>12}", "-"),
             }
         }
+        for s in report.energy_sources() {
+            let _ = write!(line, " {:>12.3}", m.energy_mj[s]);
+        }
         let _ = write!(
             line,
             " {:>8.1} {:>8.2} {:>8.2}  {}",
@@ -193,6 +196,9 @@ fn table_header(report: &Report) -> String {
     }
     if let Some(v) = report.verification {
         let _ = write!(header, " {:>12}", format!("{} meas.", v.device));
+    }
+    for s in report.energy_sources() {
+        let _ = write!(header, " {:>12}", format!("{} mJ", p.latency[s].name()));
     }
     let _ = write!(
         header,

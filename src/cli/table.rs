@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use hwnas_core::stats::quantile_sorted;
-use hwnas_core::table::{LatencyTable, Row, machine_report};
+use hwnas_core::table::{ENERGY_COUNTER_META, LatencyTable, Row, machine_report};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -232,7 +232,33 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let rows: Vec<&Row> = table.rows.iter().collect();
     print_summary(&rows, args.top);
     print_machine(&rows, logical_cpus(&table));
+    print_energy(&table);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rows' energy: how many have it, from which counter, and how steady its windows were.
+fn print_energy(table: &LatencyTable) {
+    let Some(counter) = table.meta(ENERGY_COUNTER_META) else {
+        return;
+    };
+    let with: Vec<&Row> = table
+        .rows
+        .iter()
+        .filter(|r| r.energy_uj.is_some())
+        .collect();
+    let mut spread: Vec<f64> = with.iter().filter_map(|r| r.energy_spread).collect();
+    spread.sort_by(f64::total_cmp);
+    let total_mj: f64 = with.iter().filter_map(|r| r.energy_uj).sum::<f64>() / 1e3;
+    println!(
+        "  energy:  {} rows of {} from {counter}, idle {} W subtracted (counter updates every {} ms); \
+         {total_mj:.3} mJ for one run of each; windows' spread median {:.1}% (p95 {:.1}%)",
+        with.len(),
+        table.rows.len(),
+        table.meta("energy_idle_w").unwrap_or("?"),
+        table.meta("energy_period_ms").unwrap_or("?"),
+        100.0 * quantile_sorted(&spread, 0.5),
+        100.0 * quantile_sorted(&spread, 0.95),
+    );
 }
 
 /// The op kind for throughput reports, with convolutions split by what their kernels do.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hwnas_core::files::write_atomic;
+use hwnas_core::network::Network;
 use hwnas_core::rng::SplitMix64;
 use hwnas_core::stats::{Stats, quantile_sorted};
 use hwnas_predictor::metrics::Accuracy;
@@ -91,6 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.device_path()?,
         args.ort_library.as_deref(),
         model.precision(),
+        model.energy.is_some(),
     )?;
 
     let archs = held_out(space.as_ref(), &model, args.samples, args.seed);
@@ -136,6 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10},
         "drift": drift_json(&times, &pred, speed),
         "worst": worst,
+        "energy": energy_json(&model, &nets, &times)?,
         "networks": archs.iter().enumerate().map(|(i, a)| json!({
             "arch": a, "predicted_us": pred[i], "low_us": predictions[i].low_us, "high_us": predictions[i].high_us,
             "measured_us": meas[i], "measured_p10_us": measured[i].p10, "measured_p90_us": measured[i].p90,
@@ -195,6 +198,59 @@ fn print_scores(report: &serde_json::Value, model: &Path) {
     );
     print_drift_json(&report["drift"]);
     print_worst(report);
+    print_energy(&report["energy"]);
+}
+
+/// Predicted energy against the measured, for a model that has energy (else null).
+pub(super) fn energy_json(
+    model: &LatencyModel,
+    nets: &[Network],
+    times: &[NetworkTime],
+) -> anyhow::Result<serde_json::Value> {
+    if model.energy.is_none() {
+        return Ok(serde_json::Value::Null);
+    }
+    let mut predicted = Vec::new();
+    let mut measured = Vec::new();
+    for (net, t) in nets.iter().zip(times) {
+        let e = t
+            .energy
+            .with_context(|| format!("`{}` was measured without its energy", net.name))?;
+        let p = model
+            .predict_energy_uj(&model.terms(net))
+            .context("the model has energy")??;
+        predicted.push(p);
+        measured.push(e.per_run_uj);
+    }
+    let mut spread: Vec<f64> = times
+        .iter()
+        .filter_map(|t| Some(t.energy?.spread))
+        .collect();
+    spread.sort_by(f64::total_cmp);
+    Ok(json!({
+        "accuracy": Accuracy::of(&predicted, &measured),
+        "windows_spread_median": quantile_sorted(&spread, 0.5),
+        "predicted_uj": predicted,
+        "measured_uj": measured,
+    }))
+}
+
+fn print_energy(energy: &serde_json::Value) {
+    if energy.is_null() {
+        return;
+    }
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let acc = &energy["accuracy"];
+    println!(
+        "  energy            {:>6.1}% within ±10% ({:.1}% ±5%), RMSPE {:.2}%, bias {:+.2}%, Kendall tau {:.3}; \
+         the measurements' windows spread {:.1}% (median)",
+        100.0 * f(&acc["within_10"]),
+        100.0 * f(&acc["within_5"]),
+        100.0 * f(&acc["rmspe"]),
+        100.0 * f(&acc["bias"]),
+        f(&acc["kendall_tau"]),
+        100.0 * f(&energy["windows_spread_median"]),
+    );
 }
 
 /// The accuracy lines of a report, headed by what was predicted by what.

@@ -33,6 +33,7 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
         args.device_path()?,
         args.ort_library.as_deref(),
         model.precision(),
+        model.energy.is_some(),
     )?;
     let mut models = Vec::new();
     for file in &args.onnx.onnx {

@@ -4,72 +4,48 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hwnas_core::rng::SplitMix64;
 
-use crate::util::{one_at_a_time, s, succeeded};
+use crate::util::{Background, one_at_a_time, s, succeeded};
 
 /// The core both hwnas and the load are pinned to.
 const CORE: &str = "0";
 
 /// A busy loop on one core that switches on and off every 1-4 s at random (seeded), for at
 /// most `limit`; stopped when dropped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(seed: u64, limit: Duration) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut rng = SplitMix64::new(seed);
-            let start = Instant::now();
-            let mut busy: Option<Child> = None;
-            while !flag.load(Ordering::Relaxed) && start.elapsed() < limit {
-                busy = match busy.take() {
-                    Some(mut child) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        None
-                    }
-                    None => Some(
-                        Command::new("taskset")
-                            .args(["-c", CORE, "sh", "-c", "while :; do :; done"])
-                            .stdout(Stdio::null())
-                            .spawn()
-                            .expect("taskset (util-linux) starts the competing process"),
-                    ),
-                };
-                let until = Instant::now() + Duration::from_millis(1000 + rng.below(3000) as u64);
-                while Instant::now() < until && !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
+fn load(seed: u64, limit: Duration) -> Background {
+    Background::spawn(move |stop| {
+        let mut rng = SplitMix64::new(seed);
+        let start = Instant::now();
+        let mut busy: Option<Child> = None;
+        while !stop.load(Ordering::Relaxed) && start.elapsed() < limit {
+            busy = match busy.take() {
+                Some(mut child) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    None
                 }
+                None => Some(
+                    Command::new("taskset")
+                        .args(["-c", CORE, "sh", "-c", "while :; do :; done"])
+                        .stdout(Stdio::null())
+                        .spawn()
+                        .expect("taskset (util-linux) starts the competing process"),
+                ),
+            };
+            let until = Instant::now() + Duration::from_millis(1000 + rng.below(3000) as u64);
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
             }
-            if let Some(mut child) = busy {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        });
-        Load {
-            stop,
-            thread: Some(thread),
         }
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(mut child) = busy {
+            let _ = child.kill();
+            let _ = child.wait();
         }
-    }
+    })
 }
 
 /// `hwnas args` pinned to the loaded core; its stdout, or a panic with everything it said.
@@ -171,7 +147,7 @@ fn validate_holds_under_an_injected_load() {
     for (space, calibrate, min_10, min_tau) in
         [("nb201", "40", 0.45, 0.80), ("mbv3", "30", 0.45, 0.80)]
     {
-        let load = Load::start(19, Duration::from_secs(1800));
+        let load = load(19, Duration::from_secs(1800));
         let corrected = pipeline(dir.path(), space, true, calibrate);
         let raw = pipeline(dir.path(), space, false, calibrate);
         drop(load);

@@ -9,6 +9,7 @@
 
 mod anchors;
 mod drift;
+mod energy;
 mod farm;
 mod few_shot;
 mod golden;

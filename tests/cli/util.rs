@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 
 /// The tests here measure on the real CPU; one at a time, so that none measures while another
 /// loads the machine (two cores: a parallel test halves what a measurement sees).
@@ -154,4 +157,31 @@ pub fn profile_around_a_hung_op(device: &Path, table: &Path) {
     let rows = hwnas_core::table::LatencyTable::read(table).unwrap().rows;
     let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(keys, ["add-in:1x16x32x32", "add-in:1x32x16x16"]);
+}
+
+/// A thread a test runs beside hwnas (a load, a simulated counter's driver): it is given a
+/// flag to poll, which is raised when this is dropped, and then joined.
+pub struct Background {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn spawn(work: impl FnOnce(&AtomicBool) + Send + 'static) -> Background {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        Background {
+            stop,
+            thread: Some(std::thread::spawn(move || work(&flag))),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -33,11 +33,22 @@ pub const PROBE_KEY_META: &str = "probe";
 pub const PROBE_NOMINAL_META: &str = "probe_nominal_us";
 pub use writer::TableWriter;
 
+/// Provenance: the energy counter a table's `energy_uj` came from (absent: no energy).
+pub const ENERGY_COUNTER_META: &str = "energy_counter";
+
 /// Schema version written as `# hwnas-table: 1`.
 pub const SCHEMA_VERSION: &str = "1";
 const SCHEMA_KEY: &str = "hwnas-table";
 /// Provenance fields that may differ between the start of a table and a resumed run.
-const VOLATILE: [&str; 4] = ["created", "ort_library", "run_overhead_us", "load_average"];
+const VOLATILE: [&str; 7] = [
+    "created",
+    "ort_library",
+    "run_overhead_us",
+    "load_average",
+    "energy_period_ms",
+    "energy_min_step_uj",
+    "energy_idle_w",
+];
 
 /// Ordered `name: value` provenance pairs.
 pub type Metadata = Vec<(String, String)>;
@@ -94,6 +105,11 @@ pub struct Row {
     /// The median before the probe's correction; `median_us` is at the table's
     /// `probe_nominal_us`: `median_us ≈ raw_us · probe_nominal_us / probe_us`.
     pub raw_us: Option<f64>,
+    /// Energy per run above the device's idle power, in microjoules (median of the energy
+    /// windows; see the table's `energy_*` provenance); absent unless profiled with `--energy`.
+    pub energy_uj: Option<f64>,
+    /// Spread of the energy windows: (max - min) / median.
+    pub energy_spread: Option<f64>,
 }
 
 impl Row {
@@ -166,6 +182,8 @@ impl Row {
             cpu_mhz: None,
             probe_us: m.drift.map(|d| d.probe_us),
             raw_us: m.drift.map(|d| d.raw.median),
+            energy_uj: m.energy.map(|e| e.per_run_uj),
+            energy_spread: m.energy.map(|e| e.spread),
         }
     }
 
@@ -335,6 +353,44 @@ impl LatencyTable {
             rows.push(row);
         }
         Ok(LatencyTable { meta, rows })
+    }
+
+    /// The table's energy as a table of its own, for models that predict energy the way they
+    /// predict latency: each row's energy inside a network where its latencies were
+    /// (`p10`/`p90` from the windows' spread). `None` for a table profiled without `--energy`.
+    ///
+    /// `energy_uj` is a lone op's whole call, and the call's fixed overhead (the runtime's
+    /// entry, its edge conversions) is paid once per network, not once per op, as the
+    /// in-network latency leaves it out: the op's share is the call's energy times the share
+    /// of the call its own kernels took (in-network over wall time, both uncorrected), i.e.
+    /// the call's mean power above idle over the op's own time.
+    pub fn energy(&self) -> Option<LatencyTable> {
+        self.meta(ENERGY_COUNTER_META)?;
+        let rows = self
+            .rows
+            .iter()
+            .filter_map(|r| {
+                let own = r.raw_us.unwrap_or(r.median_us);
+                let share = if r.wall_us > 0.0 {
+                    (own / r.wall_us).min(1.0)
+                } else {
+                    1.0
+                };
+                let uj = r.energy_uj? * share;
+                let half = r.energy_spread.unwrap_or(0.0) / 2.0;
+                Some(Row {
+                    median_us: uj,
+                    p10_us: uj * (1.0 - half),
+                    p90_us: uj * (1.0 + half),
+                    mad_us: uj * half / 2.0,
+                    ..r.clone()
+                })
+            })
+            .collect();
+        Some(LatencyTable {
+            meta: self.meta.clone(),
+            rows,
+        })
     }
 
     pub fn meta(&self, name: &str) -> Option<&str> {

@@ -10,6 +10,7 @@ fn shard(device: &str, keys: &[&str]) -> LatencyTable {
         in_network: false,
         capped: false,
         drift: None,
+        energy: None,
     };
     LatencyTable {
         meta: vec![
@@ -81,6 +82,7 @@ fn measured_rows(keys: &[&str]) -> Vec<Row> {
                 in_network: false,
                 capped: false,
                 drift: None,
+                energy: None,
             };
             Row::new(&Op::from_key(k).unwrap(), &m, "mock")
         })
@@ -126,8 +128,7 @@ fn round_trip_and_resume() {
 }
 
 /// A table written before rows carried the machine's state (no `load1`, `cpu_mhz`, nor the
-/// probe's `probe_us`, `raw_us`)
-/// still reads, and a resume rewrites it in today's columns before appending.
+/// probe's `probe_us`, `raw_us`, nor `energy_uj`, `energy_spread`) still reads, and a resume rewrites it in today's columns before appending.
 #[test]
 fn tables_from_before_machine_state_read_and_resume() {
     let dir = tempfile::tempdir().unwrap();
@@ -144,10 +145,10 @@ fn tables_from_before_machine_state_read_and_resume() {
             let l = if l.starts_with('#') {
                 l
             } else {
-                l.strip_suffix(",,,,").unwrap_or(l)
+                l.strip_suffix(",,,,,,").unwrap_or(l)
             };
             let l = l
-                .strip_suffix(",load1,cpu_mhz,probe_us,raw_us")
+                .strip_suffix(",load1,cpu_mhz,probe_us,raw_us,energy_uj,energy_spread")
                 .unwrap_or(l);
             format!("{l}\n")
         })
@@ -167,7 +168,7 @@ fn tables_from_before_machine_state_read_and_resume() {
     assert!(
         std::fs::read_to_string(&path)
             .unwrap()
-            .contains(",load1,cpu_mhz,probe_us,raw_us\n")
+            .contains(",load1,cpu_mhz,probe_us,raw_us,energy_uj,energy_spread\n")
     );
     // This machine (Linux) has a load average.
     assert!(now.load1.is_some());

@@ -67,6 +67,24 @@ impl TableWriter {
                 });
             }
         }
+        // Rows without energy must not join a table whose rows have it, nor the other way.
+        let energy = |m: Option<&str>| m.unwrap_or("(absent)").to_string();
+        let (found, expected) = (
+            energy(table.meta(ENERGY_COUNTER_META)),
+            energy(
+                meta.iter()
+                    .find(|(k, _)| k == ENERGY_COUNTER_META)
+                    .map(|(_, v)| v.as_str()),
+            ),
+        );
+        if found != expected {
+            return Err(TableError::Mismatch {
+                path: path.to_path_buf(),
+                field: ENERGY_COUNTER_META.into(),
+                found,
+                expected,
+            });
+        }
         let columns = bytes[..keep]
             .split(|&b| b == b'\n')
             .find(|line| !line.starts_with(b"#"))
@@ -150,6 +168,8 @@ impl TableWriter {
             "cpu_mhz",
             "probe_us",
             "raw_us",
+            "energy_uj",
+            "energy_spread",
         ]
     }
 }

@@ -44,6 +44,11 @@ pub struct LatencyModel {
     pub calibration_archs: Vec<String>,
     pub created: String,
     pub tool_version: String,
+    /// Energy per inference, where the table has it (`profile --energy`): a model of the same
+    /// kind whose "µs" are microjoules — the table's `energy_uj`, a regressor for unseen
+    /// shapes, a calibration on the same networks' measured energy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<Box<LatencyModel>>,
     /// Op → (median, p10, p90); rebuilt from `ops` on load.
     #[serde(skip)]
     index: HashMap<Op, [f64; 3], FastHash>,
@@ -235,6 +240,7 @@ impl LatencyModel {
             calibration_archs: Vec::new(),
             created: hwnas_core::host::utc_now(),
             tool_version: format!("hwnas {}", env!("CARGO_PKG_VERSION")),
+            energy: None,
             index: HashMap::default(),
             slot_coefficients: Vec::new(),
             per_op_us: 0.0,
@@ -248,6 +254,9 @@ impl LatencyModel {
 
     /// Rebuild the fast lookup after `ops` or `calibration` changed.
     pub fn rebuild(&mut self) {
+        if let Some(energy) = &mut self.energy {
+            energy.rebuild();
+        }
         let count = |k| {
             self.calibration
                 .as_ref()
@@ -470,6 +479,15 @@ impl LatencyModel {
         } else {
             self.per_op_us
         }
+    }
+
+    /// Energy per inference of a network, in microjoules, where the model has energy.
+    pub fn predict_energy_uj(&self, terms: &[Term]) -> Option<Result<f64, ModelError>> {
+        let energy = self.energy.as_ref()?;
+        Some(match energy.predict_fast(terms) {
+            Some(uj) => Ok(uj),
+            None => energy.predict(terms).map(|p| p.latency_us),
+        })
     }
 
     /// The fast path for search: the calibrated latency in µs of a network whose ops are all

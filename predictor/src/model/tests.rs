@@ -13,6 +13,7 @@ fn model() -> LatencyModel {
             in_network: false,
             capped: false,
             drift: None,
+            energy: None,
         };
         Row::new(&op, &m, "mock")
     };

@@ -122,7 +122,9 @@ mod tests {
         let truth = dev.true_latency_us(&op);
         let mut kernels = vec![dev.prepare(&op).unwrap()];
         let cfg = MeasureConfig::default();
-        let m = measure_group(&mut kernels, &cfg, None).remove(0).unwrap();
+        let m = measure_group(&mut kernels, &cfg, None, None)
+            .remove(0)
+            .unwrap();
         assert!(
             (m.stats.median / truth - 1.0).abs() < 0.01,
             "{} vs {truth}",
@@ -145,7 +147,9 @@ mod tests {
             max_runs: 50,
             ..Default::default()
         };
-        let m = measure_group(&mut kernels, &cfg, None).remove(0).unwrap();
+        let m = measure_group(&mut kernels, &cfg, None, None)
+            .remove(0)
+            .unwrap();
         assert!(m.capped);
         assert_eq!(m.stats.n, 50);
         assert!(m.stats.ci_rel > cfg.target_ci);
@@ -157,7 +161,7 @@ mod tests {
         let run = || {
             let mut dev = MockDevice::default();
             let mut k = vec![dev.prepare(&op).unwrap()];
-            measure_group(&mut k, &MeasureConfig::default(), None)
+            measure_group(&mut k, &MeasureConfig::default(), None, None)
                 .remove(0)
                 .unwrap()
         };

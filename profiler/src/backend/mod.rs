@@ -11,14 +11,28 @@ use std::path::Path;
 pub use hwnas_core::backend::{Backend, BackendError};
 
 use crate::device::{BackendKind, DeviceProfile};
+use crate::energy::Metered;
 
 pub mod mock;
 #[cfg(feature = "ort")]
 pub mod ort;
 
-/// The backend a device profile names, opened in this process. `ort_library` overrides the
-/// profile's ONNX Runtime library.
+/// The backend a device profile names, opened in this process, with an energy meter beside
+/// it when the profile's `[energy]` is enabled. `ort_library` overrides the profile's ONNX
+/// Runtime library.
 pub fn open(
+    profile: &DeviceProfile,
+    ort_library: Option<&Path>,
+) -> Result<Box<dyn Backend>, BackendError> {
+    let backend = open_plain(profile, ort_library)?;
+    if !profile.energy.enabled {
+        return Ok(backend);
+    }
+    Ok(Box::new(Metered::open(backend, &profile.energy)?))
+}
+
+/// The backend alone, without an energy meter.
+fn open_plain(
     profile: &DeviceProfile,
     ort_library: Option<&Path>,
 ) -> Result<Box<dyn Backend>, BackendError> {

@@ -273,15 +273,27 @@ struct Beating {
     clock: Clock,
 }
 
-impl Kernel for Beating {
-    fn run(&mut self) -> Result<Duration, KernelError> {
-        let t = self.inner.run();
+impl Beating {
+    /// Beat after a run; its result, unless the parent is gone.
+    fn beat_after<T>(&self, run: Result<T, KernelError>) -> Result<T, KernelError> {
         let mut beats = self.beats.borrow_mut();
         beats.beat();
         match &beats.error {
             Some(e) => Err(KernelError(format!("the parent process is gone ({e})"))),
-            None => t,
+            None => run,
         }
+    }
+}
+
+impl Kernel for Beating {
+    fn run(&mut self) -> Result<Duration, KernelError> {
+        let t = self.inner.run();
+        self.beat_after(t)
+    }
+
+    fn run_untimed(&mut self) -> Result<(), KernelError> {
+        let done = self.inner.run_untimed();
+        self.beat_after(done)
     }
 
     fn cpu_time_of_last_run(&self) -> Option<Duration> {

@@ -323,6 +323,7 @@ pub(crate) mod tests {
                     in_network: false,
                     capped: false,
                     drift: None,
+                    energy: None,
                 };
                 Row::new(op, &m, "mock")
             })

@@ -136,13 +136,26 @@ impl Report<'_, '_> {
                 )
             })
             .collect();
-        json!({
+        let mut entry = json!({
             "arch": m.arch,
             "accuracy": m.accuracy,
             "latency": latency,
             "mflops": m.mflops, "mparams": m.mparams, "peak_memory_mb": m.memory_mb,
             "minimised": ind.eval.objectives,
-        })
+        });
+        if self.problem.uses_energy() {
+            let energy: serde_json::Map<String, serde_json::Value> = self
+                .energy_sources()
+                .map(|s| {
+                    (
+                        self.problem.latency[s].name().to_string(),
+                        json!(m.energy_mj[s]),
+                    )
+                })
+                .collect();
+            entry["energy_mj"] = energy.into();
+        }
+        entry
     }
 
     fn objective_names(&self) -> Vec<String> {
@@ -203,6 +216,12 @@ impl Report<'_, '_> {
         write("front.svg", svg)
     }
 
+    /// The sources whose energy the search predicted (none unless it optimises or bounds it).
+    pub fn energy_sources(&self) -> impl Iterator<Item = usize> + '_ {
+        let p = self.problem;
+        (0..p.latency.len()).filter(move |s| p.uses_energy() && p.latency[*s].has_energy())
+    }
+
     fn csv(&self, ordered: &[(usize, usize)]) -> String {
         let p = self.problem;
         let mut header = vec!["arch".to_string(), p.metric_name(Metric::Accuracy)];
@@ -216,6 +235,9 @@ impl Report<'_, '_> {
             if self.verification.is_some_and(|v| v.source == s) {
                 header.push(format!("measured_{n}_ms"));
             }
+        }
+        for s in self.energy_sources() {
+            header.push(format!("energy_{}_mj", p.latency[s].name()));
         }
         header.extend(["mflops", "mparams", "peak_memory_mb"].map(String::from));
         let mut out = header.join(",") + "\n";
@@ -234,6 +256,7 @@ impl Report<'_, '_> {
                     row.push(num(v.measured_ms[*pos]));
                 }
             }
+            row.extend(self.energy_sources().map(|s| num(Some(m.energy_mj[s]))));
             row.extend([
                 num(Some(m.mflops)),
                 num(Some(m.mparams)),

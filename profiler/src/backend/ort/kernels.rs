@@ -62,6 +62,19 @@ impl Kernel for OrtKernel {
         Ok(elapsed)
     }
 
+    /// The plain session alone: not the profiled twin, whose trace counts the timed runs.
+    fn run_untimed(&mut self) -> Result<(), KernelError> {
+        let feed: Vec<(&str, &Tensor<f32>)> = onnx::INPUT_NAMES
+            .iter()
+            .copied()
+            .zip(self.inputs.iter())
+            .collect();
+        self.plain
+            .run(feed)
+            .map(drop)
+            .map_err(|e| KernelError(e.to_string()))
+    }
+
     fn finish(&mut self) -> Result<KernelReport, KernelError> {
         let file = self
             .profiled
