@@ -197,6 +197,16 @@ impl DeviceProfile {
     }
 
     /// Parse and check a profile's text; the message names the key to fix.
+    /// Whether the device's ops run on a GPU: wgpu, or ONNX Runtime's GPU EPs.
+    pub fn runs_on_gpu(&self) -> bool {
+        match self.backend {
+            BackendKind::Wgpu => true,
+            BackendKind::Ort => ["cuda", "tensorrt", "rocm", "migraphx"]
+                .contains(&self.ort.execution_provider.to_lowercase().as_str()),
+            BackendKind::Mock => false,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<DeviceProfile, String> {
         let profile: DeviceProfile = toml::from_str(text).map_err(|e| e.to_string())?;
         profile.check()?;

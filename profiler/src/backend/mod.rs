@@ -28,7 +28,11 @@ pub fn open(
     if !profile.energy.enabled {
         return Ok(backend);
     }
-    Ok(Box::new(Metered::open(backend, &profile.energy)?))
+    Ok(Box::new(Metered::open(
+        backend,
+        &profile.energy,
+        profile.runs_on_gpu(),
+    )?))
 }
 
 /// The backend alone, without an energy meter.

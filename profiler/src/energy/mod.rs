@@ -31,7 +31,8 @@ use meter::Meter;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EnergySource {
-    /// RAPL if the machine exposes it, else NVML.
+    /// The device's own: NVML first for a GPU (wgpu, ORT's CUDA or TensorRT EP), RAPL first
+    /// for anything else; the other when the first is not there.
     Auto,
     Rapl,
     Nvml,
@@ -85,15 +86,19 @@ impl EnergyConfig {
     }
 }
 
-/// The counter `cfg` names; the error says why none could be opened (each source tried).
-pub fn open_counter(cfg: &EnergyConfig) -> Result<Box<dyn Counter>, String> {
+/// The counter `cfg` names, for a device that is a GPU or not; the error says why none could
+/// be opened (each source tried).
+pub fn open_counter(cfg: &EnergyConfig, gpu: bool) -> Result<Box<dyn Counter>, String> {
     let rapl = || Powercap::open(&cfg.powercap).map(|c| Box::new(c) as Box<dyn Counter>);
     let nvml = || Nvml::open(cfg.nvml_device).map(|c| Box::new(c) as Box<dyn Counter>);
-    let found = match cfg.source {
-        EnergySource::Rapl => rapl(),
-        EnergySource::Nvml => nvml(),
-        EnergySource::Auto => {
+    let found = match (cfg.source, gpu) {
+        (EnergySource::Rapl, _) => rapl(),
+        (EnergySource::Nvml, _) => nvml(),
+        (EnergySource::Auto, false) => {
             rapl().or_else(|r| nvml().map_err(|n| format!("RAPL: {r}; NVML: {n}")))
+        }
+        (EnergySource::Auto, true) => {
+            nvml().or_else(|n| rapl().map_err(|r| format!("NVML: {n}; RAPL: {r}")))
         }
     };
     found.map_err(|why| {
@@ -105,8 +110,8 @@ pub fn open_counter(cfg: &EnergyConfig) -> Result<Box<dyn Counter>, String> {
 }
 
 /// Open the counter and learn it (update period, idle power): a few seconds.
-fn open_meter(cfg: &EnergyConfig) -> Result<(Meter, String), String> {
-    let counter = open_counter(cfg)?;
+fn open_meter(cfg: &EnergyConfig, gpu: bool) -> Result<(Meter, String), String> {
+    let counter = open_counter(cfg, gpu)?;
     let name = counter.describe();
     Ok((Meter::open(counter, cfg)?, name))
 }
@@ -119,13 +124,18 @@ pub struct Metered {
 }
 
 impl Metered {
-    pub fn open(inner: Box<dyn Backend>, cfg: &EnergyConfig) -> Result<Metered, BackendError> {
+    /// `gpu`: the backend runs on a GPU, whose counter is NVML's rather than RAPL's.
+    pub fn open(
+        inner: Box<dyn Backend>,
+        cfg: &EnergyConfig,
+        gpu: bool,
+    ) -> Result<Metered, BackendError> {
         if inner.simulated() {
             return Err(BackendError::Unavailable(
                 "a simulated device has no energy to measure (drop --energy)".into(),
             ));
         }
-        let (meter, counter_name) = open_meter(cfg).map_err(BackendError::Unavailable)?;
+        let (meter, counter_name) = open_meter(cfg, gpu).map_err(BackendError::Unavailable)?;
         Ok(Metered {
             inner,
             meter,

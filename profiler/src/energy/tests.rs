@@ -234,7 +234,7 @@ fn no_counter_is_an_error_that_says_what_was_looked_for() {
         source: EnergySource::Rapl,
         ..config()
     };
-    let e = open_counter(&cfg).err().expect("no counter");
+    let e = open_counter(&cfg, false).err().expect("no counter");
     assert!(
         e.contains("no energy counter") && e.contains("nowhere"),
         "{e}"
@@ -245,11 +245,15 @@ fn no_counter_is_an_error_that_says_what_was_looked_for() {
         source: EnergySource::Auto,
         ..config()
     };
-    let e = open_counter(&cfg).err().expect("no counter");
+    let e = open_counter(&cfg, false).err().expect("no counter");
     assert!(
         e.contains("no RAPL package zone") && e.contains("NVML"),
         "{e}"
     );
+    // A GPU's own counter is tried first for a GPU device.
+    let e = open_counter(&cfg, true).err().expect("no counter");
+    let (nvml, rapl) = (e.find("NVML:").unwrap(), e.find("RAPL:").unwrap());
+    assert!(nvml < rapl, "{e}");
 }
 
 #[test]
