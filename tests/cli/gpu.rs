@@ -212,3 +212,37 @@ fn the_probe_runs_on_the_gpu_too() {
         row.median_us
     );
 }
+
+/// `scripts/gpu_check.sh --smoke`, the check a GPU machine runs, end to end on lavapipe:
+/// conformance, nb201 profiled, fitted and validated on wgpu and on ORT (its CPU EP standing in
+/// for CUDA's), energy named as unavailable, and the one table with every part.
+#[test]
+fn the_gpu_check_script_runs_end_to_end() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new("bash")
+        .args(["scripts/gpu_check.sh", "--smoke", "--out", s(dir.path())])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("bash runs the script");
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    for part in [
+        "| conformance | ok: ",
+        " passed, 0 failed",
+        "| validate-wgpu-nb201 | ok",
+        "| validate-ort-nb201 | ok",
+        "| wgpu | nb201 | 4 |",
+        "| ort-cpu | nb201 | 4 |",
+        "| nb201 | conv 3x3 | 6 |",
+        "Whole nb201 networks, wgpu / ORT measured time",
+        "| energy | not here: ",
+    ] {
+        assert!(summary.contains(part), "`{part}` missing from:\n{summary}");
+    }
+}
