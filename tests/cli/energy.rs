@@ -271,15 +271,15 @@ fn energy_is_predicted_validated_and_searched() {
     .concat());
     let v = read_json(&dir.path().join("v.json"));
     let acc = &v["energy"]["accuracy"];
-    let (within, tau) = (
-        acc["within_10"].as_f64().unwrap(),
-        acc["kendall_tau"].as_f64().unwrap(),
-    );
-    // Quiet: 90% within ±10%, tau 0.955 (latency: 85%, 0.944). Energy is not corrected by the
-    // probe, and this counter follows CPU time, which a busy host stretches.
+    let number = |k: &str| acc[k].as_f64().unwrap();
+    let (within, tau, bias) = (number("within_10"), number("kendall_tau"), number("bias"));
+    // Release build, 30 networks, two runs: 77 and 87% within ±10%, tau 0.905 and 0.924, bias
+    // +3.2 and +5.1% (latency 73 and 77%). Each op's whole-call energy instead of its
+    // in-network share: 53%, bias +10.7%, RMSPE 26%. Energy is not corrected by the probe,
+    // and this counter follows CPU time, which a busy host stretches.
     assert!(
-        within >= 0.6 && tau >= 0.8,
-        "energy {within} within ±10%, tau {tau}\n{out}"
+        within >= 0.5 && tau >= 0.75 && bias.abs() < 0.1,
+        "energy {within} within ±10%, tau {tau}, bias {bias}\n{out}"
     );
 
     let arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|";
