@@ -4,7 +4,8 @@
 # machine's CPU through ONNX Runtime, fit a latency model calibrated on networks measured end to
 # end, and validate it on other networks measured end to end; the same for nb201 in int8 (QDQ);
 # treat the CPU as a device timed only whole (20 suggested networks, the int8 table as prior);
-# profile, fit and validate nb201 on the GPU through wgpu; map real ONNX CNNs (torchvision exports, the
+# profile, fit and validate nb201 on the GPU through wgpu (and, with an NVIDIA GPU, the whole
+# scripts/gpu_check.sh); energy per op where the CPU keeps a RAPL counter; map real ONNX CNNs (torchvision exports, the
 # ONNX Model Zoo) to ops, profile, predict and measure them; predict a
 # few networks; search
 # both spaces for the Pareto front of accuracy vs latency on this CPU and re-measure the front;
@@ -47,6 +48,18 @@ $hwnas profile --device device_profiles/gpu.toml --space nb201 --out "$out/gpu-n
 $hwnas table show "$out/gpu-nb201.csv"
 $hwnas fit --table "$out/gpu-nb201.csv" --device device_profiles/gpu.toml --calibrate 20 --out "$out/gpu-nb201.model.json"
 $hwnas validate --model "$out/gpu-nb201.model.json" --device device_profiles/gpu.toml --samples 20
+# On a machine with an NVIDIA GPU, the whole GPU check: wgpu against ORT's CUDA EP, energy (NVML).
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+    echo
+    echo "== the GPU check (scripts/gpu_check.sh): wgpu and the CUDA EP on nb201 and mbv3, energy through NVML"
+    scripts/gpu_check.sh --out "$out/gpu-check" || echo "some GPU checks failed: see $out/gpu-check/summary.md"
+fi
+# Energy where this machine has a counter (RAPL): otherwise `--energy` says why there is none.
+echo
+echo "== energy per op on this CPU, where it keeps a counter"
+if $hwnas profile --device device_profiles/cpu.toml --space nb201 --energy --out "$out/cpu-nb201-energy.csv" --resume; then
+    $hwnas table show "$out/cpu-nb201-energy.csv" | grep energy
+fi
 
 for space in nb201 mbv3; do
     echo

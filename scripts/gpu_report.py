@@ -73,7 +73,11 @@ def steps_section(folder):
                     ok_, bad = (sum(int(p[i]) for p in passed) for i in (0, 1))
                     detail = f": {ok_} passed, {bad} failed"
             if status == "n/a":
-                result = "not here: " + open(log).read().strip()[:200]
+                why = open(log).read().strip()
+                if "no energy counter" in why:
+                    tried = re.findall(r"(NVML|RAPL): ", why)
+                    why = f"no energy counter ({' and '.join(tried)} tried; {name}.log says why)"
+                result = "not here: " + why[:200]
             else:
                 result = ("ok" if status == "0" else f"FAILED (exit {status})") + detail
             out.append(f"| {name} | {result} | {int(ms) / 1000:.1f} s |")
@@ -164,7 +168,7 @@ def main(folder):
     gpu = open(os.path.join(folder, "gpu.txt")).read().strip()
     devices = open(os.path.join(folder, "devices.log")).read() if os.path.exists(os.path.join(folder, "devices.log")) else ""
     adapters = [l.strip() for l in devices.splitlines() if re.search(r"\b(vulkan|metal|dx12|gl)\b", l)]
-    adapter = adapters[0] if adapters else "?"
+    adapter = " ".join(adapters[0].split()) if adapters else "?"
     ort = open(os.path.join(folder, "ort-name.txt")).read().strip() if os.path.exists(os.path.join(folder, "ort-name.txt")) else "?"
     lines = [
         "# hwnas GPU check",

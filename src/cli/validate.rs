@@ -235,7 +235,7 @@ pub(super) fn energy_json(
     }))
 }
 
-fn print_energy(energy: &serde_json::Value) {
+pub(super) fn print_energy(energy: &serde_json::Value) {
     if energy.is_null() {
         return;
     }

@@ -19,7 +19,7 @@ use serde_json::json;
 use super::e2e;
 use super::onnx_model::{self, LayerPrediction};
 use super::predict::merge;
-use super::validate::{Args, drift_json, noise_floor, print_drift_json};
+use super::validate::{Args, drift_json, energy_json, noise_floor, print_drift_json, print_energy};
 
 /// A prediction this far off gets its layer-by-layer breakdown without `--per-layer`.
 const EXPLAIN_ABOVE: f64 = 0.10;
@@ -82,11 +82,13 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
         rows.push(row);
     }
     let accuracy = Accuracy::of(&pred, &meas);
+    let nets: Vec<_> = models.iter().map(|(_, m)| m.network.clone()).collect();
     let report = json!({
         "model": args.model.display().to_string(), "device": profile.name,
         "calibrated": model.calibration.is_some(), "accuracy": accuracy,
         "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10},
         "drift": drift_json(&times, &pred, speed),
+        "energy": energy_json(model, &nets, &times)?,
         "models": rows,
     });
     if args.json {
@@ -197,6 +199,7 @@ fn print_report(args: &Args, device: &str, report: &serde_json::Value) {
         noise["repeated"]
     );
     print_drift_json(&report["drift"]);
+    print_energy(&report["energy"]);
     for r in rows.iter().filter(|r| !r["per_layer"].is_null()) {
         println!(
             "\n{} ({:+.1}%): time per layer, ONNX Runtime's profile ({} runs) beside the table",

@@ -247,3 +247,73 @@ fn malformed_tables_name_the_line() {
         .to_string();
     assert!(missing.contains("nope.csv"), "{missing}");
 }
+
+/// A table with energy: its energy view gives each op the call's energy times the share of the
+/// call its own kernels took; shards merge when measured with the same counter (their idle
+/// powers may differ), and a shard without energy is refused, as is a resume without it.
+#[test]
+fn energy_rows_view_merge_and_resume() {
+    let mut rows = measured_rows(&KEYS);
+    for (i, r) in rows.iter_mut().enumerate() {
+        (r.raw_us, r.wall_us) = (Some(30.0), 40.0);
+        (r.energy_uj, r.energy_spread) = (Some(100.0 * (i + 1) as f64), Some(0.1));
+    }
+    let with = |idle: &str| {
+        let mut m = meta("cpu");
+        m.push((
+            ENERGY_COUNTER_META.into(),
+            "rapl:/sys/class/powercap (package-0)".into(),
+        ));
+        m.push(("energy_idle_w".into(), idle.into()));
+        m
+    };
+    let table = LatencyTable {
+        meta: with("11.5"),
+        rows: rows.clone(),
+    };
+    let energy = table.energy().expect("the table has energy");
+    assert_eq!(energy.rows[1].median_us, 200.0 * 0.75);
+    assert!((energy.rows[1].p90_us / energy.rows[1].median_us - 1.05).abs() < 1e-12);
+    let plain = LatencyTable {
+        meta: meta("cpu"),
+        rows: rows[..1].to_vec(),
+    };
+    assert!(plain.energy().is_none());
+
+    let part = |m, r: &[Row]| LatencyTable {
+        meta: m,
+        rows: r.to_vec(),
+    };
+    let same_counter = [
+        ("a.csv".into(), part(with("11.5"), &rows[..2])),
+        ("b.csv".into(), part(with("12.0"), &rows[2..])),
+    ];
+    assert_eq!(
+        LatencyTable::merge(&same_counter, false)
+            .unwrap()
+            .rows
+            .len(),
+        3
+    );
+    let one_without = [
+        ("a.csv".into(), part(with("11.5"), &rows[..2])),
+        ("b.csv".into(), part(meta("cpu"), &rows[2..])),
+    ];
+    let e = LatencyTable::merge(&one_without, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(ENERGY_COUNTER_META), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    table.write(&path).unwrap();
+    let e = TableWriter::resume(&path, &meta("cpu"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains(ENERGY_COUNTER_META) && e.contains("(absent)"),
+        "{e}"
+    );
+    assert!(TableWriter::resume(&path, &with("13.0")).is_ok());
+}
