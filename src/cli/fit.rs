@@ -190,6 +190,8 @@ fn calibrate_on_files(
     let mut nets = Vec::new();
     for path in paths {
         let m = super::onnx_model::load(path, Default::default(), false)?;
+        // A model with ops nothing predicts is an error before anything is measured.
+        model.kind_sums(&model.terms(&m.network))?;
         files.push((path.clone(), m.network.input));
         nets.push(m.network);
     }

@@ -93,10 +93,6 @@ impl Meter {
         ]
     }
 
-    pub fn describe(&self) -> String {
-        self.counter.describe()
-    }
-
     fn read(&mut self) -> Result<Reading, String> {
         let values = self.counter.read()?;
         Ok(Reading {
