@@ -78,11 +78,11 @@ else
         # The smoke test reuses the debug build the test suite made.
         step build cargo build --quiet --bin hwnas
         hwnas=target/debug/hwnas
-        conformance=(cargo test --quiet -p hwnas-profiler --test gpu_conformance)
+        conformance=(cargo test --quiet --workspace --test gpu_conformance)
     else
         step build cargo build --release --quiet --bin hwnas
         hwnas=target/release/hwnas
-        conformance=(cargo test --release --quiet -p hwnas-profiler --test gpu_conformance)
+        conformance=(cargo test --release --quiet --workspace --test gpu_conformance)
     fi
 fi
 hwnas=$(realpath "$hwnas")

@@ -25,9 +25,12 @@ pub fn verify(
     let profile = DeviceProfile::load(profile_path)?;
     let (source, precision) =
         verification_source(problem, &profile.name, profile_path, profile.precision)?;
-    let profile = profile
+    let mut profile = profile
         .with_precision(precision)
         .map_err(|e| anyhow::anyhow!("device profile {}: {e}", profile_path.display()))?;
+    // Energy is measured too where the search predicted it for this device.
+    let energy = problem.uses_energy() && problem.latency[source].has_energy();
+    profile.energy.enabled |= energy;
     let mut rt = e2e::open(&profile, profile_path, library)?;
     let chosen = members_to_verify(outcome, source, max);
     let nets = chosen
@@ -54,13 +57,18 @@ pub fn verify(
         "verifying the front",
     )?;
     let mut measured_ms = vec![None; outcome.front.len()];
+    let mut measured_mj = vec![None; if energy { outcome.front.len() } else { 0 }];
     for (p, t) in chosen.iter().zip(&times) {
         measured_ms[*p] = Some(t.latency.median / 1e3);
+        if let Some(mj) = measured_mj.get_mut(*p) {
+            *mj = t.energy.map(|e| e.per_run_uj / 1e3);
+        }
     }
     Ok(Verification {
         device: profile.name,
         source,
         measured_ms,
+        measured_mj,
     })
 }
 
@@ -157,6 +165,16 @@ pub fn print(report: &Report, comparison: Option<&Value>, dir: &Path) {
             100.0 * v["max_abs_error"].as_f64().unwrap_or(f64::NAN),
             v["kendall_tau"].as_f64().unwrap_or(f64::NAN),
         );
+        let e = &v["energy"];
+        if !e.is_null() {
+            println!(
+                "  and its energy: {:.0}% within ±10% of the prediction (median |error| {:.1}%, max {:.1}%, Kendall tau {:.3})",
+                100.0 * e["within_10"].as_f64().unwrap_or(f64::NAN),
+                100.0 * e["median_abs_error"].as_f64().unwrap_or(f64::NAN),
+                100.0 * e["max_abs_error"].as_f64().unwrap_or(f64::NAN),
+                e["kendall_tau"].as_f64().unwrap_or(f64::NAN),
+            );
+        }
     }
     if let Some(c) = comparison {
         println!(

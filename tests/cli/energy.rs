@@ -95,7 +95,8 @@ fn energy_profile(dir: &Path) -> PathBuf {
         &device,
         format!(
             "name = \"cpu-energy\"\nbackend = \"ort\"\n[measure]\nmin_runs = 10\nmax_ms = 100.0\n\
-             target_ci = 0.05\nround_ms = 5.0\n[energy]\nsource = \"rapl\"\npowercap = \"{}\"\n",
+             target_ci = 0.05\nround_ms = 5.0\n[energy]\nsource = \"rapl\"\nwindow_ms = 100.0\n\
+             idle_ms = 200.0\npowercap = \"{}\"\n",
             dir.join("powercap").display()
         ),
     )
@@ -263,6 +264,8 @@ fn energy_is_predicted_validated_and_searched() {
             s(&model),
             "--samples",
             "20",
+            "--repeat",
+            "0",
             "--out",
             s(&report),
         ],
@@ -319,10 +322,17 @@ fn energy_is_predicted_validated_and_searched() {
         &bound.to_string(),
         "--max-evaluations",
         "300",
+        "--verify",
+        "--device",
+        s(&device),
+        "--verify-max",
+        "4",
         "--out",
         s(&front),
     ]);
     assert!(searched.contains("cpu-energy mJ"), "{searched}");
+    // The front re-measured, energy too.
+    assert!(searched.contains("and its energy: "), "{searched}");
     let f = read_json(&front.join("front.json"));
     let members = f["front"].as_array().unwrap();
     assert!(!members.is_empty(), "{searched}");
@@ -330,6 +340,12 @@ fn energy_is_predicted_validated_and_searched() {
         let mj = m["energy_mj"]["cpu-energy"].as_f64().unwrap();
         assert!(mj > 0.0 && mj <= bound, "{m}");
     }
+    let measured = members
+        .iter()
+        .filter_map(|m| m["measured_energy_mj"]["cpu-energy"].as_f64())
+        .count();
+    assert_eq!(measured, members.len().min(4), "{searched}");
+    assert_eq!(f["verification"]["energy"]["networks"], measured);
     let csv = std::fs::read_to_string(front.join("front.csv")).unwrap();
     assert!(
         csv.lines().next().unwrap().contains("energy_cpu-energy_mj"),

@@ -154,6 +154,9 @@ impl Report<'_, '_> {
                 })
                 .collect();
             entry["energy_mj"] = energy.into();
+            if let Some(v) = self.verification.filter(|v| !v.measured_mj.is_empty()) {
+                entry["measured_energy_mj"] = json!({ v.device.clone(): v.measured_mj[pos] });
+            }
         }
         entry
     }

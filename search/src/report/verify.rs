@@ -17,18 +17,44 @@ pub struct Verification {
     pub source: usize,
     /// Measured ms, in the order of `Outcome::front`; `None` for members left unmeasured.
     pub measured_ms: Vec<Option<f64>>,
+    /// Measured energy per inference in mJ, likewise, when the search used energy (else
+    /// empty).
+    pub measured_mj: Vec<Option<f64>>,
 }
 
 impl Verification {
-    /// (predicted, measured) ms of the measured members.
-    fn pairs(&self, outcome: &Outcome<Metrics>) -> (Vec<f64>, Vec<f64>) {
+    /// (predicted, measured) of the measured members: `predicted` of a member's metrics
+    /// against `measured`.
+    fn pairs(
+        outcome: &Outcome<Metrics>,
+        measured: &[Option<f64>],
+        predicted: impl Fn(&Metrics) -> f64,
+    ) -> (Vec<f64>, Vec<f64>) {
         outcome
             .front
             .iter()
-            .zip(&self.measured_ms)
-            .filter_map(|(i, m)| Some((outcome.archive[*i].info.latency_ms[self.source], (*m)?)))
+            .zip(measured)
+            .filter_map(|(i, m)| Some((predicted(&outcome.archive[*i].info), (*m)?)))
             .unzip()
     }
+}
+
+/// Within ±5/±10%, the median and largest |error| and Kendall tau of predictions.
+fn scores(predicted: &[f64], measured: &[f64]) -> Value {
+    let acc = Accuracy::of(predicted, measured);
+    let mut errors: Vec<f64> = predicted
+        .iter()
+        .zip(measured)
+        .map(|(p, m)| (p / m - 1.0).abs())
+        .collect();
+    errors.sort_by(f64::total_cmp);
+    json!({
+        "networks": measured.len(),
+        "within_10": acc.within_10, "within_5": acc.within_5,
+        "median_abs_error": quantile_sorted(&errors, 0.5),
+        "max_abs_error": errors.last().copied(),
+        "kendall_tau": acc.kendall_tau,
+    })
 }
 
 /// The latency source a device named `device` measures: the source of that name, else the only
@@ -87,23 +113,18 @@ pub fn members_to_verify(outcome: &Outcome<Metrics>, source: usize, max: usize) 
 
 impl Report<'_, '_> {
     pub fn verification_json(&self, v: &Verification) -> Value {
-        let (predicted, measured) = v.pairs(self.outcome);
-        let acc = Accuracy::of(&predicted, &measured);
-        let mut errors: Vec<f64> = predicted
-            .iter()
-            .zip(&measured)
-            .map(|(p, m)| (p / m - 1.0).abs())
-            .collect();
-        errors.sort_by(f64::total_cmp);
-        json!({
-            "device": v.device,
-            "latency_source": self.problem.latency[v.source].name(),
-            "networks": measured.len(),
-            "front": v.measured_ms.len(),
-            "within_10": acc.within_10, "within_5": acc.within_5,
-            "median_abs_error": quantile_sorted(&errors, 0.5),
-            "max_abs_error": errors.last().copied(),
-            "kendall_tau": acc.kendall_tau,
-        })
+        let s = v.source;
+        let (predicted, measured) =
+            Verification::pairs(self.outcome, &v.measured_ms, |m| m.latency_ms[s]);
+        let mut out = scores(&predicted, &measured);
+        out["device"] = v.device.clone().into();
+        out["latency_source"] = self.problem.latency[s].name().into();
+        out["front"] = v.measured_ms.len().into();
+        if !v.measured_mj.is_empty() {
+            let (predicted, measured) =
+                Verification::pairs(self.outcome, &v.measured_mj, |m| m.energy_mj[s]);
+            out["energy"] = scores(&predicted, &measured);
+        }
+        out
     }
 }
