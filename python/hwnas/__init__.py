@@ -248,6 +248,8 @@ class Search:
     on its own at the first :meth:`ask`. With ``state``, every told accuracy is saved to that
     file before :meth:`tell` returns, and a ``Search`` made with the same settings and an
     existing state file goes on from it: the result is that of a search never stopped.
+    ``"energy"`` in ``objectives`` and ``max_energy_mj`` need models fitted on tables profiled
+    with ``--energy``; the front's members then carry ``energy_mj``.
     A ``Search`` (like a ``LatencyModel``) is used from the thread that made it.
     """
 
@@ -269,6 +271,7 @@ class Search:
         local_search: bool = True,
         screening: bool = True,
         state: Union[str, "PathLike[str]", None] = None,
+        max_energy_mj: float | None = None,
     ):
         natives = [(m if isinstance(m, LatencyModel) else LatencyModel.load(m))._native for m in models]
         if not isinstance(objectives, str):
@@ -290,6 +293,7 @@ class Search:
             local_search,
             screening,
             None if state is None else str(state),
+            max_energy_mj,
         )
 
     def ask(self) -> list[str]:

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use hwnas_search::accuracy::AccuracySource;
 use hwnas_search::ask_tell::{AskTell, Setup};
 use hwnas_search::journal::Journal;
-use hwnas_search::objective::{Constraint, LatencySource, Metric, name_apart, parse_objectives};
+use hwnas_search::objective::{
+    Constraint, LatencySource, Metric, energy_indices, name_apart, parse_objectives,
+};
 use hwnas_search::space::open;
 use hwnas_search::strategy::{Config, Strategy};
 use pyo3::prelude::*;
@@ -23,7 +25,7 @@ pub struct Search {
 /// The bounds `hwnas search`'s `--max-*`/`--min-accuracy` flags give.
 fn constraints(
     latency: &[LatencySource],
-    bounds: [(&str, Option<f64>); 5],
+    bounds: [(&str, Option<f64>); 6],
 ) -> PyResult<Vec<Constraint>> {
     let mut out = Vec::new();
     for (name, value) in bounds {
@@ -38,6 +40,11 @@ fn constraints(
                 return Err(error("max_latency_ms needs a latency model"));
             }
             "max_latency_ms" => (0..latency.len()).map(Metric::Latency).collect(),
+            "max_energy_mj" => energy_indices(latency, None)
+                .map_err(error)?
+                .into_iter()
+                .map(Metric::Energy)
+                .collect(),
             "max_mparams" => vec![Metric::Mparams],
             "max_mflops" => vec![Metric::Mflops],
             "max_memory_mb" => vec![Metric::MemoryMb],
@@ -59,7 +66,7 @@ impl Search {
         seed = 1, max_evaluations = 1000, population = None, strategy = "nsga2".to_string(),
         accuracy = None, max_latency_ms = None, max_mparams = None, max_mflops = None,
         max_memory_mb = None, min_accuracy = None, local_search = true, screening = true,
-        state = None))]
+        state = None, max_energy_mj = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         space: String,
@@ -78,15 +85,20 @@ impl Search {
         local_search: bool,
         screening: bool,
         state: Option<PathBuf>,
+        max_energy_mj: Option<f64>,
     ) -> PyResult<Search> {
         let paths: Vec<&PathBuf> = models.iter().map(|m| &m.path).collect();
-        let settings = json!({
+        let mut settings = json!({
             "space": space, "models": paths, "objectives": objectives, "seed": seed,
             "max_evaluations": max_evaluations, "population": population, "strategy": strategy,
             "accuracy": accuracy, "max_latency_ms": max_latency_ms, "max_mparams": max_mparams,
             "max_mflops": max_mflops, "max_memory_mb": max_memory_mb, "min_accuracy": min_accuracy,
             "local_search": local_search, "screening": screening,
         });
+        // Only when given, so that state files from before the bound existed still resume.
+        if let Some(mj) = max_energy_mj {
+            settings["max_energy_mj"] = mj.into();
+        }
         let opened = open(&space).map_err(error)?;
         let mut latency = Vec::new();
         for m in &models {
@@ -115,6 +127,7 @@ impl Search {
                 &latency,
                 [
                     ("max_latency_ms", max_latency_ms),
+                    ("max_energy_mj", max_energy_mj),
                     ("max_mparams", max_mparams),
                     ("max_mflops", max_mflops),
                     ("max_memory_mb", max_memory_mb),

@@ -110,3 +110,43 @@ def test_screening_is_on_by_default_and_can_be_switched_off(models, tmp_path):
     # From the second generation on, at least the floor share (a tenth of 30) is the model's.
     assert all(s >= 3 for s in screened[True][1:]), screened[True]
     assert not any(screened[False])
+
+
+def test_energy_is_an_objective_and_a_bound_as_in_the_cli(models, tmp_path):
+    # A table with energy, as `profile --energy` writes one (the mock device has no counter:
+    # each op is given 12.5 µJ per µs of its latency, plus 40 µJ for conv ops, so energy and
+    # latency do not rank networks alike).
+    lines = models["nb201"].with_suffix("").with_suffix(".csv").read_text().splitlines()
+    header = next(i for i, l in enumerate(lines) if not l.startswith("#"))
+    columns = lines[header].split(",")
+    at = {c: columns.index(c) for c in ("median_us", "wall_us", "kind", "energy_uj", "energy_spread")}
+    rows = []
+    for line in lines[header + 1:]:
+        cells = line.split(",")
+        uj = 12.5 * float(cells[at["median_us"]]) + (40.0 if cells[at["kind"]] == "conv" else 0.0)
+        cells[at["energy_uj"]], cells[at["energy_spread"]] = f"{uj}", "0.01"
+        rows.append(",".join(cells))
+    table, model = tmp_path / "energy.csv", tmp_path / "energy.model.json"
+    table.write_text("\n".join(lines[:header] + ["# energy_counter: simulated (test)", lines[header]] + rows) + "\n")
+    run_cli("fit", "--table", table, "--out", model, "--calibrate", "0")
+
+    # Bounded at the median energy of the unbounded front.
+    cli = ["search", "--space", "nb201", "--model", model, "--accuracy", f"table:{NB201_ACCURACY}",
+           "--objectives", "accuracy,latency,energy", "--seed", "3", "--max-evaluations", "300",
+           "--population", "30"]
+    run_cli(*cli, "--out", tmp_path / "free")
+    free = json.loads((tmp_path / "free" / "front.json").read_text())["front"]
+    bound = sorted(m["energy_mj"]["mock"] for m in free)[len(free) // 2]
+    run_cli(*cli, "--max-energy-mj", bound, "--out", tmp_path / "cli")
+
+    settings = dict(
+        objectives=["accuracy", "latency", "energy"], seed=3, max_evaluations=300, population=30,
+        accuracy=f"table:{NB201_ACCURACY}", max_energy_mj=bound,
+    )
+    search = hwnas.Search("nb201", models=[model], **settings)
+    assert search.ask() == [] and search.done()
+    front = search.front()
+    assert front and all(0 < m["energy_mj"]["mock"] <= bound for m in front)
+    assert front == json.loads((tmp_path / "cli" / "front.json").read_text())["front"]
+    with pytest.raises(Exception, match="profiled with --energy"):
+        hwnas.Search("nb201", models=[models["nb201"]], **settings)
