@@ -311,9 +311,8 @@ fn measure_energy(
         if p.error.is_some() {
             continue;
         }
-        let mut wall = p.wall_us.clone();
-        wall.sort_by(f64::total_cmp);
-        match meter.per_run(k.as_mut(), quantile_sorted(&wall, 0.5)) {
+        let run_us = Stats::from_samples(&p.wall_us).map_or(0.0, |s| s.median);
+        match meter.per_run(k.as_mut(), run_us) {
             Ok(e) => p.energy = Some(e),
             Err(e) => p.error = Some(KernelError(format!("energy: {e}"))),
         }

@@ -35,17 +35,18 @@ impl CpuClock {
     }
 }
 
+/// An op's inputs by the names its graph gives them.
+fn feed(inputs: &[Tensor<f32>]) -> Vec<(&str, &Tensor<f32>)> {
+    onnx::INPUT_NAMES.iter().copied().zip(inputs).collect()
+}
+
 impl Kernel for OrtKernel {
     fn cpu_time_of_last_run(&self) -> Option<Duration> {
         self.cpu.last
     }
 
     fn run(&mut self) -> Result<Duration, KernelError> {
-        let feed: Vec<(&str, &Tensor<f32>)> = onnx::INPUT_NAMES
-            .iter()
-            .copied()
-            .zip(self.inputs.iter())
-            .collect();
+        let feed = feed(&self.inputs);
         let cpu = self.cpu.start();
         let start = Instant::now();
         let out = self
@@ -64,13 +65,8 @@ impl Kernel for OrtKernel {
 
     /// The plain session alone: not the profiled twin, whose trace counts the timed runs.
     fn run_untimed(&mut self) -> Result<(), KernelError> {
-        let feed: Vec<(&str, &Tensor<f32>)> = onnx::INPUT_NAMES
-            .iter()
-            .copied()
-            .zip(self.inputs.iter())
-            .collect();
         self.plain
-            .run(feed)
+            .run(feed(&self.inputs))
             .map(drop)
             .map_err(|e| KernelError(e.to_string()))
     }
