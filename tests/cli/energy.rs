@@ -178,8 +178,13 @@ fn energy_per_op_follows_the_work_the_op_does() {
     assert_eq!(t.rows.len(), 4);
     assert!(t.meta("energy_counter").unwrap().contains("package-0"));
     let idle: f64 = t.meta("energy_idle_w").unwrap().parse().unwrap();
-    // The worker's threads wait while idle is measured (its heartbeats cost a little).
-    assert!((IDLE_W..IDLE_W * 1.05).contains(&idle), "idle {idle} W");
+    // The worker's threads wait while idle is measured (its heartbeats cost a little); the
+    // driver thread writes a value a moment after computing it, and on a busy host that moment
+    // varies by milliseconds over a 200 ms window (CI once read 19.992 W), hence 2% below.
+    assert!(
+        (IDLE_W * 0.98..IDLE_W * 1.05).contains(&idle),
+        "idle {idle} W"
+    );
     // A run of t µs on one core costs about 15 t µJ. Wall time also counts the slices a busy
     // host took (the counter does not), so each row is held within a factor 1.6 (a busy host
     // gave 0.65 for the 2 µs op, whose call is mostly overhead) and their median within 30%;

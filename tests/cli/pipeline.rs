@@ -71,10 +71,14 @@ fn profile_nb201_on_ort_then_resume_after_a_crash() {
         );
         assert!(row.wall_us > 0.0, "{}", row.key);
         assert!(row.runs >= 10, "{}", row.key);
+        // Compared as measured: `median_us` is moved to the table's nominal speed, which can
+        // put it above a call timed while the machine ran faster than that.
+        let raw = row.raw_us.unwrap_or(row.median_us);
         assert!(
-            row.median_us <= row.wall_us,
-            "{}: kernel time exceeds the call",
-            row.key
+            raw <= row.wall_us,
+            "{}: kernel time {raw} µs exceeds the call's {} µs",
+            row.key,
+            row.wall_us
         );
         assert_eq!(row.flops, row.op().unwrap().flops());
     }
