@@ -40,6 +40,13 @@ pub trait Backend {
     /// Build everything needed to run `op` (session, weights, buffers) once.
     fn prepare(&mut self, op: &Op) -> Result<Box<dyn Kernel>, BackendError>;
 
+    /// Build the reference probe's kernel: only its run time is read (never `finish`), so a
+    /// backend that times ops with extra work beside each run (ORT's profiled twin) leaves
+    /// that work out here. By default the op's kernel.
+    fn prepare_probe(&mut self, op: &Op) -> Result<Box<dyn Kernel>, BackendError> {
+        self.prepare(op)
+    }
+
     /// Build a whole network once, to time it end to end (as one model, the way it deploys).
     fn prepare_network(&mut self, net: &Network) -> Result<Box<dyn Kernel>, BackendError>;
 

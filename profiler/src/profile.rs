@@ -113,7 +113,7 @@ pub fn prepare_probe(
         return Ok(None);
     }
     let op = Op::from_key(PROBE_KEY).expect("the probe's key parses");
-    backend.prepare(&op).map(Some)
+    backend.prepare_probe(&op).map(Some)
 }
 
 /// Prepare each op on `backend` (`wrap` sees every kernel prepared), then measure those that

@@ -155,6 +155,10 @@ impl Backend for Metered {
         self.inner.prepare(op)
     }
 
+    fn prepare_probe(&mut self, op: &Op) -> Result<Box<dyn Kernel>, BackendError> {
+        self.inner.prepare_probe(op)
+    }
+
     fn prepare_network(&mut self, net: &Network) -> Result<Box<dyn Kernel>, BackendError> {
         self.inner.prepare_network(net)
     }

@@ -354,8 +354,8 @@ impl NetworkMeasurer for Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Some(mut r) = self.running.take() {
-            r.stop();
+        if let Some(r) = self.running.take() {
+            r.close();
         }
     }
 }
@@ -524,6 +524,21 @@ impl Running {
     }
 
     fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The end of an idle child: its stdin closed, it exits by itself (and so cleans up what
+    /// its runtime left in the temporary folder); killed if it has not within a second.
+    fn close(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        drop(self.stdin);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -12,6 +12,20 @@ pub(super) struct OrtKernel {
     pub(super) run_overhead_us: f64,
     pub(super) precision: Precision,
     pub(super) cpu: CpuClock,
+    /// Whether `finish` took the profile; a kernel dropped before that still has one to end.
+    pub(super) profile_ended: bool,
+}
+
+impl Drop for OrtKernel {
+    /// A kernel dropped unfinished (its op failed, the run was interrupted) would leave ORT's
+    /// trace of every run in a file in the temporary folder.
+    fn drop(&mut self) {
+        if !self.profile_ended
+            && let Ok(file) = self.profiled.end_profiling()
+        {
+            let _ = std::fs::remove_file(file);
+        }
+    }
 }
 
 /// The calling thread's CPU time around a session's run, for a session that runs on it alone
@@ -72,6 +86,7 @@ impl Kernel for OrtKernel {
     }
 
     fn finish(&mut self) -> Result<KernelReport, KernelError> {
+        self.profile_ended = true;
         let file = self
             .profiled
             .end_profiling()
