@@ -9,7 +9,10 @@
 //!   measured end to end, as versioned JSON. It predicts a network from its [`model::Term`]s:
 //!   its ops, each with whether the runtime fuses it into the op before.
 //! - [`metrics`] scores predictions against measurements (±5/±10%, RMSPE, Kendall tau).
+//! - [`anchors`] lets a later sitting's networks be compared at the calibration's: some
+//!   calibration networks measured again beside them give the [`anchors::Sitting`].
 
+pub mod anchors;
 pub mod calibrate;
 pub mod features;
 pub mod few_shot;

@@ -266,6 +266,7 @@ fn calibrate_on_space(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
     }
     // The name or file as given, so that later commands reopen the same space.
     model.space = Some(space_name);
+    model.calibration_us = measured.iter().map(|m| m.latency.median).collect();
     model.calibration_archs = archs;
     model.calibration = Some(cal);
     model.rebuild();

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod anchors;
 mod devices;
 mod e2e;
 mod export_op;

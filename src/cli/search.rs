@@ -114,6 +114,10 @@ pub struct Args {
     /// Re-measure at most this many front members, spread evenly along the front's latency.
     #[arg(long, default_value_t = 30)]
     verify_max: usize,
+    /// With --verify: how many of the model's calibration networks to measure again among the
+    /// front's, to compare them at the calibration's sitting (0: not; see `validate --anchors`).
+    #[arg(long, default_value_t = super::anchors::DEFAULT_ANCHORS)]
+    anchors: usize,
     /// Device profile for `--verify`.
     #[arg(long)]
     device: Option<PathBuf>,
@@ -209,6 +213,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 device,
                 args.ort_library.as_deref(),
                 args.verify_max,
+                args.anchors,
             )
             .with_context(|| format!("--verify (the front is saved in {})", args.out.display()))?,
         ),

@@ -11,6 +11,7 @@ use hwnas_search::problem::Outcome;
 use hwnas_search::report::{Report, Verification, members_to_verify, verification_source};
 use serde_json::Value;
 
+use super::anchors::Anchors;
 use super::e2e;
 
 /// Measures front members on the device of `profile_path`: all of them, or `max` spread
@@ -21,6 +22,7 @@ pub fn verify(
     profile_path: &Path,
     library: Option<&Path>,
     max: usize,
+    anchors: usize,
 ) -> anyhow::Result<Verification> {
     let profile = DeviceProfile::load(profile_path)?;
     let (source, precision) =
@@ -43,22 +45,31 @@ pub fn verify(
         .collect::<Result<Vec<_>, _>>()?;
     // At the speed of the table the predictions come from (a measured architecture table
     // carries no probe: its networks are compared raw).
-    let speed = Speed {
-        probe_nominal_us: match &problem.latency[source] {
-            LatencySource::Model { model, .. } => model.probe_nominal_us(),
-            LatencySource::Table { .. } => None,
-        },
+    let (speed, anchors) = match &problem.latency[source] {
+        LatencySource::Model { model, .. } => (
+            model.probe_nominal_us(),
+            Anchors::of(model, problem.space, anchors),
+        ),
+        LatencySource::Table { .. } => (
+            None,
+            Err("the latency source is a table of measured architectures".into()),
+        ),
     };
-    let times = e2e::measure(
+    let speed = Speed {
+        probe_nominal_us: speed,
+    };
+    let anchored = super::anchors::measure(
         rt.as_mut(),
         &nets,
+        anchors,
         &profile.measure,
         speed,
         "verifying the front",
     )?;
+    let times = &anchored.times;
     let mut measured_ms = vec![None; outcome.front.len()];
     let mut measured_mj = vec![None; if energy { outcome.front.len() } else { 0 }];
-    for (p, t) in chosen.iter().zip(&times) {
+    for (p, t) in chosen.iter().zip(times) {
         measured_ms[*p] = Some(t.latency.median / 1e3);
         if let Some(mj) = measured_mj.get_mut(*p) {
             *mj = t.energy.map(|e| e.per_run_uj / 1e3);
@@ -69,6 +80,7 @@ pub fn verify(
         source,
         measured_ms,
         measured_mj,
+        sitting: anchored.sitting,
     })
 }
 
@@ -155,26 +167,7 @@ pub fn print(report: &Report, comparison: Option<&Value>, dir: &Path) {
         );
     }
     if let Some(v) = verification {
-        println!(
-            "verify on `{}`: {} of {} front networks measured, {:.0}% within ±10% of the prediction (median |error| {:.1}%, max {:.1}%, Kendall tau {:.3})",
-            v["device"].as_str().unwrap_or(""),
-            v["networks"],
-            v["front"],
-            100.0 * v["within_10"].as_f64().unwrap_or(f64::NAN),
-            100.0 * v["median_abs_error"].as_f64().unwrap_or(f64::NAN),
-            100.0 * v["max_abs_error"].as_f64().unwrap_or(f64::NAN),
-            v["kendall_tau"].as_f64().unwrap_or(f64::NAN),
-        );
-        let e = &v["energy"];
-        if !e.is_null() {
-            println!(
-                "  and its energy: {:.0}% within ±10% of the prediction (median |error| {:.1}%, max {:.1}%, Kendall tau {:.3})",
-                100.0 * e["within_10"].as_f64().unwrap_or(f64::NAN),
-                100.0 * e["median_abs_error"].as_f64().unwrap_or(f64::NAN),
-                100.0 * e["max_abs_error"].as_f64().unwrap_or(f64::NAN),
-                e["kendall_tau"].as_f64().unwrap_or(f64::NAN),
-            );
-        }
+        print_verification(&v);
     }
     if let Some(c) = comparison {
         println!(
@@ -224,4 +217,50 @@ fn table_header(report: &Report) -> String {
         "MFLOPs", "Mparams", "mem MB"
     );
     header
+}
+
+/// How `--verify`'s networks compared with the calibration's sitting (the anchors).
+fn print_sitting(sitting: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let Some(factor) = sitting["factor"].as_f64() else {
+        println!(
+            "  as the probe left them, not compared with the calibration's sitting: {}",
+            sitting["why_none"].as_str().unwrap_or("")
+        );
+        return;
+    };
+    let p = &sitting["probe_only"];
+    println!(
+        "  at the calibration's sitting: {} of its networks, measured again among these, ran {factor:.3}x          their time at calibration (p10-p90 {:.3}-{:.3}x); against the times not divided by it,          {:.0}% within ±10% (median |error| {:.1}%)",
+        sitting["anchors"],
+        f(&sitting["p10"]),
+        f(&sitting["p90"]),
+        100.0 * f(&p["within_10"]),
+        100.0 * f(&p["median_abs_error"]),
+    );
+}
+
+/// `--verify`'s lines: latency, the sitting, energy.
+fn print_verification(v: &Value) {
+    println!(
+        "verify on `{}`: {} of {} front networks measured, {:.0}% within ±10% of the prediction (median |error| {:.1}%, max {:.1}%, Kendall tau {:.3})",
+        v["device"].as_str().unwrap_or(""),
+        v["networks"],
+        v["front"],
+        100.0 * v["within_10"].as_f64().unwrap_or(f64::NAN),
+        100.0 * v["median_abs_error"].as_f64().unwrap_or(f64::NAN),
+        100.0 * v["max_abs_error"].as_f64().unwrap_or(f64::NAN),
+        v["kendall_tau"].as_f64().unwrap_or(f64::NAN),
+    );
+    print_sitting(&v["sitting"]);
+    let e = &v["energy"];
+    if !e.is_null() {
+        println!(
+            "  and its energy: {:.0}% within ±10% of the prediction (median |error| {:.1}%, max {:.1}%, Kendall tau {:.3})",
+            100.0 * e["within_10"].as_f64().unwrap_or(f64::NAN),
+            100.0 * e["median_abs_error"].as_f64().unwrap_or(f64::NAN),
+            100.0 * e["max_abs_error"].as_f64().unwrap_or(f64::NAN),
+            e["kendall_tau"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
 }

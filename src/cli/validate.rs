@@ -15,6 +15,7 @@ use hwnas_profiler::networks::{NetworkTime, Speed};
 use hwnas_search::space::{SearchSpace, open};
 use serde_json::json;
 
+use super::anchors::{self, Anchored, Anchors};
 use super::e2e;
 use super::onnx_model::OnnxArgs;
 
@@ -43,6 +44,11 @@ pub struct Args {
     /// Seed of the network sample.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// How many of the model's calibration networks to measure again among the sampled ones:
+    /// the sampled networks are compared at the calibration's sitting, divided by how much
+    /// slower these run now than when `fit` measured them (0: not, as the probe leaves them).
+    #[arg(long, default_value_t = super::anchors::DEFAULT_ANCHORS)]
+    anchors: usize,
     /// Path prefix of the report (`PREFIX.json`) and the plot (`PREFIX.svg`); default: beside
     /// the model, `MODEL.validate-SPACE`.
     #[arg(long)]
@@ -107,14 +113,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let speed = Speed {
         probe_nominal_us: model.probe_nominal_us(),
     };
-    let (times, again) = e2e::measure_and_repeat(
+    let anchored = anchors::measure(
         rt.as_mut(),
         &nets,
+        Anchors::of(&model, space.as_ref(), args.anchors),
         &profile.measure,
         speed,
         "validation",
-        args.repeat,
     )?;
+    let again = anchored.at_calibration(e2e::measure(
+        rt.as_mut(),
+        &nets[..args.repeat.min(nets.len())],
+        &profile.measure,
+        speed,
+        "noise floor",
+    )?);
+    let times = &anchored.times;
     let repeat = again.len();
     let measured: Vec<Stats> = times.iter().map(|t| t.latency).collect();
 
@@ -136,9 +150,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "accuracy": acc,
         "interval_coverage": coverage,
         "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10},
-        "drift": drift_json(&times, &pred, speed),
+        "drift": drift_json(times, &pred, speed),
+        "sitting": sitting_json(&anchored, &pred),
         "worst": worst,
-        "energy": energy_json(&model, &nets, &times)?,
+        "energy": energy_json(&model, &nets, times)?,
         "networks": archs.iter().enumerate().map(|(i, a)| json!({
             "arch": a, "predicted_us": pred[i], "low_us": predictions[i].low_us, "high_us": predictions[i].high_us,
             "measured_us": meas[i], "measured_p10_us": measured[i].p10, "measured_p90_us": measured[i].p90,
@@ -197,6 +212,7 @@ fn print_scores(report: &serde_json::Value, model: &Path) {
         noise["over_10_percent"]
     );
     print_drift_json(&report["drift"]);
+    print_sitting_json(&report["sitting"]);
     print_worst(report);
     print_energy(&report["energy"]);
 }
@@ -376,6 +392,36 @@ pub(super) fn drift_json(
         "probe_spread_median": quantile_sorted(&spreads, 0.5),
         "uncorrected_accuracy": uncorrected,
     })
+}
+
+/// The sitting the anchors measured, and the accuracy of the same predictions against the
+/// times the probe alone left (not divided by the sitting's shift).
+fn sitting_json(anchored: &Anchored, predicted: &[f64]) -> serde_json::Value {
+    match &anchored.sitting {
+        Ok(s) => json!({
+            "factor": s.factor, "p10": s.p10, "p90": s.p90, "anchors": s.anchors,
+            "probe_only_accuracy": Accuracy::of(predicted, &anchored.unanchored_us()),
+            "description": anchored.describe(),
+        }),
+        Err(_) => json!({"anchors": 0, "description": anchored.describe()}),
+    }
+}
+
+fn print_sitting_json(sitting: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    println!(
+        "  sitting           {}",
+        sitting["description"].as_str().unwrap_or("")
+    );
+    let acc = &sitting["probe_only_accuracy"];
+    if !acc.is_null() {
+        println!(
+            "  probe only        {:>6.1}% within ±10%, bias {:+.2}%, tau {:.3} (the same predictions against the times not divided by it)",
+            100.0 * f(&acc["within_10"]),
+            100.0 * f(&acc["bias"]),
+            f(&acc["kendall_tau"])
+        );
+    }
 }
 
 /// One line of [`drift_json`], where there is one.

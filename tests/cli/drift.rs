@@ -81,7 +81,7 @@ fn cpu_profile(dir: &Path, corrected: bool) -> PathBuf {
     path
 }
 
-/// Profile `space`, fit with `calibrate` networks, validate on `samples` others: the report.
+/// Profile `space`, fit with `calibrate` networks, validate on 30 others: the report.
 fn pipeline(dir: &Path, space: &str, corrected: bool, calibrate: &str) -> serde_json::Value {
     let device = cpu_profile(dir, corrected);
     let tag = format!("{space}-{}", if corrected { "corrected" } else { "raw" });
@@ -107,6 +107,8 @@ fn pipeline(dir: &Path, space: &str, corrected: bool, calibrate: &str) -> serde_
         "--out",
         s(&model),
     ]);
+    // Corrected: 10 calibration networks measured again among the 30 (the anchors);
+    // uncorrected: none, as hwnas was before either.
     let report = pinned(&[
         "validate",
         "--model",
@@ -117,6 +119,8 @@ fn pipeline(dir: &Path, space: &str, corrected: bool, calibrate: &str) -> serde_
         "30",
         "--repeat",
         "5",
+        "--anchors",
+        if corrected { "10" } else { "0" },
         "--json",
     ]);
     serde_json::from_str(&report).unwrap()

@@ -7,7 +7,7 @@ use hwnas_core::{Op, Tensor};
 use hwnas_onnx::{self as onnx, ModelProto, reference};
 use prost::Message;
 
-use crate::util::{fails, ok, one_at_a_time, quick_cpu_profile, s};
+use crate::util::{fails, ok, one_at_a_time, quick_cpu_profile, read_json, s};
 
 #[test]
 fn devices_lists_the_cpu_provider() {
@@ -178,6 +178,14 @@ fn profile_nb201_on_ort_then_resume_after_a_crash() {
         p[0]["high_us"].as_f64().unwrap(),
     );
     assert!(lo < lat && lat < hi, "{p}");
+    // The model's 12 calibration networks, measured again among the 20, anchor them.
+    let sitting = &report["sitting"];
+    assert_eq!(sitting["anchors"], 12, "{sitting}");
+    assert!(
+        (0.5..2.0).contains(&sitting["factor"].as_f64().unwrap()),
+        "{sitting}"
+    );
+    another_sitting_is_brought_back_by_the_anchors(dir.path(), &model, &device);
     search_nb201_with_the_model(dir.path(), &model, &device);
 
     std::fs::write(
@@ -256,6 +264,72 @@ const ACCURACY_CMD: &str = "cmd:awk '{ print 80 + 3 * gsub(/conv_3x3/, \"\") + 2
 
 /// `hwnas search` on nb201 with a fitted model: the exhaustive front, NSGA-II against it,
 /// a latency bound, reproducibility, and `--verify` on the real CPU.
+/// A model fitted in a sitting where networks ran 1.4x slower than now (beyond what the
+/// probe corrects): its predictions and its calibration times are 1.4x today's. Against the
+/// times the probe leaves, every prediction is 40% high; the calibration networks measured
+/// again among the validation's see the shift and bring the times back to the model's sitting.
+fn another_sitting_is_brought_back_by_the_anchors(dir: &Path, model: &Path, device: &Path) {
+    const SHIFT: f64 = 1.4;
+    let mut m = read_json(model);
+    for entry in m["ops"].as_object_mut().unwrap().values_mut() {
+        for v in entry.as_array_mut().unwrap() {
+            *v = (v.as_f64().unwrap() * SHIFT).into();
+        }
+    }
+    let cal = &mut m["calibration"];
+    cal["intercept_us"] = (cal["intercept_us"].as_f64().unwrap() * SHIFT).into();
+    let kinds: Vec<String> = serde_json::from_value(cal["kinds"].clone()).unwrap();
+    for (kind, c) in kinds
+        .iter()
+        .zip(cal["coefficients"].as_array_mut().unwrap())
+    {
+        if kind.starts_with("n_") {
+            *c = (c.as_f64().unwrap() * SHIFT).into();
+        }
+    }
+    for v in m["calibration_us"].as_array_mut().unwrap() {
+        *v = (v.as_f64().unwrap() * SHIFT).into();
+    }
+    let slow = dir.join("m-slow-sitting.json");
+    std::fs::write(&slow, m.to_string()).unwrap();
+    let validate = |anchors: &str| -> serde_json::Value {
+        let out = ok(&[
+            "validate",
+            "--model",
+            s(&slow),
+            "--device",
+            s(device),
+            "--samples",
+            "20",
+            "--repeat",
+            "0",
+            "--anchors",
+            anchors,
+            "--out",
+            s(&dir.join("val-slow")),
+            "--json",
+        ]);
+        serde_json::from_str(&out).unwrap()
+    };
+    let report = validate("12");
+    let sitting = &report["sitting"];
+    let factor = sitting["factor"].as_f64().unwrap();
+    assert!((0.5..0.95).contains(&factor), "{sitting}");
+    let probe_only = &sitting["probe_only_accuracy"];
+    assert!(probe_only["bias"].as_f64().unwrap() > 0.15, "{sitting}");
+    let acc = &report["accuracy"];
+    assert!(acc["bias"].as_f64().unwrap().abs() < 0.15, "{acc}");
+    assert!(acc["rmspe"].as_f64().unwrap() < 0.35, "{acc}");
+    // Without anchors the report says so, and the times stay as the probe left them.
+    let plain = validate("0");
+    assert_eq!(plain["sitting"]["anchors"], 0);
+    assert!(
+        plain["accuracy"]["bias"].as_f64().unwrap() > 0.15,
+        "{}",
+        plain["accuracy"]
+    );
+}
+
 fn search_nb201_with_the_model(dir: &Path, model: &Path, device: &Path) {
     let base = [
         "search",
@@ -351,6 +425,7 @@ fn search_nb201_with_the_model(dir: &Path, model: &Path, device: &Path) {
     }
     assert_eq!(measured, 3.min(front.len()));
     assert_eq!(report["verification"]["networks"], measured);
+    assert_eq!(report["verification"]["sitting"]["anchors"], 12);
 
     // The single-objective strategies under the same bound: every member meets it.
     let bound_text = format!("{bound}");

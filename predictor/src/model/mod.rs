@@ -42,6 +42,11 @@ pub struct LatencyModel {
     pub space: Option<String>,
     #[serde(default)]
     pub calibration_archs: Vec<String>,
+    /// Each calibration network's latency as `fit` measured it, at the table's speed, in µs:
+    /// re-measured beside later networks, they tell how the machine's sitting differs from the
+    /// calibration's (see [`crate::anchors`]). Empty for models fitted before they were kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calibration_us: Vec<f64>,
     pub created: String,
     pub tool_version: String,
     /// Energy per inference, where the table has it (`profile --energy`): a model of the same
@@ -238,6 +243,7 @@ impl LatencyModel {
             calibration: None,
             space: table.meta("space").map(str::to_string),
             calibration_archs: Vec::new(),
+            calibration_us: Vec::new(),
             created: hwnas_core::host::utc_now(),
             tool_version: format!("hwnas {}", env!("CARGO_PKG_VERSION")),
             energy: None,

@@ -3,6 +3,7 @@
 
 use hwnas_core::op::Precision;
 use hwnas_core::stats::quantile_sorted;
+use hwnas_predictor::anchors::Sitting;
 use hwnas_predictor::metrics::Accuracy;
 use serde_json::{Value, json};
 
@@ -20,6 +21,10 @@ pub struct Verification {
     /// Measured energy per inference in mJ, likewise, when the search used energy (else
     /// empty).
     pub measured_mj: Vec<Option<f64>>,
+    /// How this sitting's networks compared with the calibration's, from the calibration
+    /// networks measured again among them: `measured_ms` is divided by its factor. `Err` says
+    /// why there were no anchors (the times are as the probe left them).
+    pub sitting: Result<Sitting, String>,
 }
 
 impl Verification {
@@ -120,6 +125,14 @@ impl Report<'_, '_> {
         out["device"] = v.device.clone().into();
         out["latency_source"] = self.problem.latency[s].name().into();
         out["front"] = v.measured_ms.len().into();
+        out["sitting"] = match &v.sitting {
+            Ok(sitting) => {
+                let unanchored: Vec<f64> = measured.iter().map(|m| m * sitting.factor).collect();
+                json!({"factor": sitting.factor, "p10": sitting.p10, "p90": sitting.p90,
+                       "anchors": sitting.anchors, "probe_only": scores(&predicted, &unanchored)})
+            }
+            Err(why) => json!({"anchors": 0, "why_none": why}),
+        };
         if !v.measured_mj.is_empty() {
             let (predicted, measured) =
                 Verification::pairs(self.outcome, &v.measured_mj, |m| m.energy_mj[s]);
