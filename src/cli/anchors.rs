@@ -14,41 +14,56 @@ use super::e2e;
 /// How many calibration networks a sitting measures again unless told.
 pub const DEFAULT_ANCHORS: usize = 20;
 
-/// The calibration networks to measure again, with their times at calibration.
-pub struct Anchors {
+/// The calibration networks (or files) to measure again, with their times at calibration.
+pub struct Anchors<T> {
     then_us: Vec<f64>,
-    nets: Vec<Network>,
+    items: Vec<T>,
 }
 
-impl Anchors {
-    /// Up to `k` of `model`'s calibration networks, rebuilt in `space`; why there are none
-    /// otherwise (said beside the results).
-    pub fn of(model: &LatencyModel, space: &dyn SearchSpace, k: usize) -> Result<Anchors, String> {
+impl<T> Anchors<T> {
+    /// Up to `k` of `model`'s calibration networks, each rebuilt by `rebuild` from its name;
+    /// why there are none otherwise (said beside the results).
+    pub fn of(
+        model: &LatencyModel,
+        k: usize,
+        mut rebuild: impl FnMut(&str) -> Result<T, String>,
+    ) -> Result<Anchors<T>, String> {
         if k == 0 {
             return Err("--anchors 0".into());
         }
-        let (archs, times) = (&model.calibration_archs, &model.calibration_us);
-        if times.is_empty() || times.len() != archs.len() {
+        let (names, times) = (&model.calibration_archs, &model.calibration_us);
+        if times.is_empty() || times.len() != names.len() {
             return Err(
-                "the model keeps no calibration times (fitted before hwnas kept them, or not \
-                 calibrated on networks of a space): fit it again to have anchors"
+                "the model keeps no calibration times (fitted before hwnas kept them, or from \
+                 timings made elsewhere): fit it again to have anchors"
                     .into(),
             );
         }
         let picked = pick(times, k);
-        let nets = picked
-            .iter()
-            .map(|&i| space.network(&archs[i]))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
+        Ok(Anchors {
+            then_us: picked.iter().map(|&i| times[i]).collect(),
+            items: picked
+                .iter()
+                .map(|&i| rebuild(&names[i]))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl Anchors<Network> {
+    /// Up to `k` of `model`'s calibration networks, as networks of `space`.
+    pub fn in_space(
+        model: &LatencyModel,
+        space: &dyn SearchSpace,
+        k: usize,
+    ) -> Result<Self, String> {
+        Self::of(model, k, |arch| {
+            space.network(arch).map_err(|e| {
                 format!(
                     "the model's calibration networks are not of space `{}` ({e})",
                     space.name()
                 )
-            })?;
-        Ok(Anchors {
-            then_us: picked.iter().map(|&i| times[i]).collect(),
-            nets,
+            })
         })
     }
 }
@@ -103,35 +118,46 @@ fn shifted(mut t: NetworkTime, s: &Sitting) -> NetworkTime {
 pub fn measure(
     device: &mut dyn NetworkMeasurer,
     nets: &[Network],
-    anchors: Result<Anchors, String>,
+    anchors: Result<Anchors<Network>, String>,
     cfg: &MeasureConfig,
     speed: Speed,
     what: &str,
 ) -> anyhow::Result<Anchored> {
+    measure_with(nets, anchors, |all| {
+        e2e::measure(device, all, cfg, speed, what)
+    })
+}
+
+/// `own` measured by `run` in one call with the anchors spread among them, and expressed at
+/// the calibration's sitting.
+pub fn measure_with<T: Clone>(
+    own: &[T],
+    anchors: Result<Anchors<T>, String>,
+    run: impl FnOnce(&[T]) -> anyhow::Result<Vec<NetworkTime>>,
+) -> anyhow::Result<Anchored> {
     let anchors = match anchors {
         Ok(a) => a,
         Err(why) => {
-            let times = e2e::measure(device, nets, cfg, speed, what)?;
             return Ok(Anchored {
-                times,
+                times: run(own)?,
                 sitting: Err(why),
             });
         }
     };
-    let order = interleave(nets.len(), anchors.nets.len());
-    let all: Vec<Network> = order
+    let order = interleave(own.len(), anchors.items.len());
+    let all: Vec<T> = order
         .iter()
         .map(|slot| match *slot {
-            Slot::Network(i) => nets[i].clone(),
-            Slot::Anchor(i) => anchors.nets[i].clone(),
+            Slot::Network(i) => own[i].clone(),
+            Slot::Anchor(i) => anchors.items[i].clone(),
         })
         .collect();
-    let measured = e2e::measure(device, &all, cfg, speed, what)?;
-    let mut own = Vec::with_capacity(nets.len());
-    let mut now = vec![f64::NAN; anchors.nets.len()];
+    let measured = run(&all)?;
+    let mut mine = Vec::with_capacity(own.len());
+    let mut now = vec![f64::NAN; anchors.items.len()];
     for (slot, t) in order.iter().zip(measured) {
         match *slot {
-            Slot::Network(_) => own.push(t),
+            Slot::Network(_) => mine.push(t),
             Slot::Anchor(i) => now[i] = t.latency.median,
         }
     }
@@ -141,6 +167,6 @@ pub fn measure(
         times: Vec::new(),
         sitting,
     };
-    out.times = out.at_calibration(own);
+    out.times = out.at_calibration(mine);
     Ok(out)
 }

@@ -208,6 +208,7 @@ fn calibrate_on_files(
             100.0 * cal.loo_rmspe
         );
     }
+    model.calibration_us = measured.iter().map(|m| m.latency.median).collect();
     model.calibration_archs = names;
     model.calibration = Some(cal);
     model.rebuild();

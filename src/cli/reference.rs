@@ -33,6 +33,13 @@ pub fn networks() -> anyhow::Result<Vec<(String, Network)>> {
     Ok(out)
 }
 
+/// Whether `name` is a reference network's (`FAMILY-RESOLUTION`).
+pub fn networks_named(name: &str) -> bool {
+    zoo::FAMILIES
+        .iter()
+        .any(|f| RESOLUTIONS.iter().any(|r| name == format!("{f}-{r}")))
+}
+
 /// Write every reference network's ONNX file into `dir`; returns the paths.
 pub fn write(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths = Vec::new();

@@ -48,7 +48,7 @@ pub fn verify(
     let (speed, anchors) = match &problem.latency[source] {
         LatencySource::Model { model, .. } => (
             model.probe_nominal_us(),
-            Anchors::of(model, problem.space, anchors),
+            Anchors::in_space(model, problem.space, anchors),
         ),
         LatencySource::Table { .. } => (
             None,

@@ -44,11 +44,12 @@ pub struct Args {
     /// Seed of the network sample.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// How many of the model's calibration networks to measure again among the sampled ones:
-    /// the sampled networks are compared at the calibration's sitting, divided by how much
-    /// slower these run now than when `fit` measured them (0: not, as the probe leaves them).
+    /// How many of the model's calibration networks (or models, for --onnx) to measure again
+    /// among the validated ones: those are compared at the calibration's sitting, divided by
+    /// how much slower these run now than when `fit` measured them (0: not, as the probe
+    /// leaves them).
     #[arg(long, default_value_t = super::anchors::DEFAULT_ANCHORS)]
-    anchors: usize,
+    pub(super) anchors: usize,
     /// Path prefix of the report (`PREFIX.json`) and the plot (`PREFIX.svg`); default: beside
     /// the model, `MODEL.validate-SPACE`.
     #[arg(long)]
@@ -116,7 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let anchored = anchors::measure(
         rt.as_mut(),
         &nets,
-        Anchors::of(&model, space.as_ref(), args.anchors),
+        Anchors::in_space(&model, space.as_ref(), args.anchors),
         &profile.measure,
         speed,
         "validation",
@@ -396,7 +397,7 @@ pub(super) fn drift_json(
 
 /// The sitting the anchors measured, and the accuracy of the same predictions against the
 /// times the probe alone left (not divided by the sitting's shift).
-fn sitting_json(anchored: &Anchored, predicted: &[f64]) -> serde_json::Value {
+pub(super) fn sitting_json(anchored: &Anchored, predicted: &[f64]) -> serde_json::Value {
     match &anchored.sitting {
         Ok(s) => json!({
             "factor": s.factor, "p10": s.p10, "p90": s.p90, "anchors": s.anchors,
@@ -407,7 +408,7 @@ fn sitting_json(anchored: &Anchored, predicted: &[f64]) -> serde_json::Value {
     }
 }
 
-fn print_sitting_json(sitting: &serde_json::Value) {
+pub(super) fn print_sitting_json(sitting: &serde_json::Value) {
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     println!(
         "  sitting           {}",

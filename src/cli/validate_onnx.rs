@@ -4,9 +4,10 @@
 //! own profile of the file, node by node, beside the table's op.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use hwnas_core::backend::NodeTime;
 use hwnas_core::op::Tensor;
 use hwnas_core::stats::Stats;
@@ -16,10 +17,14 @@ use hwnas_predictor::metrics::Accuracy;
 use hwnas_profiler::networks::Speed;
 use serde_json::json;
 
+use super::anchors::{self, Anchors};
 use super::e2e;
 use super::onnx_model::{self, LayerPrediction};
 use super::predict::merge;
-use super::validate::{Args, drift_json, energy_json, noise_floor, print_drift_json, print_energy};
+use super::validate::{
+    Args, drift_json, energy_json, noise_floor, print_drift_json, print_energy, print_sitting_json,
+    sitting_json,
+};
 
 /// A prediction this far off gets its layer-by-layer breakdown without `--per-layer`.
 const EXPLAIN_ABOVE: f64 = 0.10;
@@ -47,9 +52,21 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
     let speed = Speed {
         probe_nominal_us: model.probe_nominal_us(),
     };
-    let times = rt.measure_files(&files, &profile.measure, speed, &mut || {})?;
+    let reference = tempfile::tempdir().context("a folder for the reference networks")?;
+    let anchors = Anchors::of(model, args.anchors, |name| {
+        calibration_file(name, reference.path())
+    });
+    let anchored = anchors::measure_with(&files, anchors, |all| {
+        Ok(rt.measure_files(all, &profile.measure, speed, &mut || {})?)
+    })?;
+    let times = &anchored.times;
     let repeat = args.repeat.min(files.len());
-    let again = rt.measure_files(&files[..repeat], &profile.measure, speed, &mut || {})?;
+    let again = anchored.at_calibration(rt.measure_files(
+        &files[..repeat],
+        &profile.measure,
+        speed,
+        &mut || {},
+    )?);
     let measured: Vec<Stats> = times.iter().map(|t| t.latency).collect();
     let again: Vec<Stats> = again.iter().map(|t| t.latency).collect();
     let (noise_median, noise_p95, noise_over_10) = noise_floor(&again, &measured[..repeat]);
@@ -87,8 +104,9 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
         "model": args.model.display().to_string(), "device": profile.name,
         "calibrated": model.calibration.is_some(), "accuracy": accuracy,
         "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10},
-        "drift": drift_json(&times, &pred, speed),
-        "energy": energy_json(model, &nets, &times)?,
+        "drift": drift_json(times, &pred, speed),
+        "sitting": sitting_json(&anchored, &pred),
+        "energy": energy_json(model, &nets, times)?,
         "models": rows,
     });
     if args.json {
@@ -97,6 +115,27 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
         print_report(args, &profile.name, &report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A calibration model to measure again, by the name `fit` kept: a file that is still there,
+/// or a reference network (`--calibrate-reference`), written into `reference` the first time.
+fn calibration_file(name: &str, reference: &Path) -> Result<(PathBuf, Tensor), String> {
+    let mut path = PathBuf::from(name);
+    if !path.is_file() {
+        let written = reference.join(format!("{name}.onnx"));
+        if !written.is_file() && super::reference::networks_named(name) {
+            super::reference::write(reference).map_err(|e| e.to_string())?;
+        }
+        if !written.is_file() {
+            return Err(format!(
+                "calibration model `{name}` is no longer there (give --anchors 0, or fit again)"
+            ));
+        }
+        path = written;
+    }
+    let m = onnx_model::load(&path, Default::default(), false)
+        .map_err(|e| format!("calibration model {}: {e:#}", path.display()))?;
+    Ok((path, m.network.input))
 }
 
 /// The runtime's nodes attributed to the model's layers: a runtime node belongs to the layer
@@ -199,6 +238,7 @@ fn print_report(args: &Args, device: &str, report: &serde_json::Value) {
         noise["repeated"]
     );
     print_drift_json(&report["drift"]);
+    print_sitting_json(&report["sitting"]);
     print_energy(&report["energy"]);
     for r in rows.iter().filter(|r| !r["per_layer"].is_null()) {
         println!(

@@ -116,6 +116,8 @@ fn onnx_models_profile_predict_validate_and_calibrate() {
     .concat()))
     .unwrap();
     assert_eq!(report["calibrated"], true);
+    // The four calibration files, still there, were measured again among the validated ones.
+    assert_eq!(report["sitting"]["anchors"], 4, "{}", report["sitting"]);
     for r in report["models"].as_array().unwrap() {
         assert!(r["measured_us"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["error"].as_f64().unwrap().abs() < 0.6, "{r}");

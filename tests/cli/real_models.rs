@@ -336,4 +336,26 @@ fn the_reference_networks_calibrate_a_device_for_any_model() {
     .unwrap();
     assert_eq!(json[0]["calibrated"], true, "{json}");
     assert!(json[0]["latency_us"].as_f64().unwrap() > 0.0, "{json}");
+    // Validated with three reference networks (rebuilt by name) measured again beside it.
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "validate",
+        "--model",
+        s(&model),
+        "--device",
+        s(&device),
+        "--onnx",
+        s(&file),
+        "--repeat",
+        "0",
+        "--anchors",
+        "3",
+        "--json",
+    ]))
+    .unwrap();
+    let sitting = &report["sitting"];
+    assert_eq!(sitting["anchors"], 3, "{sitting}");
+    assert!(
+        (0.5..2.0).contains(&sitting["factor"].as_f64().unwrap()),
+        "{sitting}"
+    );
 }
