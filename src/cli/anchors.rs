@@ -17,6 +17,8 @@ pub const DEFAULT_ANCHORS: usize = 20;
 /// The calibration networks (or files) to measure again, with their times at calibration.
 pub struct Anchors<T> {
     then_us: Vec<f64>,
+    /// Their energy at calibration, where the model has energy (µJ per run).
+    then_uj: Option<Vec<f64>>,
     items: Vec<T>,
 }
 
@@ -40,8 +42,14 @@ impl<T> Anchors<T> {
             );
         }
         let picked = pick(times, k);
+        let energy = model
+            .energy
+            .as_ref()
+            .map(|e| &e.calibration_us)
+            .filter(|uj| uj.len() == times.len());
         Ok(Anchors {
             then_us: picked.iter().map(|&i| times[i]).collect(),
+            then_uj: energy.map(|uj| picked.iter().map(|&i| uj[i]).collect()),
             items: picked
                 .iter()
                 .map(|&i| rebuild(&names[i]))
@@ -75,15 +83,25 @@ pub struct Anchored {
     pub times: Vec<NetworkTime>,
     /// The shift the anchors measured; `Err` says why there was none.
     pub sitting: Result<Sitting, String>,
+    /// The same for energy, where the model and the measurements have it.
+    pub energy_sitting: Option<Sitting>,
 }
 
 impl Anchored {
     /// Times of this sitting (a repeat, say) expressed as `times` are.
     pub fn at_calibration(&self, times: Vec<NetworkTime>) -> Vec<NetworkTime> {
-        match &self.sitting {
-            Ok(s) => times.into_iter().map(|t| shifted(t, s)).collect(),
-            Err(_) => times,
-        }
+        times
+            .into_iter()
+            .map(|mut t| {
+                if let Ok(s) = &self.sitting {
+                    t.latency = t.latency.scaled(1.0 / s.factor);
+                }
+                if let (Some(s), Some(e)) = (&self.energy_sitting, t.energy.as_mut()) {
+                    e.per_run_uj = s.at_calibration(e.per_run_uj);
+                }
+                t
+            })
+            .collect()
     }
 
     /// The medians before the anchors' shift (as the probe alone left them).
@@ -106,11 +124,6 @@ impl Anchored {
             Err(why) => format!("not compared with the calibration's: {why}"),
         }
     }
-}
-
-fn shifted(mut t: NetworkTime, s: &Sitting) -> NetworkTime {
-    t.latency = t.latency.scaled(1.0 / s.factor);
-    t
 }
 
 /// Measures `nets` with the anchors spread among them (one interleaved run), and expresses
@@ -141,6 +154,7 @@ pub fn measure_with<T: Clone>(
             return Ok(Anchored {
                 times: run(own)?,
                 sitting: Err(why),
+                energy_sitting: None,
             });
         }
     };
@@ -155,17 +169,23 @@ pub fn measure_with<T: Clone>(
     let measured = run(&all)?;
     let mut mine = Vec::with_capacity(own.len());
     let mut now = vec![f64::NAN; anchors.items.len()];
+    let mut now_uj = vec![f64::NAN; anchors.items.len()];
     for (slot, t) in order.iter().zip(measured) {
         match *slot {
             Slot::Network(_) => mine.push(t),
-            Slot::Anchor(i) => now[i] = t.latency.median,
+            Slot::Anchor(i) => {
+                now[i] = t.latency.median;
+                now_uj[i] = t.energy.map_or(f64::NAN, |e| e.per_run_uj);
+            }
         }
     }
     let sitting =
         Sitting::of(&anchors.then_us, &now).ok_or_else(|| "no anchor was measured".to_string());
+    let energy_sitting = anchors.then_uj.and_then(|then| Sitting::of(&then, &now_uj));
     let mut out = Anchored {
         times: Vec::new(),
         sitting,
+        energy_sitting,
     };
     out.times = out.at_calibration(mine);
     Ok(out)

@@ -332,6 +332,8 @@ fn calibrate_energy(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let cal = fit(&samples)?;
     report_calibration(&cal, what, "energy");
+    // The anchors of later sittings, as for latency (the names are the latency model's).
+    energy.calibration_us = samples.iter().map(|s| s.1).collect();
     energy.calibration = Some(cal);
     energy.rebuild();
     Ok(())

@@ -81,6 +81,7 @@ pub fn verify(
         measured_ms,
         measured_mj,
         sitting: anchored.sitting,
+        energy_sitting: anchored.energy_sitting,
     })
 }
 

@@ -403,6 +403,7 @@ pub(super) fn sitting_json(anchored: &Anchored, predicted: &[f64]) -> serde_json
             "factor": s.factor, "p10": s.p10, "p90": s.p90, "anchors": s.anchors,
             "probe_only_accuracy": Accuracy::of(predicted, &anchored.unanchored_us()),
             "description": anchored.describe(),
+            "energy": anchored.energy_sitting,
         }),
         Err(_) => json!({"anchors": 0, "description": anchored.describe()}),
     }
@@ -414,6 +415,15 @@ pub(super) fn print_sitting_json(sitting: &serde_json::Value) {
         "  sitting           {}",
         sitting["description"].as_str().unwrap_or("")
     );
+    let energy = &sitting["energy"];
+    if !energy.is_null() {
+        println!(
+            "                    energy {:.3}x the calibration's (p10-p90 {:.3}-{:.3}x); divided by it too",
+            f(&energy["factor"]),
+            f(&energy["p10"]),
+            f(&energy["p90"])
+        );
+    }
     let acc = &sitting["probe_only_accuracy"];
     if !acc.is_null() {
         println!(

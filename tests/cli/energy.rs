@@ -300,6 +300,14 @@ fn energy_is_predicted_validated_and_searched() {
     // p = 0.001 for random predictions over 20 networks, as the latency pipeline test).
     let tau = v["energy"]["accuracy"]["kendall_tau"].as_f64().unwrap();
     assert!(tau > 0.5, "energy's Kendall tau {tau}\n{out}");
+    // The calibration networks measured again shift energy as they shift latency: its anchors
+    // are the same 20 networks, with their energy at calibration kept in the model.
+    let energy_sitting = &v["sitting"]["energy"];
+    assert_eq!(energy_sitting["anchors"], 20, "{}", v["sitting"]);
+    assert!(
+        (0.3..3.0).contains(&energy_sitting["factor"].as_f64().unwrap()),
+        "{energy_sitting}"
+    );
 
     let arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|";
     let predicted = ok(&[

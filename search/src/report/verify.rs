@@ -25,6 +25,8 @@ pub struct Verification {
     /// networks measured again among them: `measured_ms` is divided by its factor. `Err` says
     /// why there were no anchors (the times are as the probe left them).
     pub sitting: Result<Sitting, String>,
+    /// The same for energy (`measured_mj` is divided by it), where there was energy.
+    pub energy_sitting: Option<Sitting>,
 }
 
 impl Verification {
@@ -137,6 +139,7 @@ impl Report<'_, '_> {
             let (predicted, measured) =
                 Verification::pairs(self.outcome, &v.measured_mj, |m| m.energy_mj[s]);
             out["energy"] = scores(&predicted, &measured);
+            out["energy"]["sitting"] = serde_json::to_value(v.energy_sitting).unwrap_or_default();
         }
         out
     }
