@@ -424,15 +424,25 @@ pub(super) fn print_sitting_json(sitting: &serde_json::Value) {
             f(&energy["p90"])
         );
     }
-    let acc = &sitting["probe_only_accuracy"];
-    if !acc.is_null() {
-        println!(
-            "  probe only        {:>6.1}% within ±10%, bias {:+.2}%, tau {:.3} (the same predictions against the times not divided by it)",
-            100.0 * f(&acc["within_10"]),
-            100.0 * f(&acc["bias"]),
-            f(&acc["kendall_tau"])
-        );
+    print_accuracy_against(
+        "probe only",
+        &sitting["probe_only_accuracy"],
+        "the times not divided by it",
+    );
+}
+
+/// One line: the accuracy of the same predictions against other times (nothing for null).
+fn print_accuracy_against(label: &str, acc: &serde_json::Value, times: &str) {
+    if acc.is_null() {
+        return;
     }
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    println!(
+        "  {label:<18}{:>6.1}% within ±10%, bias {:+.2}%, tau {:.3} (the same predictions against {times})",
+        100.0 * f(&acc["within_10"]),
+        100.0 * f(&acc["bias"]),
+        f(&acc["kendall_tau"])
+    );
 }
 
 /// One line of [`drift_json`], where there is one.
@@ -449,15 +459,11 @@ pub(super) fn print_drift_json(drift: &serde_json::Value) {
         f(&drift["speed_p95"]),
         100.0 * f(&drift["probe_spread_median"])
     );
-    let raw = &drift["uncorrected_accuracy"];
-    if !raw.is_null() {
-        println!(
-            "  uncorrected       {:>6.1}% within ±10%, bias {:+.2}%, tau {:.3} (the same predictions against the raw times)",
-            100.0 * f(&raw["within_10"]),
-            100.0 * f(&raw["bias"]),
-            f(&raw["kendall_tau"])
-        );
-    }
+    print_accuracy_against(
+        "uncorrected",
+        &drift["uncorrected_accuracy"],
+        "the raw times",
+    );
 }
 
 /// After measuring `what`: the machine's speed the probe saw, on stderr.
