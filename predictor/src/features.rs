@@ -58,6 +58,14 @@ pub fn op_features(op: &Op) -> [f64; OP_FEATURES.len()] {
         }
         Op::Pool(p) => (k, s) = (p.k as f64, p.stride as f64),
         Op::Act(a) => act = act_id(a.act) + if a.bn { 10.0 } else { 0.0 },
+        // Heads and head width in the kernel and stride slots, the MLP ratio as the expansion.
+        Op::Mhsa(m) => (k, s) = (m.heads as f64, m.head_dim as f64),
+        Op::Mlp(m) => e = m.hidden as f64 / m.input.c.max(1) as f64,
+        Op::Encoder(b) => {
+            (k, s) = (b.heads as f64, b.head_dim as f64);
+            e = b.hidden as f64 / b.input.c.max(1) as f64;
+        }
+        Op::Patch(p) => (k, s) = (p.patch as f64, p.patch as f64),
         _ => {}
     }
     let kind = KINDS

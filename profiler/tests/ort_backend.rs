@@ -59,6 +59,17 @@ const CASES: &[&str] = &[
     "convt-in:1x8x5x5-out:6-k:4-s:2-p:1-g:1",
     "convt-in:2x8x4x6-out:8-k:3-s:1-p:0-g:2",
     "convt-in:1x4x3x3-out:4-k:2-s:2-p:0-g:4",
+    "patch-in:1x3x32x32-out:24-p:8-cls:1",
+    "patch-in:2x3x16x24-out:8-p:4-cls:0",
+    "ln-in:1x17x24",
+    "mhsa-in:1x17x24-h:3-hd:8",
+    "mhsa-in:2x10x20-h:2-hd:16",
+    "mlp-in:1x17x24-hidden:84",
+    "encoder-in:1x17x24-h:4-hd:8-mlp:96",
+    "encoder-in:2x9x16-h:2-hd:8-mlp:56",
+    "cls-in:2x17x24",
+    "tokens-in:2x12x5x3",
+    "tokmean-in:2x15x24",
 ];
 
 fn assert_matches_reference(rt: &OrtRuntime, op: &Op) {

@@ -40,7 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// `hwnas export`: a whole architecture, or a common CNN, as one ONNX model.
 #[derive(clap::Args)]
 pub struct NetArgs {
-    /// Search space: nb201, mbv3, or a space file (`*.toml`).
+    /// Search space: nb201, mbv3, vit, or a space file (`*.toml`).
     #[arg(long, required_unless_present = "family", requires = "arch")]
     space: Option<String>,
     /// Architecture encoding.

@@ -21,7 +21,7 @@ pub struct Args {
     /// Or a latency table (from `hwnas profile`): the plain sum of the ops' latencies.
     #[arg(long)]
     table: Option<PathBuf>,
-    /// Search space the architectures belong to: nb201, mbv3 or a space file.
+    /// Search space the architectures belong to: nb201, mbv3, vit or a space file.
     #[arg(long, required_unless_present = "onnx")]
     space: Option<String>,
     /// Architecture encoding (repeatable): an nb201 arch string, or `r224-d...-k...-e...` for mbv3.

@@ -28,7 +28,7 @@ pub struct Args {
     /// Device profile (TOML): backend, execution provider, threads, measurement settings.
     #[arg(long)]
     device: PathBuf,
-    /// Profile every distinct op of this search space (nb201, mbv3, or a space file).
+    /// Profile every distinct op of this search space (nb201, mbv3, vit, or a space file).
     #[arg(long, required_unless_present_any = ["op", "onnx", "reference"])]
     space: Option<String>,
     /// Also profile every op of the built-in reference networks (five CNN families at four

@@ -26,7 +26,7 @@ const EXHAUSTIVE_LIMIT: f64 = 2e6;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Search space: nb201, mbv3, or a space file (`*.toml`).
+    /// Search space: nb201, mbv3, vit, or a space file (`*.toml`).
     #[arg(long, required_unless_present = "resume")]
     pub(super) space: Option<String>,
     /// Latency model of a device (from `hwnas fit`); repeat for several devices.

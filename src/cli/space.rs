@@ -19,7 +19,7 @@ pub enum Command {
 
 #[derive(clap::Args)]
 pub struct GenesArgs {
-    /// Search space: nb201, mbv3, or a space file (`*.toml`).
+    /// Search space: nb201, mbv3, vit, or a space file (`*.toml`).
     #[arg(long)]
     space: String,
 }
@@ -32,7 +32,7 @@ pub struct CheckArgs {
 
 #[derive(clap::Args)]
 pub struct OpsArgs {
-    /// Search space: nb201, mbv3, or a space file (`*.toml`).
+    /// Search space: nb201, mbv3, vit, or a space file (`*.toml`).
     #[arg(long)]
     space: String,
     /// Print only the keys, one per line (to feed `hwnas profile --op`).
@@ -43,7 +43,7 @@ pub struct OpsArgs {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::List => {
-            for name in ["nb201", "mbv3"] {
+            for name in ["nb201", "mbv3", "vit"] {
                 let space = builtin(name)?;
                 println!("{:<6} {}", space.name(), space.describe());
             }

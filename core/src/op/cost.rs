@@ -27,6 +27,14 @@ impl Op {
             Op::Lrn(_) => "lrn",
             Op::Resize(_) => "resize",
             Op::ConvTranspose(_) => "convt",
+            Op::Patch(_) => "patch",
+            Op::LayerNorm(_) => "ln",
+            Op::Mhsa(_) => "mhsa",
+            Op::Mlp(_) => "mlp",
+            Op::Encoder(_) => "encoder",
+            Op::ClassToken(_) => "cls",
+            Op::ToTokens(_) => "tokens",
+            Op::TokenMean(_) => "tokmean",
         }
     }
 
@@ -44,6 +52,11 @@ impl Op {
             Op::Lrn(l) => l.input,
             Op::Resize(r) => r.input,
             Op::ConvTranspose(c) => c.input,
+            Op::Patch(p) => p.input,
+            Op::Mhsa(m) => m.input,
+            Op::Mlp(m) => m.input,
+            Op::Encoder(e) => e.input,
+            Op::LayerNorm(t) | Op::ClassToken(t) | Op::ToTokens(t) | Op::TokenMean(t) => *t,
             Op::GlobalAvgPool(t)
             | Op::Add(t)
             | Op::Skip(t)
@@ -86,6 +99,13 @@ impl Op {
             Op::Lrn(l) => l.input,
             Op::Resize(r) => Tensor::new(r.input.n, r.input.c, r.h, r.w),
             Op::ConvTranspose(c) => c.output(),
+            Op::Patch(p) => p.output(),
+            Op::LayerNorm(t) => *t,
+            Op::Mhsa(m) => m.input,
+            Op::Mlp(m) => m.input,
+            Op::Encoder(e) => e.input,
+            Op::ClassToken(t) | Op::TokenMean(t) => Tensor::new(t.n, t.c, 1, 1),
+            Op::ToTokens(t) => Tensor::tokens(t.n, t.h * t.w, t.c),
         }
     }
 
@@ -132,6 +152,14 @@ impl Op {
                 ResizeMode::Linear => 6 * self.output().numel(),
             },
             Op::ConvTranspose(c) => 2 * c.macs(),
+            // The conv, then the position embedding's add.
+            Op::Patch(p) => 2 * p.macs() + p.output().numel(),
+            Op::LayerNorm(t) => transformer::LAYER_NORM_FLOPS * t.numel(),
+            Op::Mhsa(m) => 2 * m.macs() + m.other_flops(),
+            Op::Mlp(m) => 2 * m.macs() + m.other_flops(),
+            Op::Encoder(e) => 2 * e.macs() + e.other_flops(),
+            Op::ClassToken(_) | Op::ToTokens(_) => 0,
+            Op::TokenMean(t) => t.numel(),
         }
     }
 
@@ -143,6 +171,10 @@ impl Op {
             Op::MbConv(m) => m.convs().iter().map(Conv::macs).sum::<u64>() + m.se_macs(),
             Op::Linear(l) => l.input.numel() * l.cout as u64,
             Op::ConvTranspose(c) => c.macs(),
+            Op::Patch(p) => p.macs(),
+            Op::Mhsa(m) => m.macs(),
+            Op::Mlp(m) => m.macs(),
+            Op::Encoder(e) => e.macs(),
             _ => 0,
         }
     }
@@ -157,6 +189,11 @@ impl Op {
             }
             Op::Act(a) if a.bn => 2 * a.input.c as u64,
             Op::ConvTranspose(c) => c.params(),
+            Op::Patch(p) => p.params(),
+            Op::LayerNorm(t) => 2 * t.c as u64,
+            Op::Mhsa(m) => m.params(),
+            Op::Mlp(m) => m.params(),
+            Op::Encoder(e) => e.params(),
             _ => 0,
         }
     }
@@ -206,6 +243,12 @@ impl Op {
                     .unwrap_or(0)
                     * BYTES_PER_ELEMENT
             }
+            Op::Mhsa(m) => m.working_set_numel() * BYTES_PER_ELEMENT,
+            Op::Mlp(m) => m.working_set_numel() * BYTES_PER_ELEMENT,
+            Op::Encoder(e) => {
+                let numel = e.attention().working_set_numel();
+                numel.max(e.mlp().working_set_numel()) * BYTES_PER_ELEMENT
+            }
             _ => self.bytes_in() + self.bytes_out(),
         }
     }
@@ -218,36 +261,15 @@ impl Op {
                 why,
             })
         };
-        let t = self.input();
-        if t.n == 0 || t.c == 0 || t.h == 0 || t.w == 0 {
-            return invalid("every input dimension must be at least 1".into());
-        }
-        // Large enough for any real network, small enough that a typo cannot ask for terabytes.
-        if t.numel() > 1 << 30 {
-            return invalid(format!("input has {} elements (limit 2^30)", t.numel()));
+        let problem = match self {
+            Op::Conv(c) => conv_problem(c),
+            Op::ConvTranspose(c) => convt_problem(c),
+            _ => transformer::problem(self),
+        };
+        if let Some(why) = self.size_problem().or(problem) {
+            return invalid(why);
         }
         match self {
-            Op::Conv(c) => {
-                if c.cout == 0 || c.k == 0 || c.stride == 0 || c.groups == 0 {
-                    return invalid("cout, k, s and g must be at least 1".into());
-                }
-                if !c.input.c.is_multiple_of(c.groups) || !c.cout.is_multiple_of(c.groups) {
-                    return invalid(format!(
-                        "groups {} must divide input channels {} and output channels {}",
-                        c.groups, c.input.c, c.cout
-                    ));
-                }
-                if c.kw() == 0 || c.dilation == 0 || c.kw == Some(c.k) {
-                    return invalid("the kernel width and d must be at least 1, kw not k".into());
-                }
-                let ((ph, pw), (sh, sw)) = (c.pads(), c.span());
-                if sh > c.input.h + 2 * ph || sw > c.input.w + 2 * pw {
-                    return invalid("kernel larger than the padded input".into());
-                }
-                if ph >= sh || pw >= sw {
-                    return invalid(format!("padding {} for a {}x{} kernel", ph.max(pw), sh, sw));
-                }
-            }
             Op::MbConv(m) => {
                 if m.cout == 0 || m.expand == 0 || m.k == 0 || m.stride == 0 {
                     return invalid("out, e, k and s must be at least 1".into());
@@ -313,21 +335,80 @@ impl Op {
                     return invalid(format!("output size {}x{}", r.h, r.w));
                 }
             }
-            Op::ConvTranspose(c) => {
-                if let Some(why) = convt_problem(c) {
-                    return invalid(why);
-                }
-            }
             Op::GlobalAvgPool(_)
+            | Op::Conv(_)
+            | Op::ConvTranspose(_)
             | Op::Add(_)
             | Op::Act(_)
             | Op::Skip(_)
             | Op::Zero(_)
             | Op::Scale(_)
-            | Op::Softmax(_) => {}
+            | Op::Softmax(_)
+            | Op::Patch(_)
+            | Op::LayerNorm(_)
+            | Op::Mhsa(_)
+            | Op::Mlp(_)
+            | Op::Encoder(_)
+            | Op::ClassToken(_)
+            | Op::ToTokens(_)
+            | Op::TokenMean(_) => {}
         }
-        Ok(())
+        match self.layout_problem() {
+            Some(why) => invalid(why),
+            None => Ok(()),
+        }
     }
+}
+
+impl Op {
+    /// Why the input's size is unusable, if it is: an empty dimension, or more elements than
+    /// any real network has (so that a typo cannot ask for terabytes).
+    fn size_problem(&self) -> Option<String> {
+        let t = self.input();
+        if t.n == 0 || t.c == 0 || t.h == 0 || t.w == 0 {
+            return Some("every input dimension must be at least 1".into());
+        }
+        (t.numel() > 1 << 30).then(|| format!("input has {} elements (limit 2^30)", t.numel()))
+    }
+
+    /// Why the input's layout does not suit the op, if it does not: token ops take token
+    /// sequences, element-wise sums and free ops take either, every other op a feature map.
+    fn layout_problem(&self) -> Option<String> {
+        let input = self.input();
+        match self {
+            Op::LayerNorm(_)
+            | Op::Mhsa(_)
+            | Op::Mlp(_)
+            | Op::Encoder(_)
+            | Op::ClassToken(_)
+            | Op::TokenMean(_) => transformer::needs_tokens(&input),
+            Op::Add(_) | Op::Skip(_) | Op::Zero(_) => None,
+            _ => input
+                .is_tokens()
+                .then(|| format!("takes a feature map NxCxHxW, got the tokens {input}")),
+        }
+    }
+}
+
+/// What is wrong with a convolution's parameters, if anything.
+fn conv_problem(c: &Conv) -> Option<String> {
+    if c.cout == 0 || c.k == 0 || c.stride == 0 || c.groups == 0 {
+        return Some("cout, k, s and g must be at least 1".into());
+    }
+    if !c.input.c.is_multiple_of(c.groups) || !c.cout.is_multiple_of(c.groups) {
+        return Some(format!(
+            "groups {} must divide input channels {} and output channels {}",
+            c.groups, c.input.c, c.cout
+        ));
+    }
+    if c.kw() == 0 || c.dilation == 0 || c.kw == Some(c.k) {
+        return Some("the kernel width and d must be at least 1, kw not k".into());
+    }
+    let ((ph, pw), (sh, sw)) = (c.pads(), c.span());
+    if sh > c.input.h + 2 * ph || sw > c.input.w + 2 * pw {
+        return Some("kernel larger than the padded input".into());
+    }
+    (ph >= sh || pw >= sw).then(|| format!("padding {} for a {}x{} kernel", ph.max(pw), sh, sw))
 }
 
 /// What is wrong with a transposed convolution's parameters, if anything.

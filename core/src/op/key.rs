@@ -65,12 +65,29 @@ impl Op {
                 r.w,
                 r.mode.name()
             ),
+            Op::Patch(p) => format!(
+                "patch-in:{}-out:{}-p:{}-cls:{}",
+                p.input,
+                p.cout,
+                p.patch,
+                b(p.cls)
+            ),
+            Op::Mhsa(m) => format!("mhsa-in:{}-h:{}-hd:{}", m.input, m.heads, m.head_dim),
+            Op::Mlp(m) => format!("mlp-in:{}-hidden:{}", m.input, m.hidden),
+            Op::Encoder(e) => format!(
+                "encoder-in:{}-h:{}-hd:{}-mlp:{}",
+                e.input, e.heads, e.head_dim, e.hidden
+            ),
             Op::GlobalAvgPool(t)
             | Op::Add(t)
             | Op::Skip(t)
             | Op::Zero(t)
             | Op::Scale(t)
-            | Op::Softmax(t) => {
+            | Op::Softmax(t)
+            | Op::LayerNorm(t)
+            | Op::ClassToken(t)
+            | Op::ToTokens(t)
+            | Op::TokenMean(t) => {
                 format!("{}-in:{}", self.kind(), t)
             }
         }
@@ -173,12 +190,47 @@ impl Op {
                 size: fields.num("size")?,
             }),
             "resize" => resize(&mut fields, input)?,
+            "patch" | "ln" | "mhsa" | "mlp" | "encoder" | "cls" | "tokens" | "tokmean" => {
+                transformer(kind, &mut fields, input)?
+            }
             other => return Err(OpError::UnknownKind(other.into())),
         };
         fields.finish()?;
         op.validate()?;
         Ok(op)
     }
+}
+
+/// The fields of a transformer op.
+fn transformer(kind: &str, fields: &mut KeyFields<'_>, input: Tensor) -> Result<Op, OpError> {
+    Ok(match kind {
+        "patch" => Op::Patch(PatchEmbed {
+            input,
+            cout: fields.num("out")?,
+            patch: fields.num("p")?,
+            cls: fields.flag("cls")?,
+        }),
+        "ln" => Op::LayerNorm(input),
+        "mhsa" => Op::Mhsa(Mhsa {
+            input,
+            heads: fields.num("h")?,
+            head_dim: fields.num("hd")?,
+        }),
+        "mlp" => Op::Mlp(Mlp {
+            input,
+            hidden: fields.num("hidden")?,
+        }),
+        "encoder" => Op::Encoder(Encoder {
+            input,
+            heads: fields.num("h")?,
+            head_dim: fields.num("hd")?,
+            hidden: fields.num("mlp")?,
+        }),
+        "cls" => Op::ClassToken(input),
+        "tokens" => Op::ToTokens(input),
+        "tokmean" => Op::TokenMean(input),
+        other => return Err(OpError::UnknownKind(other.into())),
+    })
 }
 
 /// A resize's fields: `to:HxW` and `mode`.

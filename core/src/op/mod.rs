@@ -6,78 +6,28 @@
 //!
 //! Every op has a canonical key (see [`Op::key`] and [`Op::from_key`]) such as
 //! `mbconv-in:1x24x56x56-out:40-e:4-k:5-s:2-se:1-act:relu-res:0`, analytic FLOPs, parameters and
-//! bytes moved. Shapes are NCHW; the key writes the input as `NxCxHxW`.
+//! bytes moved. Shapes are NCHW feature maps, keyed `NxCxHxW`, or the token sequences of the
+//! transformer ops ([`transformer`]), keyed `NxLxC`.
 //!
 //! FLOPs count a multiply-add as two operations. Convolutions and linear layers count only their
 //! multiply-adds (bias, folded batch norm and a fused activation are free, as they are in a fused
 //! kernel); element-wise ops count one operation per output element and per arithmetic step
 //! (`add`: 1, `act`: 1, plus 2 for an affine batch norm), pooling counts one per window element.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 mod activation;
 mod cost;
 mod key;
+mod tensor;
+pub mod transformer;
 
 pub use activation::{Activation, LEAKY_RELU_ALPHA};
+pub use tensor::{Layout, Tensor};
+pub use transformer::{Encoder, Mhsa, Mlp, PatchEmbed};
 
 /// Bytes per element: every op is fp32 for now (the table records the precision).
 pub const BYTES_PER_ELEMENT: u64 = 4;
-
-/// An NCHW activation tensor shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Tensor {
-    pub n: u32,
-    pub c: u32,
-    pub h: u32,
-    pub w: u32,
-}
-
-impl Tensor {
-    pub const fn new(n: u32, c: u32, h: u32, w: u32) -> Self {
-        Tensor { n, c, h, w }
-    }
-
-    /// Number of elements.
-    pub fn numel(&self) -> u64 {
-        self.n as u64 * self.c as u64 * self.h as u64 * self.w as u64
-    }
-
-    /// The same batch and spatial size with another channel count.
-    pub fn with_channels(&self, c: u32) -> Self {
-        Tensor { c, ..*self }
-    }
-
-    /// The shape as ONNX dims.
-    pub fn dims(&self) -> [i64; 4] {
-        [self.n as i64, self.c as i64, self.h as i64, self.w as i64]
-    }
-
-    fn parse(s: &str) -> Result<Self, OpError> {
-        let parts: Vec<&str> = s.split('x').collect();
-        let bad = || OpError::Field {
-            field: "in".into(),
-            value: s.into(),
-            expected: "NxCxHxW, e.g. 1x16x32x32".into(),
-        };
-        if parts.len() != 4 {
-            return Err(bad());
-        }
-        let mut v = [0u32; 4];
-        for (slot, p) in v.iter_mut().zip(&parts) {
-            *slot = p.parse().map_err(|_| bad())?;
-        }
-        Ok(Tensor::new(v[0], v[1], v[2], v[3]))
-    }
-}
-
-impl fmt::Display for Tensor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}x{}x{}x{}", self.n, self.c, self.h, self.w)
-    }
-}
 
 /// The number format an op runs in: fp32, fp16, or int8 as the QuantizeLinear /
 /// DequantizeLinear (QDQ) graphs NPUs and ONNX Runtime's int8 kernels take
@@ -231,6 +181,22 @@ pub enum Op {
     Resize(Resize),
     /// A transposed convolution (a decoder's learned upsampling).
     ConvTranspose(ConvTranspose),
+    /// A ViT patch embedding: an image to tokens.
+    Patch(PatchEmbed),
+    /// LayerNormalization over each token's channels (scale and shift included).
+    LayerNorm(Tensor),
+    /// Multi-head self-attention, projections included.
+    Mhsa(Mhsa),
+    /// The transformer MLP (Linear, GELU, Linear).
+    Mlp(Mlp),
+    /// A pre-norm transformer encoder block.
+    Encoder(Encoder),
+    /// The class token (token 0) as an `N x C x 1 x 1` feature, for a classifier head.
+    ClassToken(Tensor),
+    /// A feature map's pixels as tokens: `N x C x H x W` to `N x HW x C`.
+    ToTokens(Tensor),
+    /// The mean of the tokens, `N x C x 1 x 1` (a head without a class token).
+    TokenMean(Tensor),
 }
 
 /// Transposed convolution, k×k, stride s, padding p on every side, groups g, with a bias: the
@@ -326,7 +292,7 @@ pub struct Slice {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpError {
     #[error(
-        "unknown op kind `{0}` (known: conv, mbconv, avgpool, maxpool, gap, linear, add, act, skip, zero, scale, concat, shuffle, slice, softmax, lrn, resize, convt)"
+        "unknown op kind `{0}` (known: conv, mbconv, avgpool, maxpool, gap, linear, add, act, skip, zero, scale, concat, shuffle, slice, softmax, lrn, resize, convt, patch, ln, mhsa, mlp, encoder, cls, tokens, tokmean)"
     )]
     UnknownKind(String),
     #[error("op key `{key}`: missing field `{field}`")]

@@ -165,7 +165,52 @@ fn bad_keys_say_what_is_wrong() {
         Err(OpError::Missing { field: "out", .. })
     ));
     assert!(Op::from_key("act-in:1x16x32x32-act:gelu-bn:0").is_err());
-    assert!(Op::from_key("add-in:1x16x32").is_err());
+    assert!(Op::from_key("add-in:1x16").is_err());
     assert!(Op::from_key("add-in:0x16x32x32").is_err());
     assert!(Op::from_key("").is_err());
+}
+
+#[test]
+fn transformer_ops_take_tokens_and_round_trip() {
+    for key in [
+        "patch-in:1x3x224x224-out:192-p:16-cls:1",
+        "ln-in:1x197x192",
+        "mhsa-in:1x197x192-h:3-hd:64",
+        "mlp-in:1x197x192-hidden:768",
+        "encoder-in:1x197x192-h:3-hd:64-mlp:768",
+        "cls-in:1x197x192",
+        "tokens-in:1x64x14x14",
+        "tokmean-in:1x196x64",
+        "add-in:1x197x192",
+    ] {
+        let op = Op::from_key(key).unwrap();
+        assert_eq!(op.key(), key);
+    }
+    let patch = Op::from_key("patch-in:1x3x224x224-out:192-p:16-cls:1").unwrap();
+    assert_eq!(patch.output(), Tensor::tokens(1, 197, 192));
+    assert_eq!(patch.output().to_string(), "1x197x192");
+    assert_eq!(patch.output().dims(), vec![1, 197, 192]);
+    let block = Op::from_key("encoder-in:1x197x192-h:3-hd:64-mlp:768").unwrap();
+    assert_eq!(block.output(), block.input());
+    // DeiT-Tiny's layer: 444,864 parameters; QKV, the two attention products, the output
+    // projection and the MLP as multiply-adds.
+    assert_eq!(block.params(), 444_864);
+    let macs = 197 * 192 * 576 + 2 * 197 * 197 * 192 + 197 * 192 * 192 + 2 * 197 * 192 * 768;
+    assert_eq!(block.macs(), macs);
+    assert!(block.flops() > 2 * macs);
+    let tokens = Op::from_key("tokens-in:1x64x14x14").unwrap();
+    assert_eq!(tokens.output(), Tensor::tokens(1, 196, 64));
+    for (bad, why) in [
+        ("ln-in:1x16x32x32", "token sequence"),
+        ("encoder-in:1x197x192-h:0-hd:64-mlp:768", "at least 1"),
+        ("patch-in:1x3x224x224-out:192-p:15-cls:1", "must divide"),
+        (
+            "conv-in:1x197x192-out:16-k:1-s:1-g:1-pre:none-act:none",
+            "feature map",
+        ),
+        ("tokens-in:1x197x192", "feature map"),
+    ] {
+        let err = Op::from_key(bad).unwrap_err().to_string();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
 }

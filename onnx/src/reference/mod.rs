@@ -3,14 +3,16 @@
 //!
 //! It covers the node types [`crate::build`] emits (Conv, BatchNormalization, Relu, Clip,
 //! HardSwish, HardSigmoid, Sigmoid, Mul, Add, AveragePool, MaxPool, GlobalAveragePool, Flatten,
-//! Gemm, Identity, Concat and Slice on channels, Reshape, Transpose, Softmax), with numpy
-//! broadcasting for Add and Mul, and the nodes of other precisions ([`crate::precision`]):
+//! Gemm, Identity, Concat and Slice on channels, Reshape, Transpose, Softmax; and for the
+//! transformer ops MatMul, LayerNormalization, Div, Erf, Gather, ReduceMean), with numpy
+//! broadcasting for Add, Mul and Div, and the nodes of other precisions ([`crate::precision`]):
 //! Cast to fp16 (rounding) and back, QuantizeLinear and DequantizeLinear, per tensor or per axis.
 
 use std::collections::HashMap;
 
 mod conv_transpose;
 mod resample;
+mod tokens;
 
 use crate::proto::{ModelProto, NodeProto, data_type};
 
@@ -204,6 +206,12 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
         }
         "Add" => broadcast(a[0], a[1], |x, y| x + y).map_err(bad)?,
         "Mul" => broadcast(a[0], a[1], |x, y| x * y).map_err(bad)?,
+        "Div" => broadcast(a[0], a[1], |x, y| x / y).map_err(bad)?,
+        "MatMul" => tokens::matmul(a[0], a[1]).map_err(bad)?,
+        "LayerNormalization" => tokens::layer_norm(node, a).map_err(bad)?,
+        "Erf" => tokens::erf(a[0]),
+        "Gather" => tokens::gather(node, a).map_err(bad)?,
+        "ReduceMean" => tokens::reduce_mean(node, a[0]).map_err(bad)?,
         "Conv" => conv(node, a).map_err(bad)?,
         "AveragePool" | "MaxPool" => pool(node, a[0]).map_err(bad)?,
         "GlobalAveragePool" => global_avg_pool(a[0]),

@@ -130,7 +130,7 @@ fn files_round_trip_and_bad_files_are_clear_errors() {
         err.contains("m.json") && err.contains("not a valid"),
         "{err}"
     );
-    std::fs::write(&path, text.replace("add-in:1x8x8x8", "add-in:1x8x8")).unwrap();
+    std::fs::write(&path, text.replace("add-in:1x8x8x8", "add-in:1x8")).unwrap();
     assert!(LatencyModel::load(&path).is_err());
 
     let missing = Op::from_key("gap-in:1x8x8x8").unwrap();

@@ -106,11 +106,12 @@ impl Lut {
         spec: &str,
         resolution: Option<u32>,
     ) -> Result<Lut, LutError> {
-        if crate::space::builtin(spec).is_ok() {
-            let resolution = resolution.unwrap_or_else(|| Lut::default_resolution(spec));
-            Lut::export(model, spec, resolution)
-        } else {
-            Lut::of_space(model, crate::space::open(spec)?.as_ref(), resolution)
+        match spec {
+            "mbv3" | "nb201" => {
+                let resolution = resolution.unwrap_or_else(|| Lut::default_resolution(spec));
+                Lut::export(model, spec, resolution)
+            }
+            _ => Lut::of_space(model, crate::space::open(spec)?.as_ref(), resolution),
         }
     }
 

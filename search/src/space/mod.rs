@@ -1,6 +1,6 @@
 //! Search spaces: definition, architecture encodings, and operator enumeration.
 //!
-//! Built in: [`nb201`] and [`mbv3`]; any other space is a TOML file ([`file`]); [`open`] takes
+//! Built in: [`nb201`], [`mbv3`] and [`vit`]; any other space is a TOML file ([`file`]); [`open`] takes
 //! either.
 
 use std::collections::BTreeMap;
@@ -12,10 +12,11 @@ use hwnas_core::rng::SplitMix64;
 pub mod file;
 pub mod mbv3;
 pub mod nb201;
+pub mod vit;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpaceError {
-    #[error("unknown search space `{0}` (built in: nb201, mbv3; or a space file, `*.toml`)")]
+    #[error("unknown search space `{0}` (built in: nb201, mbv3, vit; or a space file, `*.toml`)")]
     Unknown(String),
     #[error(transparent)]
     File(#[from] file::SpaceFileError),
@@ -120,6 +121,7 @@ pub fn builtin(name: &str) -> Result<Box<dyn SearchSpace>, SpaceError> {
     match name {
         "nb201" => Ok(Box::new(nb201::Nb201)),
         "mbv3" => Ok(Box::new(mbv3::Mbv3)),
+        "vit" => Ok(Box::new(vit::Vit)),
         other => Err(SpaceError::Unknown(other.into())),
     }
 }
@@ -184,7 +186,7 @@ mod tests {
 
     #[test]
     fn every_genome_decodes_to_a_network_and_encodes_back() {
-        for name in ["nb201", "mbv3"] {
+        for name in ["nb201", "mbv3", "vit"] {
             let space = builtin(name).unwrap();
             let genes = space.genes();
             let mut rng = SplitMix64::new(7);

@@ -256,11 +256,8 @@ impl OrtRuntime {
             .first()
             .map(|i| i.name().to_string())
             .ok_or_else(|| err("the model has no input".into()))?;
-        let x = Tensor::from_array((
-            input.dims().map(|d| d as usize),
-            onnx::build::model_input(input),
-        ))
-        .map_err(|e| err(e.to_string()))?;
+        let x = Tensor::from_array((input.shape(), onnx::build::model_input(input)))
+            .map_err(|e| err(e.to_string()))?;
         Ok((session, name, x))
     }
 
@@ -309,7 +306,7 @@ impl OrtRuntime {
         let mut session = self
             .session(ModelSource::Bytes(&model.to_bytes()), None)
             .map_err(err)?;
-        let dims = net.input.dims().map(|d| d as usize);
+        let dims = net.input.shape();
         let x = Tensor::from_array((dims, input.to_vec())).map_err(|e| err(e.to_string()))?;
         let out = session
             .run(vec![(onnx::INPUT_NAMES[0], &x)])
@@ -339,8 +336,8 @@ impl OrtRuntime {
             .first()
             .map(|i| i.name().to_string())
             .ok_or_else(|| err("the model has no input".into()))?;
-        let x = Tensor::from_array((input.dims().map(|d| d as usize), data.to_vec()))
-            .map_err(|e| err(e.to_string()))?;
+        let x =
+            Tensor::from_array((input.shape(), data.to_vec())).map_err(|e| err(e.to_string()))?;
         let out = session
             .run(vec![(name.as_str(), &x)])
             .map_err(|e| err(e.to_string()))?;
@@ -413,9 +410,7 @@ fn input_tensors(op: &Op, inputs: &[Vec<f32>]) -> Result<Vec<Tensor<f32>>, Strin
     op.input_shapes()
         .iter()
         .zip(inputs)
-        .map(|(t, v)| {
-            Tensor::from_array((t.dims().map(|d| d as usize), v.clone())).map_err(|e| e.to_string())
-        })
+        .map(|(t, v)| Tensor::from_array((t.shape(), v.clone())).map_err(|e| e.to_string()))
         .collect()
 }
 

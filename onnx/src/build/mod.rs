@@ -10,9 +10,11 @@ use crate::proto::{
     ValueInfoProto,
 };
 use hwnas_core::op::{
-    Activation, Conv, LEAKY_RELU_ALPHA, MbConv, Op, PoolKind, ResizeMode, Tensor,
+    Activation, Conv, LEAKY_RELU_ALPHA, MbConv, Op, PoolKind, Resize, ResizeMode, Tensor,
 };
 use hwnas_core::rng::SplitMix64;
+
+mod transformer;
 
 pub const OPSET: i64 = 17;
 pub const IR_VERSION: i64 = 8;
@@ -59,8 +61,8 @@ pub fn op_model(op: &Op) -> Result<ModelProto, BuildError> {
 pub(crate) fn output_info(op: &Op) -> ValueInfoProto {
     let dims: Vec<i64> = match op {
         Op::Linear(l) => vec![l.input.n as i64, l.cout as i64],
-        Op::Softmax(t) => vec![t.n as i64, t.c as i64],
-        _ => op.output().dims().to_vec(),
+        Op::Softmax(t) | Op::ClassToken(t) | Op::TokenMean(t) => vec![t.n as i64, t.c as i64],
+        _ => op.output().dims(),
     };
     ValueInfoProto::f32_tensor(OUTPUT_NAME, &dims)
 }
@@ -204,23 +206,46 @@ impl GraphBuilder {
                     AttributeProto::float("bias", 1.0),
                 ],
             ),
-            // As torch exports `interpolate`: nearest with floor, bilinear with half pixels
-            // (ONNX Runtime took 1.3x as long with `pytorch_half_pixel` here).
-            Op::Resize(r) => {
-                let t = r.input;
-                let sizes = self.int64_constant(&[t.n as i64, t.c as i64, r.h as i64, r.w as i64]);
-                let (coordinates, nearest) = match r.mode {
-                    ResizeMode::Nearest => ("asymmetric", "floor"),
-                    ResizeMode::Linear => ("half_pixel", "round_prefer_floor"),
-                };
-                let attrs = vec![
-                    AttributeProto::string("mode", r.mode.name()),
-                    AttributeProto::string("coordinate_transformation_mode", coordinates),
-                    AttributeProto::string("nearest_mode", nearest),
-                ];
-                self.node("Resize", &[x, "", "", &sizes], attrs)
-            }
+            Op::Resize(r) => self.resize(x, r),
+            Op::Patch(_)
+            | Op::LayerNorm(_)
+            | Op::Mhsa(_)
+            | Op::Mlp(_)
+            | Op::Encoder(_)
+            | Op::ClassToken(_)
+            | Op::ToTokens(_)
+            | Op::TokenMean(_) => self.transformer_op(x, op),
         }
+    }
+
+    /// As torch exports `interpolate`: nearest with floor, bilinear with half pixels (ONNX
+    /// Runtime took 1.3x as long with `pytorch_half_pixel` here).
+    fn resize(&mut self, x: &str, r: &Resize) -> String {
+        let t = r.input;
+        let sizes = self.int64_constant(&[t.n as i64, t.c as i64, r.h as i64, r.w as i64]);
+        let (coordinates, nearest) = match r.mode {
+            ResizeMode::Nearest => ("asymmetric", "floor"),
+            ResizeMode::Linear => ("half_pixel", "round_prefer_floor"),
+        };
+        let attrs = vec![
+            AttributeProto::string("mode", r.mode.name()),
+            AttributeProto::string("coordinate_transformation_mode", coordinates),
+            AttributeProto::string("nearest_mode", nearest),
+        ];
+        self.node("Resize", &[x, "", "", &sizes], attrs)
+    }
+
+    /// A 0-D int64 constant (Gather's index).
+    fn int64_scalar(&mut self, value: i64) -> String {
+        let name = self.fresh("i");
+        self.initializers.push(TensorProto {
+            dims: vec![],
+            data_type: crate::proto::data_type::INT64,
+            name: name.clone(),
+            int64_data: vec![value],
+            ..Default::default()
+        });
+        name
     }
 
     /// A 1-D int64 constant (shapes, slice bounds).
