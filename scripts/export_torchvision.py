@@ -11,9 +11,12 @@ Also written: `manifest.json`, per file the model, resolution, torchvision's pub
 multiply-adds (`weights.meta["_ops"]`, GFLOPS as torchvision counts them: multiply-adds, at
 the weights' own resolution) and the versions that made it.
 
+Transformers: torchvision's vit_b_16, and two of our own (see OWN), DeiT-Tiny's configuration
+also at opsets 20 and 18/21 by the dynamo exporter (variants/).
+
 Usage: scripts/export_torchvision.py OUT_DIR [MODEL ...]   (in a venv with torch, torchvision
-and onnx, e.g. `python3 -m venv .venv-torch && .venv-torch/bin/pip install torch torchvision
-onnx`; naming models exports only those, and leaves the manifest alone)
+onnx and onnxscript, e.g. `python3 -m venv .venv-torch && .venv-torch/bin/pip install torch
+torchvision onnx onnxscript`; naming models exports only those, and leaves the manifest alone)
 """
 
 import json
@@ -48,6 +51,7 @@ CLASSIFICATION = [
     ("mnasnet1_0", "MNASNet1_0_Weights", [224]),
     ("regnet_y_400mf", "RegNet_Y_400MF_Weights", [224]),
     ("vgg11", "VGG11_Weights", [224]),
+    ("vit_b_16", "ViT_B_16_Weights", [224]),
 ]
 SEGMENTATION = [
     ("deeplabv3_mobilenet_v3_large", "DeepLabV3_MobileNet_V3_Large_Weights", [520, 256]),
@@ -59,6 +63,12 @@ PARTIAL = [
     ("convnext_tiny", "ConvNeXt_Tiny_Weights", [224]),
 ]
 KEEP_VALUES = 64
+# Transformers of our own (no published weights or multiply-adds): DeiT-Tiny's configuration
+# of torchvision's VisionTransformer, and a hybrid: a CNN stem whose 14x14 map becomes tokens
+# for four pre-norm encoder blocks, mean-pooled. DeiT-Tiny is also exported at other opsets and
+# by the dynamo exporter, under variants/, to check that every form maps to the same ops.
+OWN = ["vit_tiny", "hybrid_vit"]
+VARIANTS = [(20, False), (18, True), (21, True)]
 
 
 def build(name, weights_enum, segmentation):
@@ -90,6 +100,59 @@ def strip(model):
     return dropped
 
 
+class HybridViT(torch.nn.Module):
+    """Conv-BN-ReLU x4 (stride 16 in all) to 192 channels, the pixels as tokens plus a position
+    embedding, four torchvision EncoderBlocks (4 heads, MLP 384), LayerNorm, mean, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        from functools import partial
+        from torchvision.models.vision_transformer import EncoderBlock
+
+        layers, c = [], 3
+        for w in (32, 64, 128, 192):
+            layers += [torch.nn.Conv2d(c, w, 3, 2, 1, bias=False), torch.nn.BatchNorm2d(w), torch.nn.ReLU()]
+            c = w
+        self.stem = torch.nn.Sequential(*layers)
+        self.pos = torch.nn.Parameter(torch.randn(1, 196, 192) * 0.02)
+        norm = partial(torch.nn.LayerNorm, eps=1e-6)
+        self.blocks = torch.nn.Sequential(*[EncoderBlock(4, 192, 384, 0.0, 0.0, norm) for _ in range(4)])
+        self.norm = norm(192)
+        self.head = torch.nn.Linear(192, 1000)
+
+    def forward(self, x):
+        x = self.stem(x).flatten(2).transpose(1, 2) + self.pos
+        return self.head(self.norm(self.blocks(x)).mean(1))
+
+
+def build_own(name):
+    if name == "vit_tiny":
+        from torchvision.models.vision_transformer import VisionTransformer
+        return VisionTransformer(224, 16, 12, 3, 192, 768).eval()
+    return HybridViT().eval()
+
+
+def export(model, path, res=224, opset=OPSET, dynamo=False):
+    """Export at `res` x `res`, strip the weights, save; returns (nodes, weights dropped)."""
+    x = torch.randn(1, 3, res, res)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (x,), str(path), opset_version=opset, dynamo=dynamo,
+            input_names=["input"], output_names=["output"],
+        )
+    m = onnx.load(str(path))
+    dropped = strip(m)
+    # The dynamo exporter annotates every node with its Python stack (90% of the bytes) and
+    # writes the weights to a side file: neither is structure.
+    for n in m.graph.node:
+        n.ClearField("metadata_props")
+    onnx.save(m, str(path))
+    Path(str(path) + ".data").unlink(missing_ok=True)
+    print(f"{path.name}: {len(m.graph.node)} nodes, {path.stat().st_size} bytes", flush=True)
+    return len(m.graph.node), dropped
+
+
 class Logits(torch.nn.Module):
     """Segmentation models return a dict; export its `out` tensor."""
 
@@ -117,17 +180,7 @@ def main():
             for res in resolutions:
                 partial = table is PARTIAL
                 path = out / ("partial" if partial else "") / f"{name}-{res}.onnx"
-                x = torch.randn(1, 3, res, res)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    torch.onnx.export(
-                        model, (x,), str(path), opset_version=OPSET, dynamo=False,
-                        input_names=["input"], output_names=["output"],
-                    )
-                m = onnx.load(str(path))
-                dropped = strip(m)
-                onnx.save(m, str(path))
-                print(f"{path.name}: {len(m.graph.node)} nodes, {path.stat().st_size} bytes", flush=True)
+                nodes, dropped = export(model, path, res)
                 if partial:
                     continue
                 manifest.append({
@@ -137,9 +190,25 @@ def main():
                     "resolution": res,
                     "published_gmacs": meta["_ops"],
                     "published_resolution": resolutions[0],
-                    "nodes": len(m.graph.node),
+                    "nodes": nodes,
                     "weights_dropped": dropped,
                 })
+    (out / "variants").mkdir(exist_ok=True)
+    for name in OWN:
+        if only and name not in only:
+            continue
+        torch.manual_seed(SEED)
+        model = build_own(name)
+        nodes, dropped = export(model, out / f"{name}-224.onnx")
+        manifest.append({
+            "file": f"{name}-224.onnx", "model": name, "task": "classification",
+            "resolution": 224, "published_gmacs": None, "published_resolution": 224,
+            "nodes": nodes, "weights_dropped": dropped,
+        })
+        if name == "vit_tiny":
+            for opset, dynamo in VARIANTS:
+                kind = "dynamo" if dynamo else "torchscript"
+                export(model, out / "variants" / f"{name}-opset{opset}-{kind}-224.onnx", 224, opset, dynamo)
     if only:
         return
     (out / "manifest.json").write_text(json.dumps({

@@ -26,4 +26,5 @@ mod search;
 mod slurm;
 mod spaces;
 mod sshd;
+mod transformers;
 mod util;

@@ -70,8 +70,11 @@ fn torchvision_exports_map_completely_with_the_published_multiply_adds() {
         if m["resolution"] != m["published_resolution"] {
             continue;
         }
+        // Our own exports (transformers) have no published count.
+        let Some(published) = m["published_gmacs"].as_f64() else {
+            continue;
+        };
         let gmacs = imported.network.macs() as f64 / 1e9;
-        let published = m["published_gmacs"].as_f64().unwrap();
         assert!(
             (gmacs / published - 1.0).abs() <= 0.03,
             "{file}: {gmacs:.3} GMACs mapped vs {published:.3} published by torchvision"
@@ -212,7 +215,8 @@ fn real_models_profile_predict_and_validate_on_onnx_runtime() {
 
 #[test]
 fn a_partly_mapped_real_model_is_refused_unless_allowed() {
-    // ConvNeXt's LayerNorm and GELU have no op yet (transformer ops are their own issue).
+    // ConvNeXt's LayerNorm runs over the channels of a feature map (permuted to NHWC and
+    // back), which no op of the vocabulary is.
     let convnext = torchvision_file("partial/convnext_tiny-224.onnx");
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("t.csv");

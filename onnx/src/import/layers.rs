@@ -179,6 +179,11 @@ impl<'g> Mapper<'g> {
         }
         let is_const = |v: &Val| matches!(v, Val::Const(_) | Val::Opaque);
         if operands.len() == 2 && operands.iter().any(is_const) {
+            if node.op_type == "Add"
+                && let Some(consumed) = self.position_embedding(at)
+            {
+                return Ok(consumed);
+            }
             return self.affine(at);
         }
         let parts: Vec<(Value, Tensor)> = (0..node.input.len())
@@ -433,10 +438,14 @@ impl<'g> Mapper<'g> {
         let node = at.node;
         let (value, shape) = self.act_in(node, 0)?;
         let mut axes = self.ints_attr_or_input(node, "axes", 1).unwrap_or_default();
+        let rank = shape.dims().len() as i64;
         for a in axes.iter_mut() {
             if *a < 0 {
-                *a += 4;
+                *a += rank;
             }
+        }
+        if shape.is_tokens() && axes == [1] && node.attr("keepdims").is_some_and(|k| k.i == 0) {
+            return self.token_mean(at, value, shape);
         }
         axes.sort_unstable();
         if axes != [2, 3] {

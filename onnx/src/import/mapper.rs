@@ -24,8 +24,9 @@ pub(super) struct At<'a, 'g> {
 type Handler<'g> = for<'a> fn(&mut Mapper<'g>, &At<'a, 'g>) -> Result<usize, Problem>;
 
 /// Every ONNX op type the importer maps, and its handler. Adding an ONNX op is one line here
-/// and one method in `layers.rs` (it computes) or `views.rs` (it moves or describes data).
-fn handlers<'g>() -> [(&'static [&'static str], Handler<'g>); 19] {
+/// and one method in `layers.rs` (it computes), `views.rs` (it moves or describes data) or
+/// `tokens.rs` (a transformer's).
+fn handlers<'g>() -> [(&'static [&'static str], Handler<'g>); 21] {
     [
         (&["Identity", "Dropout"], Mapper::identity),
         (&["Conv"], Mapper::conv),
@@ -60,6 +61,8 @@ fn handlers<'g>() -> [(&'static [&'static str], Handler<'g>); 19] {
         (&["Split", "Slice"], Mapper::split),
         (&["Softmax", "LogSoftmax"], Mapper::softmax),
         (&["Pad"], Mapper::pad),
+        (&["LayerNormalization"], Mapper::layer_norm),
+        (&["Gather"], Mapper::gather),
     ]
 }
 
@@ -83,6 +86,8 @@ pub(super) enum Val {
         groups: u32,
         transposed: bool,
     },
+    /// A feature map seen as `N x C x HW` (a Reshape on the way to tokens).
+    Seq { value: Value, shape: Tensor },
     /// A constant (an initializer, or computed from constants and shapes: costs nothing).
     Const(Constant),
     /// A constant hwnas could not compute (an op the folder does not evaluate).
@@ -109,6 +114,8 @@ pub(super) struct Mapper<'g> {
     pub(super) layers: Vec<Vec<String>>,
     pub(super) unmapped: Vec<Unmapped>,
     pub(super) notes: Vec<String>,
+    /// Nodes mapped ahead of the walk, as part of a transformer sub-layer.
+    pub(super) claimed: std::collections::HashSet<usize>,
 }
 
 fn dim_u32(d: i64, what: &str) -> Result<u32, String> {
@@ -196,6 +203,7 @@ impl<'g> Mapper<'g> {
             layers: Vec::new(),
             unmapped: Vec::new(),
             notes: Vec::new(),
+            claimed: Default::default(),
         })
     }
     pub(super) fn get(&self, node: &NodeProto, k: usize) -> Result<&Val, Problem> {
@@ -222,6 +230,7 @@ impl<'g> Mapper<'g> {
             Val::Grouped { .. } => {
                 unmapped("reads a 5-D view of a tensor (only a channel shuffle's)")
             }
+            Val::Seq { .. } => unmapped("reads an N x C x HW view (only tokens' Transpose)"),
             Val::Unknown => unmapped("reads the output of an unmapped node"),
             _ => unmapped("input is a constant, not an activation"),
         }
@@ -314,7 +323,9 @@ impl<'g> Mapper<'g> {
     /// unknown.
     fn estimate_flops(&self, node: &NodeProto) -> Option<u64> {
         let (numel, channels) = match self.vals.get(node.input.first()?.as_str())? {
-            Val::Act { shape, .. } | Val::Grouped { shape, .. } => (shape.numel(), shape.c),
+            Val::Act { shape, .. } | Val::Grouped { shape, .. } | Val::Seq { shape, .. } => {
+                (shape.numel(), shape.c)
+            }
             Val::Flat { n, f, .. } => (u64::from(*n) * u64::from(*f), *f),
             Val::Const(_) | Val::Opaque => return Some(0),
             Val::Unknown => return None,

@@ -19,6 +19,9 @@
 //! | Softmax | `softmax` |
 //! | Flatten, Reshape to `N x F`, Identity, Dropout, Pad (folded into the conv or pool after it), shape arithmetic (Shape, Gather, Unsqueeze, Cast, Constant...) | nothing: views and constants |
 //!
+//! and the transformer layers of `tokens.rs` (patch embedding, encoder blocks, LayerNorm,
+//! class token, token mean).
+//!
 //! A node that maps to nothing above is reported with its reason; an element-wise one (same
 //! shape in and out) is passed over, so the rest of the graph still maps.
 
@@ -33,6 +36,7 @@ mod fold;
 mod layers;
 mod mapper;
 mod spatial;
+mod tokens;
 mod views;
 
 use mapper::{Mapper, Problem};
@@ -191,6 +195,10 @@ pub fn import(
     let nodes: Vec<&NodeProto> = graph.node.iter().collect();
     let mut i = 0;
     while i < nodes.len() {
+        if m.claimed.contains(&i) {
+            i += 1;
+            continue;
+        }
         match m.node(&nodes, i) {
             Ok(consumed) => i += consumed.max(1),
             Err(Problem::Invalid(why)) => return Err(invalid(why)),

@@ -31,6 +31,9 @@ impl<'g> Mapper<'g> {
         if node.attr("axis").map(|a| a.i) != Some(1) {
             return unmapped("a Concat that is not along channels (axis 1)");
         }
+        if let Some(consumed) = self.class_token_concat(at) {
+            return Ok(consumed);
+        }
         let parts: Vec<(Value, Tensor)> = (0..node.input.len())
             .map(|k| self.act_in(node, k))
             .collect::<Result<_, _>>()?;
@@ -151,6 +154,14 @@ impl<'g> Mapper<'g> {
             );
             return Ok(1);
         }
+        // The first step of `flatten(2).transpose(1, 2)`: N x C x HW.
+        if let Some([n, c, l]) = dims.as_deref()
+            && !shape.is_tokens()
+            && [*n, *c, *l] == [shape.n as i64, shape.c as i64, (shape.h * shape.w) as i64]
+        {
+            self.sequence_view(out, value, shape);
+            return Ok(1);
+        }
         // Flattening to N x F (a constant shape, or a computed one feeding a linear layer).
         let flat = match dims.as_deref() {
             Some([n, _]) => *n == shape.n as i64,
@@ -202,8 +213,11 @@ impl<'g> Mapper<'g> {
                 );
                 Ok(1)
             }
+            Val::Seq { value, shape } if perm.as_deref() == Some(&[0, 2, 1]) => {
+                self.tokens_from_pixels(at, value, shape)
+            }
             _ => unmapped(format!(
-                "a Transpose {:?} (only a channel shuffle's)",
+                "a Transpose {:?} (only a channel shuffle's or pixels to tokens)",
                 perm.unwrap_or_default()
             )),
         }

@@ -1,0 +1,188 @@
+//! Transformers: real `torch.onnx.export` files of ViTs (torchvision's vit_b_16, DeiT-Tiny's
+//! configuration at four opsets and both exporters, a hybrid CNN with attention; written by
+//! `scripts/export_torchvision.py`, structure only) mapped op for op, and the built-in `vit`
+//! space through profile, fit, validate, predict, lut and search on ONNX Runtime.
+
+use std::path::{Path, PathBuf};
+
+use hwnas_core::op::Op;
+use hwnas_onnx::import::{ImportOptions, Imported, import, read_model};
+
+use crate::util::{ok, one_at_a_time, quick_cpu_profile, read_json, s};
+
+fn export(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/torchvision")
+        .join(name)
+}
+
+fn strict(path: &Path) -> Imported {
+    let model = read_model(path).unwrap();
+    let opts = ImportOptions {
+        strict: true,
+        ..ImportOptions::default()
+    };
+    import(&model, &path.display().to_string(), opts).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn keys(imported: &Imported) -> Vec<String> {
+    imported.network.ops().map(Op::key).collect()
+}
+
+fn count(keys: &[String], key: &str) -> usize {
+    keys.iter().filter(|k| *k == key).count()
+}
+
+#[test]
+fn every_form_of_a_vit_export_maps_to_the_same_ops() {
+    let tiny = keys(&strict(&export("vit_tiny-224.onnx")));
+    assert_eq!(tiny[0], "patch-in:1x3x224x224-out:192-p:16-cls:1");
+    assert_eq!(count(&tiny, "encoder-in:1x197x192-h:3-hd:64-mlp:768"), 12);
+    assert_eq!(
+        tiny[13..],
+        [
+            "ln-in:1x197x192",
+            "cls-in:1x197x192",
+            "linear-in:1x192x1x1-out:1000"
+        ]
+    );
+    // Opset 20 writes GELU as one node; the dynamo exporter (opsets 18 and 21) writes
+    // attention with fewer, different nodes: the same ops whichever.
+    for variant in [
+        "vit_tiny-opset20-torchscript-224.onnx",
+        "vit_tiny-opset18-dynamo-224.onnx",
+        "vit_tiny-opset21-dynamo-224.onnx",
+    ] {
+        let imported = strict(&export(&format!("variants/{variant}")));
+        assert_eq!(keys(&imported), tiny, "{variant}");
+    }
+
+    let vit_b = strict(&export("vit_b_16-224.onnx"));
+    let b = keys(&vit_b);
+    assert_eq!(b.len(), 1 + 12 + 3, "{b:?}");
+    assert_eq!(count(&b, "encoder-in:1x197x768-h:12-hd:64-mlp:3072"), 12);
+    // torchvision publishes 17.564 GFLOPS (multiply-adds) for vit_b_16.
+    let gmacs = vit_b.network.macs() as f64 / 1e9;
+    assert!((gmacs / 17.564 - 1.0).abs() < 0.01, "{gmacs}");
+
+    // The hybrid: conv stem, its 14x14 map as tokens plus a position embedding (an add of its
+    // own), four blocks of 4 heads of 48, LayerNorm, the mean token, the classifier.
+    let hybrid = keys(&strict(&export("hybrid_vit-224.onnx")));
+    assert!(hybrid[..4].iter().all(|k| k.starts_with("conv-")), "{hybrid:?}");
+    assert_eq!(hybrid[4], "tokens-in:1x192x14x14");
+    assert_eq!(hybrid[5], "add-in:1x196x192");
+    assert_eq!(count(&hybrid, "encoder-in:1x196x192-h:4-hd:48-mlp:384"), 4);
+    assert_eq!(
+        hybrid[10..],
+        [
+            "ln-in:1x196x192",
+            "tokmean-in:1x196x192",
+            "linear-in:1x192x1x1-out:1000"
+        ]
+    );
+}
+
+#[test]
+fn the_vit_space_runs_every_command_on_onnx_runtime() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let device = quick_cpu_profile(dir.path());
+    let listed = ok(&["space", "ops", "--space", "vit", "--keys"]);
+    assert_eq!(listed.lines().count(), 24, "{listed}");
+    assert!(listed.contains("encoder-in:1x197x240-h:4-hd:64-mlp:960"));
+
+    let table = dir.path().join("vit.csv");
+    ok(&[
+        "profile",
+        "--device",
+        s(&device),
+        "--space",
+        "vit",
+        "--out",
+        s(&table),
+    ]);
+    let model = dir.path().join("vit.model.json");
+    ok(&[
+        "fit",
+        "--table",
+        s(&table),
+        "--device",
+        s(&device),
+        "--calibrate",
+        "8",
+        "--out",
+        s(&model),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&[
+        "validate",
+        "--model",
+        s(&model),
+        "--device",
+        s(&device),
+        "--space",
+        "vit",
+        "--samples",
+        "8",
+        "--repeat",
+        "2",
+        "--anchors",
+        "2",
+        "--out",
+        s(&dir.path().join("v")),
+        "--json",
+    ]))
+    .unwrap();
+    // Eight networks on a quick profile: a sanity bound; the README has the 30-network runs.
+    let acc = &v["accuracy"];
+    assert!(acc["within_10"].as_f64().unwrap() >= 0.5, "{acc}");
+    assert!(acc["bias"].as_f64().unwrap().abs() < 0.15, "{acc}");
+
+    // Real exports predicted (ops the table lacks come from the regressor), every node mapped.
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--json",
+        "--onnx",
+        s(&export("vit_tiny-224.onnx")),
+        "--onnx",
+        s(&export("hybrid_vit-224.onnx")),
+    ]))
+    .unwrap();
+    for p in json.as_array().unwrap() {
+        assert_eq!(p["partial"], false, "{p}");
+        assert_eq!(p["unmapped_nodes"], 0, "{p}");
+        assert!(p["latency_us"].as_f64().unwrap() > 1000.0, "{p}");
+    }
+
+    let lut = dir.path().join("vit.lut.json");
+    ok(&[
+        "lut", "export", "--model", s(&model), "--space", "vit", "--out", s(&lut),
+    ]);
+    let found = dir.path().join("found");
+    ok(&[
+        "search",
+        "--space",
+        "vit",
+        "--model",
+        s(&model),
+        "--accuracy",
+        "proxy",
+        "--max-latency-ms",
+        "60",
+        "--population",
+        "16",
+        "--max-evaluations",
+        "160",
+        "--out",
+        s(&found),
+    ]);
+    let front = read_json(&found.join("front.json"));
+    let members = front["front"].as_array().unwrap();
+    assert!(!members.is_empty(), "{front}");
+    for m in members {
+        let latency = m["latency"].as_object().unwrap().values().next().unwrap();
+        assert!(latency["ms"].as_f64().unwrap() <= 60.0, "{m}");
+        assert!(m["arch"].as_str().unwrap().starts_with('e'), "{m}");
+    }
+}
