@@ -126,6 +126,20 @@ const CASES: &[&str] = &[
     "slice-in:2x12x4x4-out:5",
     "slice-in:2x12x4x4-out:5-at:7",
     "softmax-in:2x1000x1x1",
+    "patch-in:1x3x32x32-out:24-p:8-cls:1",
+    "patch-in:2x3x16x24-out:8-p:4-cls:0",
+    "ln-in:1x17x24",
+    "ln-in:2x9x200",
+    "mhsa-in:1x17x24-h:3-hd:8",
+    "mhsa-in:2x10x20-h:2-hd:16",
+    "mlp-in:1x17x24-hidden:84",
+    "encoder-in:1x17x24-h:4-hd:8-mlp:96",
+    "encoder-in:2x9x16-h:2-hd:8-mlp:56",
+    "cls-in:2x17x24",
+    "tokens-in:2x12x5x3",
+    "tokmean-in:2x15x24",
+    "mlp-in:1x70x44-hidden:130",
+    "mhsa-in:2x70x44-h:2-hd:12",
 ];
 
 #[test]

@@ -9,7 +9,7 @@ use hwnas_core::files::write_atomic;
 use hwnas_core::network::Network;
 use hwnas_core::rng::SplitMix64;
 use hwnas_core::stats::{Stats, quantile_sorted};
-use hwnas_predictor::metrics::Accuracy;
+use hwnas_predictor::metrics::{Accuracy, kendall_tau};
 use hwnas_predictor::{LatencyModel, Prediction};
 use hwnas_profiler::networks::{NetworkTime, Speed};
 use hwnas_search::space::{SearchSpace, open};
@@ -138,6 +138,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let acc = Accuracy::of(&pred, &meas);
     let again: Vec<Stats> = again.iter().map(|t| t.latency).collect();
     let (noise_median, noise_p95, noise_over_10) = noise_floor(&again, &measured);
+    // How well a second measurement ranks the repeated networks: the most any prediction
+    // can show against the first (a narrow space on a noisy machine has a low ceiling).
+    let again_us: Vec<f64> = again.iter().map(|s| s.median).collect();
+    let ceiling = kendall_tau(&again_us, &meas[..again_us.len()]);
     let coverage = interval_coverage(&predictions, &meas);
     let worst = worst_json(&archs, &pred, &meas);
 
@@ -150,7 +154,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "calibrated": model.calibration.is_some(),
         "accuracy": acc,
         "interval_coverage": coverage,
-        "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10},
+        "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10, "kendall_tau": ceiling},
         "drift": drift_json(times, &pred, speed),
         "sitting": sitting_json(&anchored, &pred),
         "worst": worst,
@@ -212,6 +216,12 @@ fn print_scores(report: &serde_json::Value, model: &Path) {
         100.0 * f(&noise["p95_rel_diff"]),
         noise["over_10_percent"]
     );
+    if noise["repeated"].as_u64().unwrap_or(0) >= 2 {
+        println!(
+            "  ranked twice      tau {:.3}  between the two measurements of those networks: the most a prediction can show",
+            f(&noise["kendall_tau"])
+        );
+    }
     print_drift_json(&report["drift"]);
     print_sitting_json(&report["sitting"]);
     print_worst(report);

@@ -130,6 +130,12 @@ impl Lowering {
             (b, a, db, da)
         };
         let numel_o: usize = dother.iter().product();
+        if op == "Add" && dother.len() == 1 && dx.last() == dother.first() && dx.len() > 1 {
+            if self.bias_into_gemm(at, x, o) {
+                return Ok(1);
+            }
+            return Err(bad("a bias add that no matrix product takes".into()));
+        }
         if op == "Add" && dx == dother {
             // A residual into the conv that made one side, if nothing else reads it.
             for (side, other) in [(a, b), (b, a)] {
@@ -155,6 +161,12 @@ impl Lowering {
             } else {
                 Operand::Mul(o)
             }
+        } else if op == "Add"
+            && dother.len() == dx.len()
+            && dother.first() == Some(&1)
+            && dother[1..] == dx[1..]
+        {
+            Operand::AddRepeat(o, numel_o as u32)
         } else if numel_o == 1 && self.buffers[o].data.is_some() {
             let v = self.buffers[o].data.as_ref().map_or(0.0, |d| d[0]);
             if op == "Add" {
@@ -243,6 +255,12 @@ impl Lowering {
         let bad = |why: String| at.bad(why);
         let x = self.input(at, 0)?;
         let dims = self.buffers[x].dims.clone();
+        if dims.len() == 3
+            && self.ints_attr_or_input(node, "axes", 1).as_deref() == Some(&[1])
+            && node.attr("keepdims").is_some_and(|a| a.i == 0)
+        {
+            return self.token_mean(at, x);
+        }
         let [n, c, h, w] = dims4(&dims).map_err(bad)?;
         let mut axes = self.ints_attr_or_input(node, "axes", 1).unwrap_or_default();
         for a in axes.iter_mut() {
@@ -272,8 +290,16 @@ impl Lowering {
         let bad = |why: String| at.bad(why);
         let x = self.input(at, 0)?;
         let w = self.input(at, 1)?;
-        let dx = self.buffers[x].dims.clone();
+        let mut dx = self.buffers[x].dims.clone();
         let dw = self.buffers[w].dims.clone();
+        if op == "MatMul" && dx.len() > 2 {
+            if dw.len() != 2 || self.buffers[w].data.is_none() {
+                return self.batched_matmul(at, x, w);
+            }
+            // A weight shared by every row of every batch: one GEMM over all the rows.
+            let k = dx[dx.len() - 1];
+            dx = vec![dx.iter().product::<usize>() / k.max(1), k];
+        }
         if dx.len() != 2 || dw.len() != 2 {
             return Err(bad(format!("2-D operands expected, got {dx:?} and {dw:?}")));
         }
@@ -305,7 +331,13 @@ impl Lowering {
             }
             None => None,
         };
-        let y = self.define(&out, vec![dx[0], n_out], None);
+        let mut ydims = self.buffers[x].dims.clone();
+        if op == "Gemm" || ydims.len() < 2 {
+            ydims = vec![dx[0], n_out];
+        } else if let Some(last) = ydims.last_mut() {
+            *last = n_out;
+        }
+        let y = self.define(&out, ydims, None);
         self.push(Step::Gemm(GemmStep {
             x,
             w,

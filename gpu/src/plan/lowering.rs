@@ -32,7 +32,7 @@ type Handler = for<'a> fn(&mut Lowering, &At<'a>) -> Result<usize, PlanError>;
 
 /// Every ONNX op type the GPU runs, and its handler. Adding an ONNX op is one line here and one
 /// method in `compute.rs` (it computes) or `movement.rs` (it moves or views data).
-const HANDLERS: [(&[&str], Handler); 18] = [
+const HANDLERS: [(&[&str], Handler); 22] = [
     (
         &[
             "Relu",
@@ -42,9 +42,14 @@ const HANDLERS: [(&[&str], Handler); 18] = [
             "Clip",
             "Tanh",
             "LeakyRelu",
+            "Gelu",
         ],
         Lowering::activation_node,
     ),
+    (&["LayerNormalization"], Lowering::layer_norm),
+    (&["Transpose"], Lowering::transpose),
+    (&["Gather"], Lowering::gather),
+    (&["Div"], Lowering::gelu_pattern),
     (&["LRN"], Lowering::lrn),
     (&["Resize", "Upsample"], Lowering::resize),
     (&["ConvTranspose"], Lowering::conv_transpose),
@@ -222,7 +227,10 @@ pub(super) fn epilogue_slot(step: &mut Step) -> Option<&mut Act> {
         | Step::Softmax { .. }
         | Step::Lrn(_)
         | Step::Resize(_)
-        | Step::ConvTranspose(_) => return None,
+        | Step::ConvTranspose(_)
+        | Step::LayerNorm { .. }
+        | Step::Transpose { .. }
+        | Step::MatMul { .. } => return None,
     };
     (*slot == Act::None).then_some(slot)
 }
@@ -240,6 +248,13 @@ pub(super) fn activation(node: &NodeProto, l: &Lowering) -> Result<Act, PlanErro
         "HardSwish" => Act::HardSwish,
         "Tanh" => Act::Tanh,
         "LeakyRelu" => Act::LeakyRelu(node.attr("alpha").map_or(0.01, |a| a.f)),
+        "Gelu"
+            if node
+                .attr("approximate")
+                .is_none_or(|a| a.s.is_empty() || a.s == b"none") =>
+        {
+            Act::Gelu
+        }
         "HardSigmoid" => Act::HardSigmoid(
             node.attr("alpha").map_or(0.2, |a| a.f),
             node.attr("beta").map_or(0.5, |a| a.f),

@@ -21,6 +21,7 @@ mod compute;
 mod lowering;
 mod movement;
 mod resample;
+mod tokens;
 
 use lowering::{Lowering, eltwise};
 
@@ -39,6 +40,8 @@ pub enum Act {
     Tanh,
     /// `x` where positive, else `alpha * x`.
     LeakyRelu(f32),
+    /// `x * (1 + erf(x / sqrt 2)) / 2`.
+    Gelu,
 }
 
 /// What an element-wise step combines its input with.
@@ -56,6 +59,9 @@ pub enum Operand {
     Affine(usize, usize),
     /// A constant.
     Scale(f32),
+    /// A buffer of the trailing dims (`period` values), added to every leading index (a
+    /// position embedding over a batch).
+    AddRepeat(usize, u32),
 }
 
 /// A convolution: NCHW input, OIHW weights, symmetric or asymmetric padding.
@@ -176,6 +182,34 @@ pub enum Step {
     Lrn(LrnStep),
     Resize(ResizeStep),
     ConvTranspose(ConvTransposeStep),
+    /// LayerNorm over each of `rows` rows of `cols` values, with per-column scale and bias.
+    LayerNorm {
+        x: usize,
+        scale: usize,
+        bias: usize,
+        y: usize,
+        rows: u32,
+        cols: u32,
+        eps: f32,
+    },
+    /// `y = transpose(x, perm)`, `x` of `dims`.
+    Transpose {
+        x: usize,
+        y: usize,
+        dims: Vec<u32>,
+        perm: Vec<u32>,
+    },
+    /// `batch` products of `m x k` by `k x n` matrices (`b` shared when not `b_batched`).
+    MatMul {
+        a: usize,
+        b: usize,
+        y: usize,
+        batch: u32,
+        m: u32,
+        k: u32,
+        n: u32,
+        b_batched: bool,
+    },
 }
 
 /// A transposed convolution, square kernel, uniform stride and padding, with a bias.
@@ -245,6 +279,9 @@ impl Step {
             Step::Lrn(_) => "lrn",
             Step::Resize(_) => "resize",
             Step::ConvTranspose(_) => "convt",
+            Step::LayerNorm { .. } => "layernorm",
+            Step::Transpose { .. } => "transpose",
+            Step::MatMul { .. } => "matmul",
         }
     }
 
@@ -260,6 +297,7 @@ impl Step {
             Step::Lrn(s) => s.y,
             Step::Resize(s) => s.y,
             Step::ConvTranspose(s) => s.y,
+            Step::LayerNorm { y, .. } | Step::Transpose { y, .. } | Step::MatMul { y, .. } => *y,
         }
     }
 }

@@ -10,7 +10,9 @@
 //!   4 outputs per workgroup, the reduction split over 64 invocations and summed in workgroup
 //!   memory;
 //! - `pool`: 4 output columns per invocation; `gap`: one workgroup per plane, tree reduction;
-//! - `eltwise`: 4 elements per invocation, coalesced.
+//! - `eltwise`: 4 elements per invocation, coalesced;
+//! - `gemm_tiled`: a GEMM of 16 rows or more (tokens) and attention's batched products, 64x64
+//!   output tiles through workgroup memory; `layernorm`, `transpose`.
 
 use std::fmt::Write;
 
@@ -19,9 +21,13 @@ use crate::plan::{Act, ConvStep, EltwiseStep, Operand, PoolStep, Step};
 mod conv;
 mod resample;
 mod simple;
+mod tokens;
 
 use conv::{conv, gemm_rows};
 use simple::{copy, eltwise, gap, pool, shuffle, softmax};
+
+/// From this many rows on, a GEMM runs tiled (`gemm_tiled`) rather than split over K.
+const TILED_ROWS: u32 = 16;
 
 /// Workgroups per dispatch dimension that every WebGPU device supports.
 const MAX_GROUPS: u32 = 65_535;
@@ -44,6 +50,19 @@ pub fn kernel(step: &Step) -> Kernel {
         Step::Conv(c) => conv(c),
         Step::Pool(p) => pool(p),
         Step::GlobalAvgPool { x, y, planes, hw } => gap(*x, *y, *planes, *hw),
+        // Rows of tokens: tiles through workgroup memory; a classifier's few rows: split K.
+        Step::Gemm(g) if g.m >= TILED_ROWS => tokens::gemm_tiled(
+            (g.x, g.w, g.b, g.y),
+            &tokens::Product {
+                batch: 1,
+                m: g.m,
+                k: g.k,
+                n: g.n,
+                b_batched: false,
+                trans_b: g.trans_b,
+            },
+            &Epilogue::act(g.act),
+        ),
         Step::Gemm(g) => gemm_rows(
             g.x,
             g.w,
@@ -74,6 +93,37 @@ pub fn kernel(step: &Step) -> Kernel {
         Step::Lrn(l) => resample::lrn(l),
         Step::Resize(r) => resample::resize(r),
         Step::ConvTranspose(c) => resample::conv_transpose(c),
+        Step::LayerNorm {
+            x,
+            scale,
+            bias,
+            y,
+            rows,
+            cols,
+            eps,
+        } => tokens::layer_norm((*x, *scale, *bias, *y), *rows, *cols, *eps),
+        Step::Transpose { x, y, dims, perm } => tokens::transpose(*x, *y, dims, perm),
+        Step::MatMul {
+            a,
+            b,
+            y,
+            batch,
+            m,
+            k,
+            n,
+            b_batched,
+        } => tokens::gemm_tiled(
+            (*a, *b, None, *y),
+            &tokens::Product {
+                batch: *batch,
+                m: *m,
+                k: *k,
+                n: *n,
+                b_batched: *b_batched,
+                trans_b: false,
+            },
+            &Epilogue::act(Act::None),
+        ),
     }
 }
 
@@ -95,10 +145,10 @@ impl Epilogue {
         }
     }
 
-    /// WGSL for the helper functions `pre`, `post`, `post2`.
+    /// WGSL for the helper functions `pre`, `post`, `post2` (and `gelu`, which they may call).
     fn functions(&self) -> String {
         format!(
-            "fn pre(v: f32) -> f32 {{ return {}; }}\nfn post(v: f32) -> f32 {{ return {}; }}\nfn post2(v: f32) -> f32 {{ return {}; }}\n",
+            "{GELU}fn pre(v: f32) -> f32 {{ return {}; }}\nfn post(v: f32) -> f32 {{ return {}; }}\nfn post2(v: f32) -> f32 {{ return {}; }}\n",
             act_expr(self.pre),
             act_expr(self.act),
             act_expr(self.act_after_residual)
@@ -136,8 +186,19 @@ fn act_expr(act: Act) -> String {
         Act::Swish => "v / (1.0 + exp(-v))".into(),
         Act::Tanh => "tanh(v)".into(),
         Act::LeakyRelu(a) => format!("select({} * v, v, v >= 0.0)", lit(a)),
+        Act::Gelu => "gelu(v)".into(),
     }
 }
+
+/// Exact GELU; WGSL has no `erf`, so Abramowitz and Stegun's 7.1.26 (error under 1.5e-7).
+const GELU: &str = "fn gelu(v: f32) -> f32 {
+    let z = abs(v) * 0.70710678;
+    let t = 1.0 / (1.0 + 0.3275911 * z);
+    let p = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let e = 1.0 - p * exp(-z * z);
+    return 0.5 * v * (1.0 + select(-e, e, v >= 0.0));
+}
+";
 
 /// Binding declarations: `names[i]` read-only at binding i, then `y` read-write.
 fn bindings(names: &[&str]) -> String {

@@ -115,6 +115,11 @@ pub(super) fn eltwise(e: &EltwiseStep) -> Kernel {
             "x[i] * s[(i / HW) % C] + t[(i / HW) % C]".into(),
         ),
         Operand::Scale(v) => (vec![e.x], vec!["x"], format!("x[i] * {}", lit(v))),
+        Operand::AddRepeat(o, period) => (
+            vec![e.x, o],
+            vec!["x", "o"],
+            format!("x[i] + o[i % {period}u]"),
+        ),
     };
     let mut s = consts(&[("NUMEL", e.numel), ("C", e.c.max(1)), ("HW", e.hw.max(1))]);
     s += &bindings(&names);

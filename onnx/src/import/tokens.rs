@@ -111,7 +111,9 @@ impl<'g> Mapper<'g> {
         let Some(Val::Act { value, shape, .. }) = self.vals.get(second.as_str()).cloned() else {
             return None;
         };
-        let (k, p) = self.patch_at(value).filter(|(_, p)| !p.cls && shape.is_tokens())?;
+        let (k, p) = self
+            .patch_at(value)
+            .filter(|(_, p)| !p.cls && shape.is_tokens())?;
         let with_cls = PatchEmbed { cls: true, ..p };
         self.network.nodes[k].op = Op::Patch(with_cls);
         self.layers[k].push(at.name.clone());
@@ -145,7 +147,9 @@ impl<'g> Mapper<'g> {
         }
         // Elsewhere (a hybrid's pixels as tokens) it is an add kernel of its own, reading a
         // constant as large as the tokens: timed as an add of two activations.
-        let v = self.push(Op::Add(shape), &[value, value], vec![at.name.clone()]).ok()?;
+        let v = self
+            .push(Op::Add(shape), &[value, value], vec![at.name.clone()])
+            .ok()?;
         self.act_val(at.out, v, shape);
         Some(1)
     }
@@ -174,10 +178,7 @@ impl<'g> Mapper<'g> {
             .find(|&j| at.nodes[j].op_type == "LayerNormalization");
         let second = second_ln.and_then(|j| self.sublayer(at, j, mid, &consumers, shape));
         match (kind, second) {
-            (
-                Sublayer::Attention { heads, head_dim },
-                Some((region, Sublayer::Mlp { hidden })),
-            ) => {
+            (Sublayer::Attention { heads, head_dim }, Some((region, Sublayer::Mlp { hidden }))) => {
                 let op = Op::Encoder(Encoder {
                     input: shape,
                     heads,

@@ -4,7 +4,7 @@
 //! It covers the node types [`crate::build`] emits (Conv, BatchNormalization, Relu, Clip,
 //! HardSwish, HardSigmoid, Sigmoid, Mul, Add, AveragePool, MaxPool, GlobalAveragePool, Flatten,
 //! Gemm, Identity, Concat and Slice on channels, Reshape, Transpose, Softmax; and for the
-//! transformer ops MatMul, LayerNormalization, Div, Erf, Gather, ReduceMean), with numpy
+//! transformer ops MatMul, LayerNormalization, Div, Erf, opset 20's Gelu, Gather, ReduceMean), with numpy
 //! broadcasting for Add, Mul and Div, and the nodes of other precisions ([`crate::precision`]):
 //! Cast to fp16 (rounding) and back, QuantizeLinear and DequantizeLinear, per tensor or per axis.
 
@@ -210,6 +210,7 @@ fn eval_node(node: &NodeProto, a: &[&Nd]) -> Result<Nd, RefError> {
         "MatMul" => tokens::matmul(a[0], a[1]).map_err(bad)?,
         "LayerNormalization" => tokens::layer_norm(node, a).map_err(bad)?,
         "Erf" => tokens::erf(a[0]),
+        "Gelu" => tokens::gelu(node, a[0]).map_err(bad)?,
         "Gather" => tokens::gather(node, a).map_err(bad)?,
         "ReduceMean" => tokens::reduce_mean(node, a[0]).map_err(bad)?,
         "Conv" => conv(node, a).map_err(bad)?,

@@ -1,5 +1,5 @@
 //! The nodes of the transformer ops, for the reference evaluator: MatMul with batch
-//! broadcasting, LayerNormalization, Erf, Gather, ReduceMean.
+//! broadcasting, LayerNormalization, Erf, Gelu, Gather, ReduceMean.
 
 use super::{Nd, attr_ints};
 use crate::proto::NodeProto;
@@ -92,6 +92,32 @@ pub(super) fn erf(x: &Nd) -> Nd {
         dims: x.dims.clone(),
         data: x.data.iter().map(|&v| libm::erff(v)).collect(),
     }
+}
+
+/// Opset 20's Gelu: exact (erf), or its tanh approximation.
+pub(super) fn gelu(node: &NodeProto, x: &Nd) -> Result<Nd, String> {
+    let tanh = match node.attr("approximate").map(|a| a.s.as_slice()) {
+        None | Some(b"" | b"none") => false,
+        Some(b"tanh") => true,
+        Some(other) => {
+            return Err(format!(
+                "approximate = {:?}",
+                String::from_utf8_lossy(other)
+            ));
+        }
+    };
+    let f = |v: f32| {
+        if tanh {
+            let c = (2.0 / std::f32::consts::PI).sqrt();
+            0.5 * v * (1.0 + (c * (v + 0.044_715 * v * v * v)).tanh())
+        } else {
+            0.5 * v * (1.0 + libm::erff(v / std::f32::consts::SQRT_2))
+        }
+    };
+    Ok(Nd {
+        dims: x.dims.clone(),
+        data: x.data.iter().map(|&v| f(v)).collect(),
+    })
 }
 
 /// Gather along `axis` with a scalar or 1-D index tensor (negative indices count from the end).
