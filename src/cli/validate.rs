@@ -138,8 +138,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let acc = Accuracy::of(&pred, &meas);
     let again: Vec<Stats> = again.iter().map(|t| t.latency).collect();
     let (noise_median, noise_p95, noise_over_10) = noise_floor(&again, &measured);
-    // How well a second measurement ranks the repeated networks: the most any prediction
-    // can show against the first (a narrow space on a noisy machine has a low ceiling).
+    // How well a second measurement ranks the repeated networks like the first: what the
+    // noise alone leaves of their order (in a narrow space, tau is bounded by it).
     let again_us: Vec<f64> = again.iter().map(|s| s.median).collect();
     let ceiling = kendall_tau(&again_us, &meas[..again_us.len()]);
     let coverage = interval_coverage(&predictions, &meas);
@@ -218,7 +218,7 @@ fn print_scores(report: &serde_json::Value, model: &Path) {
     );
     if noise["repeated"].as_u64().unwrap_or(0) >= 2 {
         println!(
-            "  ranked twice      tau {:.3}  between the two measurements of those networks: the most a prediction can show",
+            "  ranked twice      tau {:.3}  between the two measurements of those networks: the order the noise alone keeps",
             f(&noise["kendall_tau"])
         );
     }

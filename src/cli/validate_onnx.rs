@@ -9,12 +9,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use hwnas_core::backend::NodeTime;
-use hwnas_core::op::Tensor;
+use hwnas_core::op::{Precision, Tensor};
 use hwnas_core::stats::Stats;
+use hwnas_onnx::NetworkModel;
 use hwnas_onnx::import::Imported;
 use hwnas_predictor::LatencyModel;
 use hwnas_predictor::metrics::Accuracy;
 use hwnas_profiler::networks::Speed;
+use hwnas_search::space::SearchSpace;
 use serde_json::json;
 
 use super::anchors::{self, Anchors};
@@ -53,8 +55,12 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
         probe_nominal_us: model.probe_nominal_us(),
     };
     let reference = tempfile::tempdir().context("a folder for the reference networks")?;
+    let space = model
+        .space
+        .as_deref()
+        .and_then(|s| hwnas_search::space::open(s).ok());
     let anchors = Anchors::of(model, args.anchors, |name| {
-        calibration_file(name, reference.path())
+        calibration_file(name, reference.path(), space.as_deref(), model.precision())
     });
     let anchored = anchors::measure_with(&files, anchors, |all| {
         Ok(rt.measure_files(all, &profile.measure, speed, &mut || {})?)
@@ -118,13 +124,28 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
 }
 
 /// A calibration model to measure again, by the name `fit` kept: a file that is still there,
-/// or a reference network (`--calibrate-reference`), written into `reference` the first time.
-fn calibration_file(name: &str, reference: &Path) -> Result<(PathBuf, Tensor), String> {
+/// a reference network (`--calibrate-reference`), or a network of the model's space (`fit
+/// --calibrate N`, built at the model's precision as `fit` measured it), written into
+/// `reference` the first time.
+fn calibration_file(
+    name: &str,
+    reference: &Path,
+    space: Option<&dyn SearchSpace>,
+    precision: Precision,
+) -> Result<(PathBuf, Tensor), String> {
     let mut path = PathBuf::from(name);
     if !path.is_file() {
         let written = reference.join(format!("{name}.onnx"));
         if !written.is_file() && super::reference::networks_named(name) {
             super::reference::write(reference).map_err(|e| e.to_string())?;
+        }
+        if !written.is_file()
+            && let Some(net) = space.and_then(|s| s.network(name).ok())
+        {
+            let model = net.to_onnx().map_err(|e| e.to_string())?;
+            let model = hwnas_onnx::precision::convert(&model, precision);
+            std::fs::write(&written, model.to_bytes())
+                .map_err(|e| format!("writing {}: {e}", written.display()))?;
         }
         if !written.is_file() {
             return Err(format!(

@@ -68,7 +68,10 @@ fn every_form_of_a_vit_export_maps_to_the_same_ops() {
     // The hybrid: conv stem, its 14x14 map as tokens plus a position embedding (an add of its
     // own), four blocks of 4 heads of 48, LayerNorm, the mean token, the classifier.
     let hybrid = keys(&strict(&export("hybrid_vit-224.onnx")));
-    assert!(hybrid[..4].iter().all(|k| k.starts_with("conv-")), "{hybrid:?}");
+    assert!(
+        hybrid[..4].iter().all(|k| k.starts_with("conv-")),
+        "{hybrid:?}"
+    );
     assert_eq!(hybrid[4], "tokens-in:1x192x14x14");
     assert_eq!(hybrid[5], "add-in:1x196x192");
     assert_eq!(count(&hybrid, "encoder-in:1x196x192-h:4-hd:48-mlp:384"), 4);
@@ -155,9 +158,40 @@ fn the_vit_space_runs_every_command_on_onnx_runtime() {
         assert!(p["latency_us"].as_f64().unwrap() > 1000.0, "{p}");
     }
 
+    // A real export run end to end, with two of the model's calibration networks (rebuilt
+    // from the vit space) measured again beside it as anchors.
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "validate",
+        "--model",
+        s(&model),
+        "--device",
+        s(&device),
+        "--onnx",
+        s(&export("vit_tiny-224.onnx")),
+        "--repeat",
+        "0",
+        "--anchors",
+        "2",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(report["sitting"]["anchors"], 2, "{}", report["sitting"]);
+    let m = &report["models"][0];
+    assert_eq!(m["unmapped_nodes"], 0, "{m}");
+    assert!(m["measured_us"].as_f64().unwrap() > 1000.0, "{m}");
+    // DeiT-Tiny is a network of the space: its prediction comes from the table alone.
+    assert_eq!(m["ops_from_regressor"], 0, "{m}");
+
     let lut = dir.path().join("vit.lut.json");
     ok(&[
-        "lut", "export", "--model", s(&model), "--space", "vit", "--out", s(&lut),
+        "lut",
+        "export",
+        "--model",
+        s(&model),
+        "--space",
+        "vit",
+        "--out",
+        s(&lut),
     ]);
     let found = dir.path().join("found");
     ok(&[
