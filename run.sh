@@ -6,7 +6,8 @@
 # treat the CPU as a device timed only whole (20 suggested networks, the int8 table as prior);
 # profile, fit and validate nb201 on the GPU through wgpu (and, with an NVIDIA GPU, the whole
 # scripts/gpu_check.sh); energy per op where the CPU keeps a RAPL counter; map real ONNX CNNs (torchvision exports, the
-# ONNX Model Zoo) to ops, profile, predict and measure them; predict a
+# ONNX Model Zoo) to ops, profile, predict and measure them; the transformer space and real ViT
+# exports, profiled, fitted, validated and searched; predict a
 # few networks; search
 # both spaces for the Pareto front of accuracy vs latency on this CPU and re-measure the front;
 # build the Python package and time predict_batch from Python.
@@ -114,6 +115,18 @@ echo "(a model only partly mapped is refused; --allow-unmapped predicts the mapp
 $hwnas predict --model "$out/cpu-real-onnx.model.json" --onnx "$tv/partial/convnext_tiny-224.onnx" --allow-unmapped \
     > "$out/convnext-partial.txt" 2>/dev/null
 head -n 2 "$out/convnext-partial.txt"
+
+echo
+echo "== transformers: the vit space (AutoFormer-Tiny-like) and three real ViT exports (torchvision's"
+echo "   vit_b_16, DeiT-Tiny, a hybrid CNN with attention) profiled together, a model calibrated on 30"
+echo "   vit networks, validated on 30 others and on the exports run end to end; a search under 55 ms"
+vits="--onnx $tv/vit_b_16-224.onnx --onnx $tv/vit_tiny-224.onnx --onnx $tv/hybrid_vit-224.onnx"
+$hwnas profile --device device_profiles/cpu.toml --space vit $vits --out "$out/cpu-vit.csv" --resume
+$hwnas fit --table "$out/cpu-vit.csv" --space vit --device device_profiles/cpu.toml --calibrate 30 --out "$out/cpu-vit.model.json"
+$hwnas validate --model "$out/cpu-vit.model.json" --device device_profiles/cpu.toml --space vit --samples 30
+$hwnas validate --model "$out/cpu-vit.model.json" --device device_profiles/cpu.toml $vits --repeat 3 --anchors 6
+$hwnas search --space vit --model "$out/cpu-vit.model.json" --accuracy proxy --max-latency-ms 55 \
+    --max-evaluations 2000 --out "$out/search-vit"
 
 # NAS-Bench-201's CIFAR-10 accuracies, where the shared data set is present.
 nb201_acc=../shared/data/nb201/cifar10_test_acc.csv
