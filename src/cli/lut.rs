@@ -50,10 +50,15 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     });
     let entries: usize = lut.terms.iter().map(|t| t.latency_ms.len()).sum();
     println!(
-        "{} decisions of {} at resolution {} on `{}`: {} term{}, {} entries; fixed {:.3} ms, terms add {:.3}-{:.3} ms; wrote {}",
+        "{} decisions of {}{} on `{}`: {} term{}, {} entries; fixed {:.3} ms, terms add {:.3}-{:.3} ms; wrote {}",
         lut.decisions.len(),
         lut.space,
-        lut.resolution,
+        // A space without a resolution choice (vit) has one input size.
+        if lut.resolution == 0 {
+            String::new()
+        } else {
+            format!(" at resolution {}", lut.resolution)
+        },
         lut.device,
         lut.terms.len(),
         if lut.terms.len() == 1 { "" } else { "s" },

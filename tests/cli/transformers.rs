@@ -65,6 +65,16 @@ fn every_form_of_a_vit_export_maps_to_the_same_ops() {
     let gmacs = vit_b.network.macs() as f64 / 1e9;
     assert!((gmacs / 17.564 - 1.0).abs() < 0.01, "{gmacs}");
 
+    // The space's own networks, as hwnas writes them (timm's attention), map back to
+    // themselves.
+    let vit = hwnas_search::space::builtin("vit").unwrap();
+    let deit = format!("e192-d12-h{}-m{}", "3".repeat(14), "8".repeat(14));
+    let net = vit.network(&deit).unwrap();
+    let written = hwnas_onnx::NetworkModel::to_onnx(&net).unwrap();
+    let back = import(&written, "deit", ImportOptions::default()).unwrap();
+    assert!(back.unmapped.is_empty(), "{:?}", back.unmapped);
+    assert_eq!(keys(&back), tiny);
+
     // The hybrid: conv stem, its 14x14 map as tokens plus a position embedding (an add of its
     // own), four blocks of 4 heads of 48, LayerNorm, the mean token, the classifier.
     let hybrid = keys(&strict(&export("hybrid_vit-224.onnx")));
