@@ -12,7 +12,7 @@ multiply-adds (`weights.meta["_ops"]`, GFLOPS as torchvision counts them: multip
 the weights' own resolution) and the versions that made it.
 
 Transformers: torchvision's vit_b_16, and two of our own (see OWN), DeiT-Tiny's configuration
-also at opsets 20 and 18/21 by the dynamo exporter (variants/).
+also at opsets 16 and 20 and at 18 and 21 by the dynamo exporter (variants/).
 
 Usage: scripts/export_torchvision.py OUT_DIR [MODEL ...]   (in a venv with torch, torchvision
 onnx and onnxscript, e.g. `python3 -m venv .venv-torch && .venv-torch/bin/pip install torch
@@ -65,10 +65,11 @@ PARTIAL = [
 KEEP_VALUES = 64
 # Transformers of our own (no published weights or multiply-adds): DeiT-Tiny's configuration
 # of torchvision's VisionTransformer, and a hybrid: a CNN stem whose 14x14 map becomes tokens
-# for four pre-norm encoder blocks, mean-pooled. DeiT-Tiny is also exported at other opsets and
-# by the dynamo exporter, under variants/, to check that every form maps to the same ops.
+# for four pre-norm encoder blocks, mean-pooled. DeiT-Tiny is also exported at other opsets (16
+# writes LayerNorm out: ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add) and by the
+# dynamo exporter, under variants/, to check that every form maps to the same ops.
 OWN = ["vit_tiny", "hybrid_vit"]
-VARIANTS = [(20, False), (18, True), (21, True)]
+VARIANTS = [(16, False), (20, False), (18, True), (21, True)]
 
 
 def build(name, weights_enum, segmentation):

@@ -1,5 +1,5 @@
 //! Transformers: real `torch.onnx.export` files of ViTs (torchvision's vit_b_16, DeiT-Tiny's
-//! configuration at four opsets and both exporters, a hybrid CNN with attention; written by
+//! configuration at five opsets and both exporters, a hybrid CNN with attention; written by
 //! `scripts/export_torchvision.py`, structure only) mapped op for op, and the built-in `vit`
 //! space through profile, fit, validate, predict, lut and search on ONNX Runtime.
 
@@ -46,9 +46,11 @@ fn every_form_of_a_vit_export_maps_to_the_same_ops() {
             "linear-in:1x192x1x1-out:1000"
         ]
     );
-    // Opset 20 writes GELU as one node; the dynamo exporter (opsets 18 and 21) writes
-    // attention with fewer, different nodes: the same ops whichever.
+    // Opset 16 writes every LayerNorm out (ReduceMean ... Div, Mul, Add); opset 20 writes GELU
+    // as one node; the dynamo exporter (opsets 18 and 21) writes attention with fewer,
+    // different nodes: the same ops whichever.
     for variant in [
+        "vit_tiny-opset16-torchscript-224.onnx",
         "vit_tiny-opset20-torchscript-224.onnx",
         "vit_tiny-opset18-dynamo-224.onnx",
         "vit_tiny-opset21-dynamo-224.onnx",

@@ -447,6 +447,10 @@ impl<'g> Mapper<'g> {
         if shape.is_tokens() && axes == [1] && node.attr("keepdims").is_some_and(|k| k.i == 0) {
             return self.token_mean(at, value, shape);
         }
+        // The first node of a LayerNorm written out.
+        if shape.is_tokens() && axes == [2] {
+            return self.layer_norm(at);
+        }
         axes.sort_unstable();
         if axes != [2, 3] {
             return unmapped(format!("a mean over axes {axes:?}, not over H and W"));

@@ -35,6 +35,7 @@ use hwnas_core::network::Network;
 mod fold;
 mod layers;
 mod mapper;
+mod regions;
 mod spatial;
 mod tokens;
 mod views;

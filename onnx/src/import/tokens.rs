@@ -19,7 +19,7 @@
 //! it gives the output, the heads come from the per-head reshape, and a region without a
 //! Softmax but with two linear layers is the MLP.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use hwnas_core::network::Value;
 use hwnas_core::op::{Encoder, Mhsa, Mlp, Op, PatchEmbed, Tensor};
@@ -27,16 +27,8 @@ use hwnas_core::op::{Encoder, Mhsa, Mlp, Op, PatchEmbed, Tensor};
 use super::fold::{self, Constant};
 use super::mapper::{At, Mapper, Problem, Val, unmapped};
 use super::node_name;
+use super::regions::{Norm, Region, consumers, norm_at, region};
 use crate::proto::NodeProto;
-
-/// Past this many nodes a "sub-layer" is not one (the residual Add was never found).
-const MAX_REGION: usize = 400;
-
-/// A sub-layer found in the graph: its nodes (by index) and the residual Add that ends it.
-struct Region {
-    nodes: Vec<usize>,
-    add: usize,
-}
 
 /// What a sub-layer computes.
 enum Sublayer {
@@ -154,62 +146,83 @@ impl<'g> Mapper<'g> {
         Some(1)
     }
 
-    /// LayerNormalization on tokens: a whole encoder block when the graph has one here, else
-    /// the sub-layer it starts, else the LayerNorm alone.
+    /// A LayerNorm on tokens (one node, or written out from its first ReduceMean): a whole
+    /// encoder block when the graph has one here, else the sub-layer it starts, else the
+    /// LayerNorm alone.
     pub(super) fn layer_norm(&mut self, at: &At<'_, 'g>) -> Result<usize, Problem> {
         let (x, shape) = match self.get(at.node, 0)? {
             Val::Act { value, shape, .. } if shape.is_tokens() => (*value, *shape),
             Val::Unknown => return unmapped("reads the output of an unmapped node"),
             _ => return unmapped("a LayerNormalization of something other than tokens"),
         };
-        let residual = at.node.input[0].as_str();
         let consumers = consumers(at.nodes);
-        let Some((first, kind)) = self.sublayer(at, at.i, residual, &consumers, shape) else {
-            let v = self.push(Op::LayerNorm(shape), &[x], vec![at.name.clone()])?;
-            self.act_val(at.out, v, shape);
+        let is_const = |name: &str| matches!(self.vals.get(name), Some(Val::Const(_)));
+        let Some(norm) = norm_at(at.nodes, at.i, &consumers, &is_const) else {
+            return unmapped("a ReduceMean over the channels of tokens that is not a LayerNorm");
+        };
+        let residual = at.node.input[0].as_str();
+        let Some((first, kind)) = self.sublayer(at, norm.out, residual, &consumers, shape) else {
+            let names = self.claim_norm(at.nodes, &norm);
+            let v = self.push(Op::LayerNorm(shape), &[x], names)?;
+            self.act_val(norm.out, v, shape);
             return Ok(1);
         };
         let mid = at.nodes[first.add].output[0].as_str();
-        let second_ln = consumers
+        let second_norm = consumers
             .get(mid)
             .into_iter()
             .flatten()
-            .copied()
-            .find(|&j| at.nodes[j].op_type == "LayerNormalization");
-        let second = second_ln.and_then(|j| self.sublayer(at, j, mid, &consumers, shape));
-        match (kind, second) {
-            (Sublayer::Attention { heads, head_dim }, Some((region, Sublayer::Mlp { hidden }))) => {
+            .find_map(|&j| norm_at(at.nodes, j, &consumers, &is_const));
+        let second = second_norm
+            .as_ref()
+            .and_then(|n| self.sublayer(at, n.out, mid, &consumers, shape));
+        match (kind, second, second_norm) {
+            (
+                Sublayer::Attention { heads, head_dim },
+                Some((region, Sublayer::Mlp { hidden })),
+                Some(norm2),
+            ) => {
                 let op = Op::Encoder(Encoder {
                     input: shape,
                     heads,
                     head_dim,
                     hidden,
                 });
-                let j = second_ln.expect("the second sub-layer starts at it");
-                self.claimed.insert(j);
-                let mut names = vec![at.name.clone()];
+                let mut names = self.claim_norm(at.nodes, &norm);
                 names.extend(self.claim(at.nodes, &first));
-                names.push(node_name(at.nodes[j], j));
+                names.extend(self.claim_norm(at.nodes, &norm2));
                 names.extend(self.claim(at.nodes, &region));
                 let v = self.push(op, &[x], names)?;
                 let out = at.nodes[region.add].output[0].as_str();
                 self.act_val(out, v, shape);
             }
-            (kind, _) => self.sublayer_ops(at, x, shape, &first, kind)?,
+            (kind, ..) => self.sublayer_ops(at, (x, shape), &norm, &first, kind)?,
         }
         Ok(1)
+    }
+
+    /// Marks a LayerNorm's nodes as mapped; returns their names.
+    fn claim_norm(&mut self, nodes: &[&NodeProto], norm: &Norm<'_>) -> Vec<String> {
+        norm.nodes
+            .iter()
+            .map(|&j| {
+                self.claimed.insert(j);
+                node_name(nodes[j], j)
+            })
+            .collect()
     }
 
     /// LayerNorm, one sub-layer and its residual Add, as three ops.
     fn sublayer_ops(
         &mut self,
         at: &At<'_, 'g>,
-        x: Value,
-        shape: Tensor,
+        (x, shape): (Value, Tensor),
+        norm: &Norm<'_>,
         region: &Region,
         kind: Sublayer,
     ) -> Result<(), Problem> {
-        let ln = self.push(Op::LayerNorm(shape), &[x], vec![at.name.clone()])?;
+        let names = self.claim_norm(at.nodes, norm);
+        let ln = self.push(Op::LayerNorm(shape), &[x], names)?;
         let op = match kind {
             Sublayer::Attention { heads, head_dim } => Op::Mhsa(Mhsa {
                 input: shape,
@@ -240,17 +253,17 @@ impl<'g> Mapper<'g> {
         names
     }
 
-    /// The sub-layer that the LayerNorm at `ln` starts, rejoining the residual stream
+    /// The sub-layer that starts at a LayerNorm's output `start`, rejoining the residual stream
     /// `residual`, and what it computes; `None` when there is none.
     fn sublayer(
         &self,
         at: &At<'_, 'g>,
-        ln: usize,
+        start: &str,
         residual: &str,
         consumers: &HashMap<&str, Vec<usize>>,
         shape: Tensor,
     ) -> Option<(Region, Sublayer)> {
-        let region = region(at.nodes, ln, residual, consumers)?;
+        let region = region(at.nodes, start, residual, consumers)?;
         let kind = self.classify(at.nodes, &region, shape.c)?;
         Some((region, kind))
     }
@@ -379,65 +392,4 @@ impl<'g> Mapper<'g> {
         self.set(at.out, Val::Flat { value: v, n, f });
         Ok(1)
     }
-}
-
-/// For each value, the nodes that read it.
-fn consumers<'a>(nodes: &[&'a NodeProto]) -> HashMap<&'a str, Vec<usize>> {
-    let mut map: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (j, n) in nodes.iter().enumerate() {
-        for i in n.input.iter().filter(|i| !i.is_empty()) {
-            map.entry(i.as_str()).or_default().push(j);
-        }
-    }
-    map
-}
-
-/// Every node reachable from the output of `nodes[start]` until an Add that joins the
-/// reached values with `residual`; `None` if there is no such Add within [`MAX_REGION`]
-/// nodes.
-fn region(
-    nodes: &[&NodeProto],
-    start: usize,
-    residual: &str,
-    consumers: &HashMap<&str, Vec<usize>>,
-) -> Option<Region> {
-    let mut reached: HashSet<&str> = nodes[start].output.iter().map(String::as_str).collect();
-    let mut members: Vec<usize> = Vec::new();
-    let mut queue: Vec<&str> = reached.iter().copied().collect();
-    let mut end = None;
-    while let Some(v) = queue.pop() {
-        for &j in consumers.get(v).into_iter().flatten() {
-            let n = nodes[j];
-            if members.contains(&j) || end == Some(j) {
-                continue;
-            }
-            if n.op_type == "Add" && n.input.iter().any(|i| i == residual) {
-                if end.is_some_and(|e| e != j) {
-                    return None;
-                }
-                end = Some(j);
-                continue;
-            }
-            members.push(j);
-            if members.len() > MAX_REGION {
-                return None;
-            }
-            for o in &n.output {
-                if reached.insert(o.as_str()) {
-                    queue.push(o.as_str());
-                }
-            }
-        }
-    }
-    let add = end?;
-    // The Add's other operand must come from the region.
-    let joined = nodes[add]
-        .input
-        .iter()
-        .any(|i| i != residual && reached.contains(i.as_str()));
-    members.sort_unstable();
-    joined.then_some(Region {
-        nodes: members,
-        add,
-    })
 }
