@@ -88,6 +88,29 @@ fn gpu_profile_fit_and_validate_on_wgpu() {
         report["accuracy"]["rmspe"].as_f64().unwrap().is_finite(),
         "{report}"
     );
+
+    // A real, structure-only torch export runs on the GPU too, on seeded weights (as on ORT).
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/torchvision/squeezenet1_1-224.onnx");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "validate",
+        "--model",
+        s(&model),
+        "--device",
+        s(&device),
+        "--onnx",
+        s(&file),
+        "--repeat",
+        "0",
+        "--anchors",
+        "0",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(
+        report["models"][0]["measured_us"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
 }
 
 #[test]

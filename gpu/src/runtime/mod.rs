@@ -371,14 +371,16 @@ impl Backend for GpuRuntime {
         self.prepare_model(&model, &net.name, input)
     }
 
-    /// hwnas's kernels on the file's own weights (embedded: the lowering reads them).
+    /// hwnas's kernels on the file's own weights (embedded: the lowering reads them), or on
+    /// seeded ones for a structure-only file, as the ONNX Runtime backend runs it.
     fn prepare_file(
         &mut self,
         path: &std::path::Path,
         input: Tensor,
     ) -> Result<Box<dyn Kernel>, BackendError> {
-        let model =
+        let mut model =
             onnx::import::read_model(path).map_err(|e| BackendError::File(e.to_string()))?;
+        onnx::weights::seed_missing(&mut model, 0);
         let data = onnx::build::model_input(input);
         self.prepare_model(&model, &path.display().to_string(), data)
     }
