@@ -86,8 +86,13 @@ pub(super) enum Val {
         groups: u32,
         transposed: bool,
     },
-    /// A feature map seen as `N x C x HW` (a Reshape on the way to tokens).
-    Seq { value: Value, shape: Tensor },
+    /// A feature map seen as `N x C x HW` (a Reshape on the way to tokens); `sole`: the
+    /// feature map has no other reader.
+    Seq {
+        value: Value,
+        shape: Tensor,
+        sole: bool,
+    },
     /// A constant (an initializer, or computed from constants and shapes: costs nothing).
     Const(Constant),
     /// A constant hwnas could not compute (an op the folder does not evaluate).

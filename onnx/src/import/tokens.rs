@@ -38,8 +38,9 @@ enum Sublayer {
 
 impl<'g> Mapper<'g> {
     /// `N x C x H x W` seen as `N x C x HW` (the first step of `flatten(2).transpose(1, 2)`).
-    pub(super) fn sequence_view(&mut self, out: &'g str, value: Value, shape: Tensor) {
-        self.set(out, Val::Seq { value, shape });
+    pub(super) fn sequence_view(&mut self, at: &At<'_, 'g>, value: Value, shape: Tensor) {
+        let sole = self.readers(&at.node.input[0]) == 1;
+        self.set(at.out, Val::Seq { value, shape, sole });
     }
 
     /// Transpose(0, 2, 1) of a sequence view: the pixels as tokens; with the strided conv
@@ -47,11 +48,11 @@ impl<'g> Mapper<'g> {
     pub(super) fn tokens_from_pixels(
         &mut self,
         at: &At<'_, 'g>,
-        value: Value,
-        shape: Tensor,
+        (value, shape, sole): (Value, Tensor, bool),
     ) -> Result<usize, Problem> {
         let tokens = Op::ToTokens(shape).output();
         if let Value::Node(k) = value
+            && sole
             && k + 1 == self.network.nodes.len()
             && let Op::Conv(c) = self.network.nodes[k].op
             && c.k == c.stride

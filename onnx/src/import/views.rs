@@ -159,7 +159,7 @@ impl<'g> Mapper<'g> {
             && !shape.is_tokens()
             && [*n, *c, *l] == [shape.n as i64, shape.c as i64, (shape.h * shape.w) as i64]
         {
-            self.sequence_view(out, value, shape);
+            self.sequence_view(at, value, shape);
             return Ok(1);
         }
         // Flattening to N x F (a constant shape, or a computed one feeding a linear layer).
@@ -213,8 +213,8 @@ impl<'g> Mapper<'g> {
                 );
                 Ok(1)
             }
-            Val::Seq { value, shape } if perm.as_deref() == Some(&[0, 2, 1]) => {
-                self.tokens_from_pixels(at, value, shape)
+            Val::Seq { value, shape, sole } if perm.as_deref() == Some(&[0, 2, 1]) => {
+                self.tokens_from_pixels(at, (value, shape, sole))
             }
             _ => unmapped(format!(
                 "a Transpose {:?} (only a channel shuffle's or pixels to tokens)",
