@@ -343,6 +343,10 @@ fn every_op_model_hwnas_builds_imports_back_to_the_same_op() {
         "resize-in:1x8x5x7-to:16x9-mode:linear",
         "convt-in:1x8x5x5-out:6-k:4-s:2-p:1-g:1",
         "convt-in:2x8x4x6-out:8-k:3-s:1-p:0-g:2",
+        // The one transformer op that reads an image (the others read tokens, and a file's
+        // input is an image: a whole ViT imports back in tests/cli/transformers.rs).
+        "patch-in:1x3x32x32-out:24-p:8-cls:1",
+        "patch-in:2x3x16x24-out:8-p:4-cls:0",
     ] {
         let op: hwnas_core::op::Op = key.parse().unwrap();
         let m = imported(&hwnas_onnx::op_model(&op).unwrap());
