@@ -164,9 +164,9 @@ impl Lowering {
 
     /// A bias of the last axis added to a matrix product nothing else reads: the product's bias.
     pub(super) fn bias_into_gemm(&mut self, at: &At<'_>, x: usize, bias: usize) -> bool {
-        let name = &at.node.input[usize::from(at.node.input[0] != self.buffers[x].name)];
         let n = self.buffers[bias].numel();
-        if self.buffers[bias].dims.len() != 1 || self.readers(name) != 1 {
+        let product = at.node.input.iter().find(|i| self.lookup(i) == Some(x));
+        if self.buffers[bias].dims.len() != 1 || product.is_none_or(|p| self.readers(p) != 1) {
             return false;
         }
         if let Some(&s) = self.producer.get(&x)
