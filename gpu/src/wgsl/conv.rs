@@ -69,6 +69,7 @@ fn conv_gemm(c: &ConvStep, epi: &Epilogue) -> Kernel {
     s += &epi.functions();
     let bias = bias_expr(c.b.is_some(), "m");
     let store = epi.store();
+    let fma = tile_fma("ws", "xs");
     let _ = write!(
         s,
         r#"
@@ -99,14 +100,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             xs[e] = select(0.0, pre(x[xi]), pp < P && xk < K);
         }}
         workgroupBarrier();
-        for (var kk = 0u; kk < 8u; kk++) {{
-            let a = vec4<f32>(ws[kk * 64u + ty * 4u], ws[kk * 64u + ty * 4u + 1u], ws[kk * 64u + ty * 4u + 2u], ws[kk * 64u + ty * 4u + 3u]);
-            let bv = vec4<f32>(xs[kk * 64u + tx * 4u], xs[kk * 64u + tx * 4u + 1u], xs[kk * 64u + tx * 4u + 2u], xs[kk * 64u + tx * 4u + 3u]);
-            acc[0] += a.x * bv;
-            acc[1] += a.y * bv;
-            acc[2] += a.z * bv;
-            acc[3] += a.w * bv;
-        }}
+        {fma}
         workgroupBarrier();
     }}
     for (var t = 0u; t < 4u; t++) {{

@@ -238,6 +238,22 @@ fn tree_reduce(value: &str, combine: &str) -> String {
     )
 }
 
+/// WGSL of the 4 x 4 micro-kernel shared by the tiled GEMMs (`conv_gemm`, `gemm_tiled`): over
+/// the 8 staged k of a tile, invocation (`tx`, `ty`) adds rows `ty * 4..` of `a` (`[k][m]`, 8 x 64
+/// in workgroup memory) times columns `tx * 4..` of `b` (`[k][n]`) into `acc`.
+fn tile_fma(a: &str, b: &str) -> String {
+    format!(
+        "for (var kk = 0u; kk < 8u; kk++) {{
+            let av = vec4<f32>({a}[kk * 64u + ty * 4u], {a}[kk * 64u + ty * 4u + 1u], {a}[kk * 64u + ty * 4u + 2u], {a}[kk * 64u + ty * 4u + 3u]);
+            let bv = vec4<f32>({b}[kk * 64u + tx * 4u], {b}[kk * 64u + tx * 4u + 1u], {b}[kk * 64u + tx * 4u + 2u], {b}[kk * 64u + tx * 4u + 3u]);
+            acc[0] += av.x * bv;
+            acc[1] += av.y * bv;
+            acc[2] += av.z * bv;
+            acc[3] += av.w * bv;
+        }}"
+    )
+}
+
 fn consts(pairs: &[(&str, u32)]) -> String {
     pairs
         .iter()

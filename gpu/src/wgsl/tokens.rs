@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{Epilogue, Kernel, bindings, consts, flat_groups, lit, tree_reduce};
+use super::{Epilogue, Kernel, bindings, consts, flat_groups, lit, tile_fma, tree_reduce};
 
 pub(super) fn layer_norm(
     (x, scale, bias, y): (usize, usize, usize, usize),
@@ -132,6 +132,7 @@ pub(super) fn gemm_tiled(
             bs[e] = select(0.0, b[b0 + min(bk, K - 1u) * N + min(n0 + bn, N - 1u)], n0 + bn < N && bk < K);"
     };
     let bias = if bias.is_some() { "o[nn]" } else { "0.0" };
+    let fma = tile_fma("as_", "bs");
     let _ = write!(
         s,
         r#"
@@ -157,14 +158,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             {load_b}
         }}
         workgroupBarrier();
-        for (var kk = 0u; kk < 8u; kk++) {{
-            let av = vec4<f32>(as_[kk * 64u + ty * 4u], as_[kk * 64u + ty * 4u + 1u], as_[kk * 64u + ty * 4u + 2u], as_[kk * 64u + ty * 4u + 3u]);
-            let bv = vec4<f32>(bs[kk * 64u + tx * 4u], bs[kk * 64u + tx * 4u + 1u], bs[kk * 64u + tx * 4u + 2u], bs[kk * 64u + tx * 4u + 3u]);
-            acc[0] += av.x * bv;
-            acc[1] += av.y * bv;
-            acc[2] += av.z * bv;
-            acc[3] += av.w * bv;
-        }}
+        {fma}
         workgroupBarrier();
     }}
     for (var t = 0u; t < 4u; t++) {{
