@@ -186,16 +186,17 @@ fn energy_per_op_follows_the_work_the_op_does() {
         "idle {idle} W"
     );
     // A run of t µs on one core costs about 15 t µJ. Wall time also counts the slices a busy
-    // host took (the counter does not), so each row is held within a factor 1.6 (a busy host
-    // gave 0.65 for the 2 µs op, whose call is mostly overhead) and their median within 30%;
-    // each op's profiled twin run counted too would double it, idle not subtracted, far more.
+    // host or a concurrent test took (the counter does not): a quiet VM gives 0.83–1.09 a row,
+    // CI once gave 0.50 for the 39 µs gap run (half a core). So each row is only held within a
+    // factor 2.5 and their median within 30%, which is what catches a metering bug: each op's
+    // profiled twin run counted too would double it, idle not subtracted, far more.
     let mut ratios = Vec::new();
     for r in &t.rows {
         let uj = r.energy_uj.expect("every row has its energy");
         let expected = BUSY_W * r.wall_us;
         let ratio = uj / expected;
         assert!(
-            (1.0 / 1.6..1.6).contains(&ratio),
+            (1.0 / 2.5..2.5).contains(&ratio),
             "{}: {uj:.1} µJ a run, a run of {:.1} µs on one core costs {expected:.1}",
             r.key,
             r.wall_us
