@@ -31,6 +31,7 @@ fn bench(c: &mut Criterion) {
         round_ms: 2.5,
         interleave: OPS,
         max_noise: None,
+        later_passes: 0,
         probe_runs: 3,
         cpu_clock: true,
     };

@@ -113,6 +113,60 @@ impl Stats {
         }
     }
 
+    /// One estimate from the same quantity measured in several sittings (each with its own
+    /// samples, which are not kept). The median is the inverse-variance weighted mean of the
+    /// sittings' medians (weights from their intervals; by sample count where one has no
+    /// interval). Its interval is the narrower one the sittings give together, but never
+    /// narrower than half the range of their medians: sittings that disagree more than their
+    /// own intervals allow (drift the probe did not correct) leave the estimate that uncertain.
+    /// Spreads (p10, p90, MAD) are sample-count weighted means, `min` the least, counts summed.
+    /// `None` for no parts.
+    pub fn pooled(parts: &[Stats]) -> Option<Stats> {
+        let first = *parts.first()?;
+        if parts.len() == 1 {
+            return Some(first);
+        }
+        let half_width = |s: &Stats| s.ci_rel * s.median;
+        let by_interval = parts
+            .iter()
+            .all(|s| half_width(s).is_finite() && half_width(s) > 0.0);
+        let weights: Vec<f64> = parts
+            .iter()
+            .map(|s| {
+                if by_interval {
+                    half_width(s).powi(-2)
+                } else {
+                    s.n as f64
+                }
+            })
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mean = |f: fn(&Stats) -> f64, w: &[f64]| -> f64 {
+            let t: f64 = w.iter().sum();
+            parts.iter().zip(w).map(|(s, w)| f(s) * w).sum::<f64>() / t
+        };
+        let median = mean(|s| s.median, &weights);
+        let counts: Vec<f64> = parts.iter().map(|s| s.n as f64).collect();
+        let (lo, hi) = parts.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), s| {
+            (lo.min(s.median), hi.max(s.median))
+        });
+        let ci_rel = if by_interval && median > 0.0 {
+            (total.powf(-0.5)).max((hi - lo) / 2.0) / median
+        } else {
+            f64::INFINITY
+        };
+        Some(Stats {
+            median,
+            p10: mean(|s| s.p10, &counts),
+            p90: mean(|s| s.p90, &counts),
+            mad: mean(|s| s.mad, &counts),
+            min: parts.iter().map(|s| s.min).fold(f64::INFINITY, f64::min),
+            n: parts.iter().map(|s| s.n).sum(),
+            ci_rel,
+            outliers: parts.iter().map(|s| s.outliers).sum(),
+        })
+    }
+
     /// MAD relative to the median: the noise this op saw.
     pub fn mad_rel(&self) -> f64 {
         if self.median > 0.0 {
@@ -158,6 +212,46 @@ mod tests {
         let s = Stats::from_samples(&data).unwrap();
         assert_eq!((s.outliers, s.n), (2, 102));
         assert!(s.median < 10.5);
+    }
+
+    #[test]
+    fn sittings_pool_by_their_intervals() {
+        let sitting = |median: f64, ci_rel: f64, n: usize| Stats {
+            median,
+            p10: median * 0.9,
+            p90: median * 1.1,
+            mad: median * 0.05,
+            min: median * 0.8,
+            n,
+            ci_rel,
+            outliers: 1,
+        };
+        // Two sittings that agree within their intervals: weighted 4:1 by 1/half-width^2,
+        // the interval narrows as 1/sqrt(sum of weights).
+        let (a, b) = (sitting(100.0, 0.01, 30), sitting(101.0, 2.0 / 101.0, 10));
+        let p = Stats::pooled(&[a, b]).unwrap();
+        assert!(
+            (p.median - (4.0 * 100.0 + 101.0) / 5.0).abs() < 1e-9,
+            "{p:?}"
+        );
+        let narrower = 1.0 / (1.0f64 + 1.0 / 4.0).sqrt() / p.median;
+        assert!((p.ci_rel - narrower).abs() < 1e-9, "{p:?}");
+        assert_eq!((p.n, p.outliers, p.min), (40, 2, 80.0));
+        assert!((p.p90 - (30.0 * 110.0 + 10.0 * 1.1 * 101.0) / 40.0).abs() < 1e-9);
+        // Sittings 6% apart with intervals of ±1 each: the pooled interval covers both medians.
+        let p =
+            Stats::pooled(&[sitting(100.0, 0.01, 30), sitting(106.0, 1.0 / 106.0, 30)]).unwrap();
+        assert!((p.median - 103.0).abs() < 1e-9);
+        assert!((p.ci_rel - 3.0 / 103.0).abs() < 1e-9, "{p:?}");
+        // Without an interval, by sample count, and the pooled one has none either.
+        let p = Stats::pooled(&[sitting(100.0, f64::INFINITY, 3), sitting(200.0, 0.01, 1)]);
+        let p = p.unwrap();
+        assert!(
+            (p.median - 125.0).abs() < 1e-9 && p.ci_rel.is_infinite(),
+            "{p:?}"
+        );
+        assert_eq!(Stats::pooled(&[a]), Some(a));
+        assert_eq!(Stats::pooled(&[]), None);
     }
 
     #[test]

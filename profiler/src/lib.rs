@@ -17,7 +17,8 @@
 //!   [`hwnas_core::table::Row`]s to a latency table, expressed at the probe's nominal time
 //!   ([`profile::probe_nominal_us`]); [`networks`] times whole networks and users' ONNX files
 //!   end to end on the same backends, at a table's probe speed ([`networks::Speed`]), through
-//!   a [`networks::NetworkMeasurer`] (either of the two again).
+//!   a [`networks::NetworkMeasurer`] (either of the two again); [`passes::in_passes`]
+//!   measures again later the networks whose median is not yet precise.
 //! - [`energy`] measures energy per run beside latency where the device keeps a counter
 //!   (RAPL, NVML): [`energy::Metered`] puts a meter beside any backend.
 //! - [`fuzzing`] holds the entry points the fuzz targets drive, across every layer.
@@ -28,5 +29,6 @@ pub mod energy;
 pub mod fuzzing;
 pub mod measure;
 pub mod networks;
+pub mod passes;
 pub mod profile;
 pub mod worker;

@@ -55,12 +55,26 @@ pub struct MeasureConfig {
     /// (Left out of the table's provenance when unset, so older tables still resume.)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_noise: Option<f64>,
+    /// Whole networks (and ONNX files) whose median is still wider than `target_ci` after a
+    /// pass are measured again in up to this many later passes, and each one's passes pooled
+    /// (`Stats::pooled`): a network costs at most (1 + later_passes) x max_ms. 0: one pass.
+    /// Single ops do not use it (`max_noise` is theirs). (Left out of a table's provenance
+    /// when it is the default, so older tables still resume.)
+    #[serde(skip_serializing_if = "is_default_later_passes")]
+    pub later_passes: u32,
     /// Counted runs of the reference probe before and after every batch (after two uncounted
     /// warm-up runs); 0 measures without it.
     pub probe_runs: u32,
     /// Time a run by the CPU time of the thread that ran it, where the kernel runs on the
     /// calling thread (ONNX Runtime with one intra-op thread); false: always wall-clock time.
     pub cpu_clock: bool,
+}
+
+/// Later passes over networks not yet measured to `target_ci`, unless a profile says otherwise.
+pub const DEFAULT_LATER_PASSES: u32 = 1;
+
+fn is_default_later_passes(n: &u32) -> bool {
+    *n == DEFAULT_LATER_PASSES
 }
 
 impl Default for MeasureConfig {
@@ -75,6 +89,7 @@ impl Default for MeasureConfig {
             round_ms: 25.0,
             interleave: 8,
             max_noise: None,
+            later_passes: DEFAULT_LATER_PASSES,
             probe_runs: 3,
             cpu_clock: true,
         }

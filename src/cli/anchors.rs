@@ -85,6 +85,8 @@ pub struct Anchored {
     pub sitting: Result<Sitting, String>,
     /// The same for energy, where the model and the measurements have it.
     pub energy_sitting: Option<Sitting>,
+    /// The networks and anchors as measured (at this sitting), with the passes it took.
+    pub measured: e2e::Measured,
 }
 
 impl Anchored {
@@ -146,15 +148,17 @@ pub fn measure(
 pub fn measure_with<T: Clone>(
     own: &[T],
     anchors: Result<Anchors<T>, String>,
-    run: impl FnOnce(&[T]) -> anyhow::Result<Vec<NetworkTime>>,
+    run: impl FnOnce(&[T]) -> anyhow::Result<e2e::Measured>,
 ) -> anyhow::Result<Anchored> {
     let anchors = match anchors {
         Ok(a) => a,
         Err(why) => {
+            let measured = run(own)?;
             return Ok(Anchored {
-                times: run(own)?,
+                times: measured.times.clone(),
                 sitting: Err(why),
                 energy_sitting: None,
+                measured,
             });
         }
     };
@@ -170,7 +174,7 @@ pub fn measure_with<T: Clone>(
     let mut mine = Vec::with_capacity(own.len());
     let mut now = vec![f64::NAN; anchors.items.len()];
     let mut now_uj = vec![f64::NAN; anchors.items.len()];
-    for (slot, t) in order.iter().zip(measured) {
+    for (slot, &t) in order.iter().zip(&measured.times) {
         match *slot {
             Slot::Network(_) => mine.push(t),
             Slot::Anchor(i) => {
@@ -186,6 +190,7 @@ pub fn measure_with<T: Clone>(
         times: Vec::new(),
         sitting,
         energy_sitting,
+        measured,
     };
     out.times = out.at_calibration(mine);
     Ok(out)

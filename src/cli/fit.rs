@@ -195,7 +195,14 @@ fn calibrate_on_files(
         files.push((path.clone(), m.network.input));
         nets.push(m.network);
     }
-    let measured = rt.measure_files(&files, &profile.measure, speed_of(model), &mut || {})?;
+    let measured = e2e::measure_files(
+        rt.as_mut(),
+        &files,
+        &profile.measure,
+        speed_of(model),
+        "calibration models",
+    )?
+    .times;
     let samples = latency_samples(model, &nets, &measured)?;
     let cal = Calibration::fit_models(&samples)?;
     report_calibration(&cal, what, "latency");
@@ -242,7 +249,8 @@ fn calibrate_on_space(args: &Args, model: &mut LatencyModel) -> anyhow::Result<(
         &profile.measure,
         speed_of(model),
         "calibration",
-    )?;
+    )?
+    .times;
     super::validate::print_drift(&measured, "calibration networks");
     let samples = latency_samples(model, &nets, &measured)?;
     let what = format!("{} networks", space.name());

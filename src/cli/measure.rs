@@ -82,6 +82,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "networks",
         args.repeat,
     )?;
+    let precision = super::e2e::precision_line(&times.precision_json(&profile.measure));
+    let (times, again) = (times.times, again.times);
     let (probe_us, at_speed) = at_one_speed(&times, nominal);
     let repeat = again.len();
     let noise = (repeat > 0).then(|| {
@@ -131,6 +133,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     )?;
     if let Some(line) = noise_line {
         writeln!(std::io::stdout(), "  {line}")?;
+    }
+    if let Some(line) = precision {
+        writeln!(std::io::stdout(), "{line}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -400,9 +400,10 @@ fn metadata(
         (
             "measure".into(),
             // Which rows are kept is not how they were measured: a table resumes or merges
-            // whatever the noise limit.
+            // whatever the noise limit; later passes are for networks, not ops.
             serde_json::to_string(&MeasureConfig {
                 max_noise: None,
+                later_passes: hwnas_profiler::measure::DEFAULT_LATER_PASSES,
                 ..profile.measure.clone()
             })
             .unwrap_or_default(),

@@ -122,13 +122,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         speed,
         "validation",
     )?;
-    let again = anchored.at_calibration(e2e::measure(
-        rt.as_mut(),
-        &nets[..args.repeat.min(nets.len())],
-        &profile.measure,
-        speed,
-        "noise floor",
-    )?);
+    let again = anchored.at_calibration(
+        e2e::measure(
+            rt.as_mut(),
+            &nets[..args.repeat.min(nets.len())],
+            &profile.measure,
+            speed,
+            "noise floor",
+        )?
+        .times,
+    );
     let times = &anchored.times;
     let repeat = again.len();
     let measured: Vec<Stats> = times.iter().map(|t| t.latency).collect();
@@ -154,6 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "calibrated": model.calibration.is_some(),
         "accuracy": acc,
         "interval_coverage": coverage,
+        "precision": anchored.measured.precision_json(&profile.measure),
         "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10, "kendall_tau": ceiling},
         "drift": drift_json(times, &pred, speed),
         "sitting": sitting_json(&anchored, &pred),
@@ -221,6 +225,9 @@ fn print_scores(report: &serde_json::Value, model: &Path) {
             "  ranked twice      tau {:.3}  between the two measurements of those networks: the order the noise alone keeps",
             f(&noise["kendall_tau"])
         );
+    }
+    if let Some(line) = e2e::precision_line(&report["precision"]) {
+        println!("{line}");
     }
     print_drift_json(&report["drift"]);
     print_sitting_json(&report["sitting"]);

@@ -63,16 +63,20 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
         calibration_file(name, reference.path(), space.as_deref(), model.precision())
     });
     let anchored = anchors::measure_with(&files, anchors, |all| {
-        Ok(rt.measure_files(all, &profile.measure, speed, &mut || {})?)
+        e2e::measure_files(rt.as_mut(), all, &profile.measure, speed, "models")
     })?;
     let times = &anchored.times;
     let repeat = args.repeat.min(files.len());
-    let again = anchored.at_calibration(rt.measure_files(
-        &files[..repeat],
-        &profile.measure,
-        speed,
-        &mut || {},
-    )?);
+    let again = anchored.at_calibration(
+        e2e::measure_files(
+            rt.as_mut(),
+            &files[..repeat],
+            &profile.measure,
+            speed,
+            "noise floor",
+        )?
+        .times,
+    );
     let measured: Vec<Stats> = times.iter().map(|t| t.latency).collect();
     let again: Vec<Stats> = again.iter().map(|t| t.latency).collect();
     let (noise_median, noise_p95, noise_over_10) = noise_floor(&again, &measured[..repeat]);
@@ -109,6 +113,7 @@ pub(super) fn run(args: &Args, model: &LatencyModel) -> anyhow::Result<ExitCode>
     let report = json!({
         "model": args.model.display().to_string(), "device": profile.name,
         "calibrated": model.calibration.is_some(), "accuracy": accuracy,
+        "precision": anchored.measured.precision_json(&profile.measure),
         "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10},
         "drift": drift_json(times, &pred, speed),
         "sitting": sitting_json(&anchored, &pred),
@@ -258,6 +263,9 @@ fn print_report(args: &Args, device: &str, report: &serde_json::Value) {
         100.0 * num(&noise["p95_rel_diff"]),
         noise["repeated"]
     );
+    if let Some(line) = e2e::precision_line(&report["precision"]) {
+        println!("{line}");
+    }
     print_drift_json(&report["drift"]);
     print_sitting_json(&report["sitting"]);
     print_energy(&report["energy"]);

@@ -2,8 +2,10 @@
 //! as it is, and the whole path (worker, meter, table, resume, `table show`, fit, validate,
 //! predict, search) runs against a simulated RAPL counter: a powercap file tree that a driver
 //! thread here updates every millisecond, whose package draws an idle power plus a fixed power
-//! per CPU second the `hwnas` processes' threads run (their schedstat, in nanoseconds) — so
-//! the real ORT CPU EP's runs are what spends the energy.
+//! per CPU second the test's own `hwnas` processes' threads run (their schedstat, in
+//! nanoseconds) — so the real ORT CPU EP's runs are what spends the energy. Only processes
+//! that carry the counter's tag in their environment count: another test, or another checkout's
+//! CI on the same machine, would otherwise be billed to this one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,16 +14,20 @@ use std::time::{Duration, Instant};
 
 use hwnas_core::table::LatencyTable;
 
-use crate::util::{Background, fails, ok, one_at_a_time, read_json, s};
+use crate::util::{Background, fails, hwnas_with_env, one_at_a_time, read_json, s, succeeded};
 
 const IDLE_W: f64 = 20.0;
 /// Power per busy thread: a run of t µs on one core costs t * BUSY_W µJ.
 const BUSY_W: f64 = 15.0;
 const WRAP_UJ: u64 = 262_143_328_850;
 
-/// The CPU time of every thread of every running `hwnas`, as the kernel's scheduler counts it.
-#[derive(Default)]
+/// The variable whose value tags the `hwnas` processes a simulated counter bills.
+const TAG_VAR: &str = "HWNAS_TEST_SIMULATED_RAPL";
+
+/// The CPU time of every thread of every running `hwnas` tagged `tag`, as the kernel's
+/// scheduler counts it.
 struct HwnasCpu {
+    tag: String,
     tasks: Vec<PathBuf>,
     last_ns: HashMap<PathBuf, u64>,
     scanned: Option<Instant>,
@@ -36,7 +42,7 @@ impl HwnasCpu {
             .scanned
             .is_none_or(|t| t.elapsed() > Duration::from_millis(50))
         {
-            self.tasks = hwnas_tasks();
+            self.tasks = hwnas_tasks(&self.tag);
             self.scanned = Some(Instant::now());
         }
         for task in &self.tasks {
@@ -53,26 +59,57 @@ impl HwnasCpu {
     }
 }
 
-fn hwnas_tasks() -> Vec<PathBuf> {
+fn hwnas_tasks(tag: &str) -> Vec<PathBuf> {
+    let wanted = format!("{TAG_VAR}={tag}");
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let proc = entry.path();
         let is_hwnas =
             std::fs::read_to_string(proc.join("comm")).is_ok_and(|c| c.trim() == "hwnas");
-        if let (true, Ok(tasks)) = (is_hwnas, std::fs::read_dir(proc.join("task"))) {
+        let tagged = is_hwnas
+            && std::fs::read(proc.join("environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == wanted.as_bytes()));
+        if let (true, Ok(tasks)) = (tagged, std::fs::read_dir(proc.join("task"))) {
             out.extend(tasks.flatten().map(|t| t.path().join("schedstat")));
         }
     }
     out
 }
 
-/// The simulated counter, updated every millisecond until dropped.
-fn simulated_rapl(root: &Path) -> Background {
+/// A simulated counter, updated every millisecond until dropped, and how to run the `hwnas`
+/// it bills.
+struct SimulatedRapl {
+    tag: String,
+    _driver: Background,
+}
+
+impl SimulatedRapl {
+    fn ok(&self, args: &[&str]) -> String {
+        succeeded(args, &hwnas_with_env(args, &[(TAG_VAR, &self.tag)]))
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = hwnas_with_env(args, &[(TAG_VAR, &self.tag)]);
+        assert!(!out.status.success(), "hwnas {args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+/// The simulated counter under `root`; it bills the processes [`SimulatedRapl::ok`] runs.
+fn simulated_rapl(root: &Path) -> SimulatedRapl {
+    let tag = root.display().to_string();
     let zone = root.join("intel-rapl:0");
     std::fs::create_dir_all(&zone).unwrap();
     std::fs::write(zone.join("name"), "package-0\n").unwrap();
     std::fs::write(zone.join("max_energy_range_uj"), format!("{WRAP_UJ}\n")).unwrap();
-    let (t0, mut cpu) = (Instant::now(), HwnasCpu::default());
+    let mut cpu = HwnasCpu {
+        tag: tag.clone(),
+        tasks: Vec::new(),
+        last_ns: HashMap::new(),
+        scanned: None,
+        seconds: 0.0,
+    };
+    let t0 = Instant::now();
     let mut write = move || {
         let joules = IDLE_W * t0.elapsed().as_secs_f64() + BUSY_W * cpu.seconds();
         let uj = (joules * 1e6) as u64 % WRAP_UJ;
@@ -80,12 +117,16 @@ fn simulated_rapl(root: &Path) -> Background {
         std::fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
     };
     write();
-    Background::spawn(move |stop| {
+    let driver = Background::spawn(move |stop| {
         while !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(1));
             write();
         }
-    })
+    });
+    SimulatedRapl {
+        tag,
+        _driver: driver,
+    }
 }
 
 /// A quick CPU profile whose energy comes from the simulated counter under `dir`.
@@ -133,7 +174,7 @@ fn energy_is_an_error_where_there_is_no_counter() {
 fn energy_per_op_follows_the_work_the_op_does() {
     let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let _rapl = simulated_rapl(&dir.path().join("powercap"));
+    let rapl = simulated_rapl(&dir.path().join("powercap"));
     let device = energy_profile(dir.path());
     let table = dir.path().join("t.csv");
     // Ops from a few microseconds to a few milliseconds.
@@ -154,7 +195,7 @@ fn energy_per_op_follows_the_work_the_op_does() {
     for k in &keys[..3] {
         args.extend(["--op", k]);
     }
-    ok(&args);
+    rapl.ok(&args);
 
     // Without --energy, the table's rows cannot be resumed into.
     let plain = [
@@ -167,12 +208,12 @@ fn energy_per_op_follows_the_work_the_op_does() {
         "--out",
         s(&table),
     ];
-    let e = fails(&plain);
+    let e = rapl.fails(&plain);
     assert!(e.contains("energy_counter") && e.contains("t.csv"), "{e}");
     // With it, the resumed table gets the fourth op.
     let mut resumed = args.clone();
     resumed.extend(["--op", keys[3], "--resume"]);
-    ok(&resumed);
+    rapl.ok(&resumed);
 
     let t = LatencyTable::read(&table).unwrap();
     assert_eq!(t.rows.len(), 4);
@@ -206,7 +247,7 @@ fn energy_per_op_follows_the_work_the_op_does() {
     ratios.sort_by(f64::total_cmp);
     let median = (ratios[1] + ratios[2]) / 2.0;
     assert!((median - 1.0).abs() < 0.3, "{ratios:?}");
-    let shown = ok(&["table", "show", s(&table)]);
+    let shown = rapl.ok(&["table", "show", s(&table)]);
     assert!(
         shown.contains("4 rows of 4 from rapl") && shown.contains("package-0"),
         "{shown}"
@@ -238,11 +279,11 @@ fn a_simulated_device_has_no_energy() {
 fn energy_is_predicted_validated_and_searched() {
     let _one = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    let _rapl = simulated_rapl(&dir.path().join("powercap"));
+    let rapl = simulated_rapl(&dir.path().join("powercap"));
     let device = energy_profile(dir.path());
     let (table, model) = (dir.path().join("t.csv"), dir.path().join("m.json"));
     let d = ["--device", s(&device)];
-    ok(&[
+    rapl.ok(&[
         &[
             "profile",
             "--space",
@@ -254,7 +295,7 @@ fn energy_is_predicted_validated_and_searched() {
         &d[..],
     ]
     .concat());
-    let fit = ok(&[
+    let fit = rapl.ok(&[
         &[
             "fit",
             "--table",
@@ -273,7 +314,7 @@ fn energy_is_predicted_validated_and_searched() {
     );
 
     let report = dir.path().join("v");
-    let out = ok(&[
+    let out = rapl.ok(&[
         &[
             "validate",
             "--model",
@@ -311,7 +352,7 @@ fn energy_is_predicted_validated_and_searched() {
     );
 
     let arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|";
-    let predicted = ok(&[
+    let predicted = rapl.ok(&[
         "predict",
         "--model",
         s(&model),
@@ -333,7 +374,7 @@ fn energy_is_predicted_validated_and_searched() {
     let bound = uj[uj.len() / 2] / 1e3;
     let front = dir.path().join("front");
     let accuracy = crate::util::nb201_accuracy();
-    let searched = ok(&[
+    let searched = rapl.ok(&[
         "search",
         "--space",
         "nb201",
@@ -379,7 +420,7 @@ fn energy_is_predicted_validated_and_searched() {
 
     // A model without energy cannot be searched on it, and says what to do.
     let mock = crate::util::mock_model(dir.path(), "mock", "nb201");
-    let e = fails(&[
+    let e = rapl.fails(&[
         "search",
         "--space",
         "nb201",

@@ -185,7 +185,8 @@ fn profile_nb201_on_ort_then_resume_after_a_crash() {
         (0.5..2.0).contains(&sitting["factor"].as_f64().unwrap()),
         "{sitting}"
     );
-    another_sitting_is_brought_back_by_the_anchors(dir.path(), &model, &device);
+    another_sitting_is_brought_back_by_the_anchors(dir.path(), &model, &device, &report);
+    imprecise_networks_are_measured_again(dir.path(), &model);
     search_nb201_with_the_model(dir.path(), &model, &device);
 
     std::fs::write(
@@ -268,7 +269,17 @@ const ACCURACY_CMD: &str = "cmd:awk '{ print 80 + 3 * gsub(/conv_3x3/, \"\") + 2
 /// probe corrects): its predictions and its calibration times are 1.4x today's. Against the
 /// times the probe leaves, every prediction is 40% high; the calibration networks measured
 /// again among the validation's see the shift and bring the times back to the model's sitting.
-fn another_sitting_is_brought_back_by_the_anchors(dir: &Path, model: &Path, device: &Path) {
+/// The same model "fitted in a sitting 1.4x slower" (its times scaled), validated on the same
+/// networks as `unshifted` (the plain model's report, seconds before): the anchors find the
+/// shift and take it out; without them it stays. Compared with the plain model's own errors,
+/// not with zero: on a noisy day a model calibrated on 12 networks of a quick table misses
+/// held-out ones by 10-25% on its own (once -25%, which hid the shift against a fixed bound).
+fn another_sitting_is_brought_back_by_the_anchors(
+    dir: &Path,
+    model: &Path,
+    device: &Path,
+    unshifted: &serde_json::Value,
+) {
     const SHIFT: f64 = 1.4;
     let mut m = read_json(model);
     for entry in m["ops"].as_object_mut().unwrap().values_mut() {
@@ -311,22 +322,86 @@ fn another_sitting_is_brought_back_by_the_anchors(dir: &Path, model: &Path, devi
         ]);
         serde_json::from_str(&out).unwrap()
     };
+    // Predictions over measurements, against the plain model's in its sitting.
+    let ratio = |accuracy: &serde_json::Value, unshifted: &serde_json::Value| {
+        (1.0 + accuracy["bias"].as_f64().unwrap()) / (1.0 + unshifted["bias"].as_f64().unwrap())
+    };
     let report = validate("12");
     let sitting = &report["sitting"];
     let factor = sitting["factor"].as_f64().unwrap();
     assert!((0.5..0.95).contains(&factor), "{sitting}");
-    let probe_only = &sitting["probe_only_accuracy"];
-    assert!(probe_only["bias"].as_f64().unwrap() > 0.15, "{sitting}");
+    let probe_only = ratio(
+        &sitting["probe_only_accuracy"],
+        &unshifted["sitting"]["probe_only_accuracy"],
+    );
+    assert!(probe_only > 1.15, "{probe_only}: {sitting}");
     let acc = &report["accuracy"];
-    assert!(acc["bias"].as_f64().unwrap().abs() < 0.15, "{acc}");
+    let anchored = ratio(acc, &unshifted["accuracy"]);
+    assert!((anchored - 1.0).abs() < 0.15, "{anchored}: {acc}");
     assert!(acc["rmspe"].as_f64().unwrap() < 0.35, "{acc}");
     // Without anchors the report says so, and the times stay as the probe left them.
     let plain = validate("0");
     assert_eq!(plain["sitting"]["anchors"], 0);
+    let kept = ratio(
+        &plain["accuracy"],
+        &unshifted["sitting"]["probe_only_accuracy"],
+    );
+    assert!(kept > 1.15, "{kept}: {}", plain["accuracy"]);
+}
+
+/// A precision no network reaches (±0.01% in 5 ms of runs, 8 at least): each is measured once more in a
+/// later pass, the report says so and that they are still wider; with `later_passes = 0`, not.
+fn imprecise_networks_are_measured_again(dir: &Path, model: &Path) {
+    let validate = |later_passes: u32| -> (String, serde_json::Value) {
+        let device = dir.join(format!("cpu-strict-{later_passes}.toml"));
+        std::fs::write(
+            &device,
+            format!(
+                "name = \"cpu-strict\"\nbackend = \"ort\"\n[measure]\nmin_runs = 8\nmax_ms = 5.0\n\
+                 target_ci = 0.0001\nround_ms = 2.0\nlater_passes = {later_passes}\n"
+            ),
+        )
+        .unwrap();
+        let prefix = dir.join(format!("val-strict-{later_passes}"));
+        let out = ok(&[
+            "validate",
+            "--model",
+            s(model),
+            "--device",
+            s(&device),
+            "--samples",
+            "6",
+            "--repeat",
+            "0",
+            "--anchors",
+            "2",
+            "--out",
+            s(&prefix),
+        ]);
+        (out, read_json(&prefix.with_extension("json")))
+    };
+    let (out, report) = validate(1);
+    let p = &report["precision"];
+    assert_eq!(
+        (&p["passes"], &p["remeasured"], &p["still_wide"]),
+        (&2.into(), &8.into(), &8.into()),
+        "{p}"
+    );
+    assert!(p["median_ci"].as_f64().unwrap() > 0.0001, "{p}");
     assert!(
-        plain["accuracy"]["bias"].as_f64().unwrap() > 0.15,
-        "{}",
-        plain["accuracy"]
+        out.contains("8 measured again in 1 later pass(es), 8 still wider"),
+        "{out}"
+    );
+    let (out, report) = validate(0);
+    let p = &report["precision"];
+    assert_eq!(
+        (&p["passes"], &p["remeasured"]),
+        (&1.into(), &0.into()),
+        "{p}"
+    );
+    assert!(
+        out.contains("8 wider, not measured again (later_passes = 0)"),
+        "{out}"
     );
 }
 

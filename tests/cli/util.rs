@@ -14,8 +14,14 @@ pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 }
 
 pub fn hwnas(args: &[&str]) -> Output {
+    hwnas_with_env(args, &[])
+}
+
+/// `hwnas args` with these environment variables set (its workers inherit them).
+pub fn hwnas_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hwnas"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run hwnas")
