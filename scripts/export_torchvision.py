@@ -67,8 +67,9 @@ KEEP_VALUES = 64
 # of torchvision's VisionTransformer, and a hybrid: a CNN stem whose 14x14 map becomes tokens
 # for four pre-norm encoder blocks, mean-pooled. DeiT-Tiny is also exported at other opsets (16
 # writes LayerNorm out: ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add) and by the
-# dynamo exporter, under variants/, to check that every form maps to the same ops.
-OWN = ["vit_tiny", "hybrid_vit"]
+# dynamo exporter, under variants/, to check that every form maps to the same ops. And torch's
+# own nn.TransformerEncoder with its default post-norm layers.
+OWN = ["vit_tiny", "hybrid_vit", "post_norm_vit"]
 VARIANTS = [(16, False), (20, False), (18, True), (21, True)]
 
 
@@ -126,10 +127,30 @@ class HybridViT(torch.nn.Module):
         return self.head(self.norm(self.blocks(x)).mean(1))
 
 
+class PostNormViT(torch.nn.Module):
+    """A 16x16 patch embedding, torch's own nn.TransformerEncoder (4 layers, width 192, 3 heads,
+    MLP 768, GELU) with its default post-norm layers (norm_first=False: the LayerNorm after
+    each residual Add), mean over the tokens, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = torch.nn.Conv2d(3, 192, 16, 16)
+        layer = torch.nn.TransformerEncoderLayer(
+            192, 3, 768, dropout=0.0, activation="gelu", batch_first=True)
+        self.encoder = torch.nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
+        self.head = torch.nn.Linear(192, 1000)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        return self.head(self.encoder(tokens).mean(1))
+
+
 def build_own(name):
     if name == "vit_tiny":
         from torchvision.models.vision_transformer import VisionTransformer
         return VisionTransformer(224, 16, 12, 3, 192, 768).eval()
+    if name == "post_norm_vit":
+        return PostNormViT().eval()
     return HybridViT().eval()
 
 

@@ -1,5 +1,6 @@
 //! Transformers: real `torch.onnx.export` files of ViTs (torchvision's vit_b_16, DeiT-Tiny's
-//! configuration at five opsets and both exporters, a hybrid CNN with attention; written by
+//! configuration at five opsets and both exporters, a hybrid CNN with attention, torch's own
+//! post-norm nn.TransformerEncoder; written by
 //! `scripts/export_torchvision.py`, structure only) mapped op for op, and the built-in `vit`
 //! space through profile, fit, validate, predict, lut and search on ONNX Runtime.
 
@@ -95,6 +96,40 @@ fn every_form_of_a_vit_export_maps_to_the_same_ops() {
             "linear-in:1x192x1x1-out:1000"
         ]
     );
+
+    // torch's own nn.TransformerEncoder, post-norm by default (x = LN(x + f(x))): each layer
+    // is its attention and MLP with their adds, each add followed by its LayerNorm. Its first
+    // attention reads the feature map before `transpose(1, 2)` (torch merges the two
+    // transposes), the residual reads the tokens.
+    let post = strict(&export("post_norm_vit-224.onnx"));
+    let p = keys(&post);
+    assert_eq!(
+        p[..2],
+        [
+            "conv-in:1x3x224x224-out:192-k:16-s:16-g:1-p:0-pre:none-act:none",
+            "tokens-in:1x192x14x14"
+        ]
+    );
+    let layer = [
+        "mhsa-in:1x196x192-h:3-hd:64",
+        "add-in:1x196x192",
+        "ln-in:1x196x192",
+        "mlp-in:1x196x192-hidden:768",
+        "add-in:1x196x192",
+        "ln-in:1x196x192",
+    ];
+    assert_eq!(p[2..26], layer.repeat(4), "{p:?}");
+    assert_eq!(
+        p[26..],
+        ["tokmean-in:1x196x192", "linear-in:1x192x1x1-out:1000"]
+    );
+    // Every node belongs to one op: the patch's transpose is not claimed again by the first
+    // attention that starts beside it.
+    let mut names: Vec<&String> = post.layers.iter().flatten().collect();
+    let all = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), all, "a node mapped twice");
 }
 
 #[test]

@@ -372,6 +372,9 @@ impl<'g> Mapper<'g> {
         if self.fold(node) {
             return Ok(1);
         }
+        if let Some(mapped) = self.post_norm_sublayer(nodes, i) {
+            return mapped;
+        }
         let op_type = node.op_type.as_str();
         let Some((_, handler)) = handlers()
             .into_iter()

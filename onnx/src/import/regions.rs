@@ -1,8 +1,8 @@
 //! The graph walks behind the transformer mapping (`tokens.rs`): who reads each value, a
 //! LayerNorm as one node or written out (torch before opset 17, and hand-written LayerNorms:
 //! ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, then Mul and Add by its scale and
-//! shift), and the region of a sub-layer (every node from a LayerNorm's output to the Add that
-//! rejoins the residual stream).
+//! shift), and the region of a sub-layer (every node from a LayerNorm's output, or from the
+//! tokens in a post-norm block, to the Add that rejoins the residual stream).
 
 use std::collections::{HashMap, HashSet};
 
@@ -97,16 +97,16 @@ pub(super) fn consumers<'a>(nodes: &[&'a NodeProto]) -> HashMap<&'a str, Vec<usi
     map
 }
 
-/// Every node reachable from `start` (a LayerNorm's output) until an Add that joins the
-/// reached values with `residual`; `None` if there is no such Add within [`MAX_REGION`]
-/// nodes.
+/// Every node reachable from `starts` (a LayerNorm's output; or the tokens themselves, with
+/// the feature map they were transposed from) until an Add that joins the reached values with
+/// `residual`; `None` if there is no such Add within [`MAX_REGION`] nodes.
 pub(super) fn region(
     nodes: &[&NodeProto],
-    start: &str,
+    starts: &[&str],
     residual: &str,
     consumers: &HashMap<&str, Vec<usize>>,
 ) -> Option<Region> {
-    let mut reached: HashSet<&str> = HashSet::from([start]);
+    let mut reached: HashSet<&str> = starts.iter().copied().collect();
     let mut members: Vec<usize> = Vec::new();
     let mut queue: Vec<&str> = reached.iter().copied().collect();
     let mut end = None;

@@ -7,6 +7,7 @@
 //! | Conv (`k x k`, stride `k`) → `tokens` (→ Concat of a class token) (→ Add of a position embedding) | `patch` |
 //! | LayerNormalization → attention → Add(residual) → LayerNormalization → MLP → Add(residual) | `encoder` |
 //! | LayerNormalization → attention → Add(residual), or → MLP → Add(residual) | `ln`, then `mhsa` or `mlp`, and `add` |
+//! | attention → Add(residual), or MLP → Add(residual), the LayerNorm after it (post-norm) | `mhsa` or `mlp`, and `add` (then `ln`) |
 //! | LayerNormalization | `ln` |
 //! | Gather(axis 1, index 0) of tokens | `cls` |
 //! | ReduceMean over the tokens (axis 1) | `tokmean` |
@@ -34,6 +35,21 @@ use crate::proto::NodeProto;
 enum Sublayer {
     Attention { heads: u32, head_dim: u32 },
     Mlp { hidden: u32 },
+}
+
+/// The op of a sub-layer on tokens `shape`.
+fn sublayer_op(kind: Sublayer, shape: Tensor) -> Op {
+    match kind {
+        Sublayer::Attention { heads, head_dim } => Op::Mhsa(Mhsa {
+            input: shape,
+            heads,
+            head_dim,
+        }),
+        Sublayer::Mlp { hidden } => Op::Mlp(Mlp {
+            input: shape,
+            hidden,
+        }),
+    }
 }
 
 impl<'g> Mapper<'g> {
@@ -202,6 +218,96 @@ impl<'g> Mapper<'g> {
         Ok(1)
     }
 
+    /// A sub-layer that starts at tokens `x` themselves and rejoins them (`x + f(x)`, with the
+    /// LayerNorm after the Add: a post-norm block, torch's `nn.TransformerEncoderLayer` by
+    /// default): `mhsa` or `mlp` and its `add`, the LayerNorm left to its own node. Tried at
+    /// `nodes[i]`, the first node reading `x`; `None` when no such sub-layer starts there.
+    pub(super) fn post_norm_sublayer(
+        &mut self,
+        nodes: &[&'g NodeProto],
+        i: usize,
+    ) -> Option<Result<usize, Problem>> {
+        let node = nodes[i];
+        // A LayerNorm reading x starts a pre-norm sub-layer instead (`layer_norm`).
+        if matches!(node.op_type.as_str(), "LayerNormalization" | "ReduceMean") {
+            return None;
+        }
+        let reads_tokens = node
+            .input
+            .iter()
+            .any(|name| match self.vals.get(name.as_str()) {
+                Some(Val::Act { shape, .. }) => shape.is_tokens() && self.readers(name) >= 2,
+                Some(Val::Seq { .. }) => true,
+                _ => false,
+            });
+        if !reads_tokens {
+            return None;
+        }
+        let consumers = consumers(nodes);
+        let (name, starts) = node
+            .input
+            .iter()
+            .find_map(|input| self.tokens_read(nodes, input, &consumers))?;
+        let Some(Val::Act {
+            value: x, shape, ..
+        }) = self.vals.get(name).cloned()
+        else {
+            return None;
+        };
+        let residual_add = consumers
+            .get(name)?
+            .iter()
+            .any(|&j| j != i && nodes[j].op_type == "Add");
+        if !residual_add {
+            return None;
+        }
+        let mut region = region(nodes, &starts, name, &consumers)?;
+        if !region.nodes.contains(&i) {
+            return None;
+        }
+        // Nodes before this one were mapped already: the transpose that made the tokens from
+        // the feature map, a Shape of the tokens.
+        region.nodes.retain(|&j| j >= i);
+        let kind = self.classify(nodes, &region, shape.c)?;
+        let out = nodes[region.add].output.first()?.as_str();
+        let op = sublayer_op(kind, shape);
+        let mut names = self.claim(nodes, &region);
+        let add_name = names.pop().expect("a region ends at its Add");
+        let pushed = self.push(op, &[x], names).and_then(|y| {
+            let sum = self.push(Op::Add(shape), &[y, x], vec![add_name])?;
+            self.act_val(out, sum, shape);
+            Ok(1)
+        });
+        Some(pushed)
+    }
+
+    /// The tokens `input` is (when read more than once), or the tokens it was transposed into
+    /// (torch writes `nn.MultiheadAttention`'s own transpose straight from the feature map
+    /// before `flatten(2).transpose(1, 2)`): their name, and the values a sub-layer on them
+    /// may start from.
+    fn tokens_read(
+        &self,
+        nodes: &[&'g NodeProto],
+        input: &'g str,
+        consumers: &HashMap<&str, Vec<usize>>,
+    ) -> Option<(&'g str, Vec<&'g str>)> {
+        // Read by the sub-layer and by the residual Add, or by the Add alone (the sub-layer
+        // reads the feature map).
+        let is_tokens = |name: &str, readers: usize| {
+            matches!(self.vals.get(name), Some(Val::Act { shape, .. }) if shape.is_tokens())
+                && self.readers(name) >= readers
+        };
+        match self.vals.get(input)? {
+            Val::Act { .. } if is_tokens(input, 2) => Some((input, vec![input])),
+            Val::Seq { .. } => consumers.get(input)?.iter().find_map(|&j| {
+                let out = nodes[j].output.first()?.as_str();
+                (nodes[j].op_type == "Transpose" && is_tokens(out, 1))
+                    .then(|| (out, vec![out, input]))
+            }),
+            _ => None,
+        }
+    }
+
     /// Marks a LayerNorm's nodes as mapped; returns their names.
     fn claim_norm(&mut self, nodes: &[&NodeProto], norm: &Norm<'_>) -> Vec<String> {
         norm.nodes
@@ -224,17 +330,7 @@ impl<'g> Mapper<'g> {
     ) -> Result<(), Problem> {
         let names = self.claim_norm(at.nodes, norm);
         let ln = self.push(Op::LayerNorm(shape), &[x], names)?;
-        let op = match kind {
-            Sublayer::Attention { heads, head_dim } => Op::Mhsa(Mhsa {
-                input: shape,
-                heads,
-                head_dim,
-            }),
-            Sublayer::Mlp { hidden } => Op::Mlp(Mlp {
-                input: shape,
-                hidden,
-            }),
-        };
+        let op = sublayer_op(kind, shape);
         let mut names = self.claim(at.nodes, region);
         let add_name = names.pop().expect("a region ends at its Add");
         let y = self.push(op, &[ln], names)?;
@@ -264,7 +360,7 @@ impl<'g> Mapper<'g> {
         consumers: &HashMap<&str, Vec<usize>>,
         shape: Tensor,
     ) -> Option<(Region, Sublayer)> {
-        let region = region(at.nodes, start, residual, consumers)?;
+        let region = region(at.nodes, &[start], residual, consumers)?;
         let kind = self.classify(at.nodes, &region, shape.c)?;
         Some((region, kind))
     }
