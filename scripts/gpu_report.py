@@ -176,9 +176,20 @@ def main(folder):
         f"GPU: {gpu}. wgpu adapter: {adapter}. ONNX Runtime device: {ort}.",
         "",
     ]
-    for section in (steps_section(folder), throughput_section(folder, adapter + " " + gpu), validation_section(folder), energy_section(folder)):
-        if section:
-            lines.extend(section + [""])
+    sections = (
+        ("steps", lambda: steps_section(folder)),
+        ("throughput", lambda: throughput_section(folder, adapter + " " + gpu)),
+        ("validation", lambda: validation_section(folder)),
+        ("energy", lambda: energy_section(folder)),
+    )
+    for name, section in sections:
+        # A run cut short leaves a table half written: report what can be read.
+        try:
+            rows = section()
+        except (OSError, ValueError, KeyError) as e:
+            rows = [f"({name}: cannot be read: {e})"]
+        if rows:
+            lines.extend(rows + [""])
     print("\n".join(lines))
 
 

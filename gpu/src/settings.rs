@@ -14,7 +14,16 @@ pub struct GpuSettings {
     pub timing: GpuTiming,
     /// A run of an op that has not finished after this long is stopped and reported failed.
     pub timeout_ms: f64,
+    /// Direct convolutions with fewer output tiles than this split their input channels over
+    /// more invocations. Unset: [`DEFAULT_MIN_INVOCATIONS`] on a GPU, no split on a software
+    /// rasteriser (lavapipe's two threads ran split kernels 1.5-2x slower).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_invocations: Option<u32>,
 }
+
+/// Invocations a kernel aims to run at least on a GPU: enough to occupy a data-centre one (132
+/// multiprocessors on an H200).
+pub const DEFAULT_MIN_INVOCATIONS: u32 = 8192;
 
 impl Default for GpuSettings {
     fn default() -> Self {
@@ -23,6 +32,7 @@ impl Default for GpuSettings {
             adapter: String::new(),
             timing: GpuTiming::Auto,
             timeout_ms: 10_000.0,
+            min_invocations: None,
         }
     }
 }

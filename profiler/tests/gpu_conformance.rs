@@ -12,6 +12,7 @@
 use hwnas_core::op::Op;
 use hwnas_core::rng::SplitMix64;
 use hwnas_gpu::runtime::GpuRuntime;
+use hwnas_gpu::settings::DEFAULT_MIN_INVOCATIONS;
 use hwnas_gpu::{GpuSettings, GpuTiming};
 use hwnas_onnx as onnx;
 use hwnas_profiler::backend::Backend;
@@ -23,8 +24,14 @@ use hwnas_profiler::measure::{MeasureConfig, measure_group};
 /// does): lavapipe compiles every kernel with LLVM on its first dispatch, and a whole network's
 /// first run took over the default 10 s on a busy 2-core VM, so the deadline here is generous.
 fn gpu() -> GpuRuntime {
+    gpu_with(None)
+}
+
+/// The GPU under test, its kernels shaped for `min_invocations` (`None`: the adapter's own).
+fn gpu_with(min_invocations: Option<u32>) -> GpuRuntime {
     let settings = GpuSettings {
         timeout_ms: 120_000.0,
+        min_invocations,
         ..GpuSettings::default()
     };
     GpuRuntime::new(&settings).unwrap_or_else(|e| {
@@ -72,8 +79,12 @@ fn check(gpu: &GpuRuntime, ort: &OrtRuntime, op: &Op) -> f64 {
 }
 
 /// Hand-picked cases: every op kind and activation, tile edges (64-wide GEMM tiles, 4-wide
-/// column and channel tiles), strides, groups, depthwise, SE, residuals, pre-activation.
+/// column and channel tiles), strides, groups, depthwise, SE, residuals, pre-activation; direct
+/// convs wide enough to run unsplit, and narrow ones whose input channels split unevenly.
 const CASES: &[&str] = &[
+    "conv-in:1x8x64x64-out:32-k:3-s:1-g:1-pre:none-act:relu",
+    "conv-in:1x7x6x6-out:9-k:3-s:1-g:1-pre:relu-act:none",
+    "conv-in:1x12x6x6-out:12-k:3-s:2-g:2-pre:none-act:relu6",
     "conv-in:1x3x16x16-out:16-k:3-s:2-g:1-pre:none-act:hswish",
     "conv-in:1x8x9x9-out:8-k:3-s:1-g:1-pre:relu-act:none",
     "conv-in:2x8x10x10-out:12-k:5-s:2-g:2-pre:none-act:relu",
@@ -150,6 +161,28 @@ fn every_op_kind_matches_onnx_runtime() {
         worst_ratio = worst_ratio.max(check(&g, &o, &Op::from_key(key).unwrap()));
     }
     eprintln!("worst error: {worst_ratio:.3} of the tolerance");
+}
+
+/// Lavapipe runs direct convolutions unsplit; shaped as for a GPU, narrow ones split their input
+/// channels over invocations, and must still give ONNX Runtime's outputs.
+#[test]
+fn convolutions_shaped_for_a_gpu_match_onnx_runtime() {
+    let (g, o) = (gpu_with(Some(DEFAULT_MIN_INVOCATIONS)), ort());
+    let mut rng = SplitMix64::new(7);
+    let mut ops: Vec<Op> = CASES
+        .iter()
+        .filter(|k| k.starts_with("conv-") || k.starts_with("mbconv-"))
+        .map(|k| Op::from_key(k).unwrap())
+        .collect();
+    while ops.len() < 60 {
+        let op = random_op(&mut rng);
+        if op.validate().is_ok() && matches!(op.kind(), "conv" | "mbconv") {
+            ops.push(op);
+        }
+    }
+    for op in &ops {
+        check(&g, &o, op);
+    }
 }
 
 /// A seeded op of a random kind and shape.

@@ -552,7 +552,7 @@ mod tests {
             "linear-in:2x32x1x1-out:10",
         ] {
             for step in &plan(key).steps {
-                let k = crate::wgsl::kernel(step);
+                let k = crate::wgsl::kernel(step, crate::settings::DEFAULT_MIN_INVOCATIONS);
                 let declared = k.source.matches("@binding(").count();
                 assert_eq!(declared, k.reads.len() + 1, "{key}: {}", k.name);
                 assert!(k.workgroups.0 >= 1 && k.workgroups.0 <= 65_535, "{key}");

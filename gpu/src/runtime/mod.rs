@@ -235,6 +235,15 @@ impl GpuRuntime {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 
+    /// How many invocations the kernels aim to occupy (see [`GpuSettings::min_invocations`]).
+    pub fn min_invocations(&self) -> u32 {
+        match self.settings.min_invocations {
+            Some(n) => n,
+            None if self.is_software() => 1,
+            None => crate::settings::DEFAULT_MIN_INVOCATIONS,
+        }
+    }
+
     /// The provider name recorded per row, e.g. `wgpu-vulkan`.
     pub fn provider(&self) -> String {
         format!("wgpu-{}", backend_name(self.info.backend))

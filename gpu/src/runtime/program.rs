@@ -85,8 +85,9 @@ impl GpuProgram {
             })
             .collect();
         let mut dispatches = Vec::with_capacity(plan.steps.len());
+        let min_invocations = rt.min_invocations();
         for step in &plan.steps {
-            let k = wgsl::kernel(step);
+            let k = wgsl::kernel(step, min_invocations);
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(k.name),
                 source: wgpu::ShaderSource::Wgsl(k.source.as_str().into()),

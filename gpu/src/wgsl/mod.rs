@@ -5,7 +5,8 @@
 //! - `conv_gemm`: 1x1 convolutions as a GEMM, 64x64 output tiles through workgroup memory,
 //!   4x4 outputs per invocation;
 //! - `conv_direct`: any other convolution (k x k, strided, grouped, depthwise): 4 output
-//!   channels (1 for depthwise) x 4 output columns per invocation, in registers;
+//!   channels (1 for depthwise) x 4 output columns per invocation, in registers; narrow
+//!   layers split their input channels over up to 64 invocations summed in workgroup memory;
 //! - `gemm_rows`: a linear layer (and a 1x1 conv on a 1x1 image, as in squeeze-excitation):
 //!   4 outputs per workgroup, the reduction split over 64 invocations and summed in workgroup
 //!   memory;
@@ -45,9 +46,9 @@ pub struct Kernel {
 }
 
 /// The kernel for a step.
-pub fn kernel(step: &Step) -> Kernel {
+pub fn kernel(step: &Step, min_invocations: u32) -> Kernel {
     match step {
-        Step::Conv(c) => conv(c),
+        Step::Conv(c) => conv(c, min_invocations),
         Step::Pool(p) => pool(p),
         Step::GlobalAvgPool { x, y, planes, hw } => gap(*x, *y, *planes, *hw),
         // Rows of tokens: tiles through workgroup memory; a classifier's few rows: split K.
