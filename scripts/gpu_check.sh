@@ -6,7 +6,10 @@
 # table (summary.md): conformance, throughput per op kind against the GPU's peak, wgpu against
 # ORT per kind and per network, validation accuracy, energy.
 #
-#   scripts/gpu_check.sh [--smoke] [--out DIR]       (default DIR: runs/gpu-check)
+#   scripts/gpu_check.sh [--smoke] [--out DIR] [--baseline DIR2]    (default DIR: runs/gpu-check)
+#
+# --baseline: an earlier run's folder (tests/data/h200 is an H200's); the table then compares
+# each wgpu op kind's time with it, to time a kernel change on the same GPU.
 #
 # A check that fails is reported and the others go on; the exit status is the number that
 # failed. Everything goes to DIR: each step's log, the tables, models, validation reports.
@@ -22,11 +25,13 @@ cd "$(dirname "$0")/.."
 
 smoke=0
 out=runs/gpu-check
+baseline=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) smoke=1 ;;
         --out) out="$2"; shift ;;
-        *) echo "usage: scripts/gpu_check.sh [--smoke] [--out DIR]" >&2; exit 2 ;;
+        --baseline) baseline=$(realpath "$2"); shift ;;
+        *) echo "usage: scripts/gpu_check.sh [--smoke] [--out DIR] [--baseline DIR2]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -192,6 +197,6 @@ for space in "${spaces[@]:1}"; do
     on_both "$space"
 done
 
-python3 scripts/gpu_report.py "$out" | tee "$out/summary.md"
+python3 scripts/gpu_report.py "$out" ${baseline:+"$baseline"} | tee "$out/summary.md"
 echo "$failed checks failed; everything is in $out"
 exit "$failed"

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """One table of what scripts/gpu_check.sh found, as Markdown, from its output folder.
 
-    python3 scripts/gpu_report.py DIR
+    python3 scripts/gpu_report.py DIR [BASELINE]
+
+BASELINE: an earlier run's folder (tests/data/h200 holds one from an H200): each wgpu op kind's
+time now against then.
 
 Reads DIR/steps.tsv (each check: name, exit status or n/a, milliseconds), the latency tables
 DIR/{wgpu,ort}-SPACE.csv, the validation reports DIR/*.validate.json, DIR/gpu.txt and the
@@ -164,7 +167,36 @@ def energy_section(folder):
     ]
 
 
-def main(folder):
+def baseline_section(folder, baseline):
+    """Per op kind, this run's wgpu time over an earlier run's (the same keys), e.g. a kernel
+    change timed against the H200 run in tests/data/h200."""
+    if not baseline:
+        return []
+    out = [
+        f"Against {baseline} (wgpu, the same ops): median time now / then per kind.",
+        "",
+        "| space | kind | ops | now / then (median) | min | max |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path in sorted(glob.glob(os.path.join(folder, "wgpu-*.csv"))):
+        name = os.path.basename(path)
+        then_path = os.path.join(baseline, name)
+        if not os.path.exists(then_path):
+            continue
+        then = {r["key"]: float(r["median_us"]) for r in read_table(then_path)[0]}
+        kinds = {}
+        for r in read_table(path)[0]:
+            if then.get(r["key"], 0) > 0 and float(r["median_us"]) > 0:
+                kinds.setdefault(kind(r), []).append(float(r["median_us"]) / then[r["key"]])
+        for k, ratios in sorted(kinds.items()):
+            out.append(
+                f"| {name[len('wgpu-'):-len('.csv')]} | {k} | {len(ratios)} | "
+                f"{statistics.median(ratios):.2f}x | {min(ratios):.2f}x | {max(ratios):.2f}x |"
+            )
+    return out
+
+
+def main(folder, baseline=None):
     gpu = open(os.path.join(folder, "gpu.txt")).read().strip()
     devices = open(os.path.join(folder, "devices.log")).read() if os.path.exists(os.path.join(folder, "devices.log")) else ""
     adapters = [l.strip() for l in devices.splitlines() if re.search(r"\b(vulkan|metal|dx12|gl)\b", l)]
@@ -181,6 +213,7 @@ def main(folder):
         ("throughput", lambda: throughput_section(folder, adapter + " " + gpu)),
         ("validation", lambda: validation_section(folder)),
         ("energy", lambda: energy_section(folder)),
+        ("baseline", lambda: baseline_section(folder, baseline)),
     )
     for name, section in sections:
         # A run cut short leaves a table half written: report what can be read.
@@ -194,4 +227,4 @@ def main(folder):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)

@@ -238,13 +238,15 @@ fn the_probe_runs_on_the_gpu_too() {
 
 /// `scripts/gpu_check.sh --smoke`, the check a GPU machine runs, end to end on lavapipe:
 /// conformance, nb201 profiled, fitted and validated on wgpu and on ORT (its CPU EP standing in
-/// for CUDA's), energy named as unavailable, and the one table with every part.
+/// for CUDA's), energy named as unavailable, and the one table with every part — compared with
+/// the H200's run in tests/data/h200 as a kernel change would be.
 #[test]
 fn the_gpu_check_script_runs_end_to_end() {
     let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let run = std::process::Command::new("bash")
         .args(["scripts/gpu_check.sh", "--smoke", "--out", s(dir.path())])
+        .args(["--baseline", "tests/data/h200"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("bash runs the script");
@@ -265,6 +267,8 @@ fn the_gpu_check_script_runs_end_to_end() {
         "| nb201 | conv 3x3 | 6 |",
         "Whole nb201 networks, wgpu / ORT measured time",
         "| energy | not here: ",
+        "Against ",
+        "| space | kind | ops | now / then (median) | min | max |",
     ] {
         assert!(summary.contains(part), "`{part}` missing from:\n{summary}");
     }

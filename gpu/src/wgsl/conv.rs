@@ -134,7 +134,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 /// time followed the channels, not the pixels, a few multiprocessors busy and the rest idle.
 fn input_splits(tasks: u32, cin_g: u32, min_invocations: u32) -> u32 {
     let mut s = 1;
-    while s < 64 && s * 2 <= cin_g && tasks * s < min_invocations {
+    while s < 64 && s * 2 <= cin_g && tasks.saturating_mul(s) < min_invocations {
         s *= 2;
     }
     s
@@ -176,7 +176,7 @@ fn conv_direct(c: &ConvStep, epi: &Epilogue, min_invocations: u32) -> Kernel {
     // WebGPU's least limit); an unsplit one keeps 64 invocations a workgroup.
     let splits = input_splits(total, cin_g, min_invocations);
     let size = if splits == 1 { 64 } else { 256 };
-    let (groups, wg) = flat_groups((total * splits).div_ceil(size));
+    let (groups, wg) = flat_groups(total.saturating_mul(splits).div_ceil(size));
     let mut s = consts(&[
         ("CIN", c.cin),
         ("COUT", c.cout),
@@ -356,5 +356,6 @@ mod tests {
         assert_eq!(input_splits(8192, 64, GPU), 1);
         assert_eq!(input_splits(5000, 64, GPU), 2);
         assert_eq!(input_splits(256, 64, 1), 1);
+        assert_eq!(input_splits(u32::MAX, 64, u32::MAX), 1);
     }
 }
