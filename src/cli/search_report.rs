@@ -80,6 +80,7 @@ pub fn verify(
         source,
         measured_ms,
         measured_mj,
+        precision: anchored.measured.precision_json(&profile.measure),
         sitting: anchored.sitting,
         energy_sitting: anchored.energy_sitting,
     })
@@ -254,6 +255,9 @@ fn print_verification(v: &Value) {
         v["kendall_tau"].as_f64().unwrap_or(f64::NAN),
     );
     print_sitting(&v["sitting"]);
+    if let Some(line) = e2e::precision_line(&v["precision"]) {
+        println!("{line}");
+    }
     let e = &v["energy"];
     if !e.is_null() {
         println!(

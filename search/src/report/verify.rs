@@ -27,6 +27,9 @@ pub struct Verification {
     pub sitting: Result<Sitting, String>,
     /// The same for energy (`measured_mj` is divided by it), where there was energy.
     pub energy_sitting: Option<Sitting>,
+    /// How precise the measured medians are (the median 95% interval, the target, the passes),
+    /// as the measuring side reports it.
+    pub precision: Value,
 }
 
 impl Verification {
@@ -127,6 +130,7 @@ impl Report<'_, '_> {
         out["device"] = v.device.clone().into();
         out["latency_source"] = self.problem.latency[s].name().into();
         out["front"] = v.measured_ms.len().into();
+        out["precision"] = v.precision.clone();
         out["sitting"] = match &v.sitting {
             Ok(sitting) => {
                 let unanchored: Vec<f64> = measured.iter().map(|m| m * sitting.factor).collect();
