@@ -232,6 +232,8 @@ impl<'g> Mapper<'g> {
         if matches!(node.op_type.as_str(), "LayerNormalization" | "ReduceMean") {
             return None;
         }
+        // A cheap test first (most nodes read no tokens): the consumer map `tokens_read` needs
+        // costs a pass over the whole graph, and this runs for every node.
         let reads_tokens = node
             .input
             .iter()
