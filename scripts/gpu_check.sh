@@ -6,8 +6,11 @@
 # table (summary.md): conformance, throughput per op kind against the GPU's peak, wgpu against
 # ORT per kind and per network, validation accuracy, energy.
 #
-#   scripts/gpu_check.sh [--smoke] [--out DIR] [--baseline DIR2]    (default DIR: runs/gpu-check)
+#   scripts/gpu_check.sh [--smoke] [--out DIR] [--baseline DIR2] [--budget-s S]
+#                                                     (default DIR: runs/gpu-check)
 #
+# --budget-s: no check starts after S seconds; those left are reported skipped (a lease that
+# ends at a fixed time still gets its table).
 # --baseline: an earlier run's folder (tests/data/h200 is an H200's); the table then compares
 # each wgpu op kind's time with it, to time a kernel change on the same GPU.
 #
@@ -26,12 +29,16 @@ cd "$(dirname "$0")/.."
 smoke=0
 out=runs/gpu-check
 baseline=""
+budget_s=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) smoke=1 ;;
         --out) out="$2"; shift ;;
         --baseline) baseline=$(realpath "$2"); shift ;;
-        *) echo "usage: scripts/gpu_check.sh [--smoke] [--out DIR] [--baseline DIR2]" >&2; exit 2 ;;
+        --budget-s) budget_s="$2"; shift
+            [[ "$budget_s" =~ ^[0-9]+([.][0-9]+)?$ ]] ||
+                { echo "--budget-s: seconds, such as 420 or 0.5, not '$budget_s'" >&2; exit 2; } ;;
+        *) echo "usage: scripts/gpu_check.sh [--smoke] [--out DIR] [--baseline DIR2] [--budget-s S]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -40,10 +47,24 @@ out=$(realpath "$out")
 : >"$out/steps.tsv"
 failed=0
 
-# step NAME CMD...: runs CMD with its output in NAME.log; records its status and time.
+began=$(date +%s%N)
+budget_ns=$(awk -v s="$budget_s" 'BEGIN { printf "%.0f", s * 1e9 }')
+
+# skipped NAME: past the budget, records NAME as skipped (and succeeds).
+skipped() {
+    [ "$budget_ns" -gt 0 ] && [ $(($(date +%s%N) - began)) -ge "$budget_ns" ] || return 1
+    printf '%s\tskipped\t0\n' "$1" >>"$out/steps.tsv"
+    echo "the check's --budget-s $budget_s was spent before it started" >"$out/$1.log"
+    echo "skipped $1 (over --budget-s $budget_s)"
+}
+
+# step NAME CMD...: runs CMD with its output in NAME.log; records its status and time. Past the
+# budget it runs nothing, records NAME as skipped and fails, so the steps chained on it do not
+# run either.
 step() {
     local name=$1 start rc
     shift
+    skipped "$name" && return 1
     start=$(date +%s%N)
     "$@" >"$out/$name.log" 2>&1
     rc=$?
@@ -102,6 +123,11 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
     nvidia=1
     nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit --format=csv,noheader \
         >"$out/gpu.txt" 2>&1
+    # The clocks and power through the whole check, a line a second: a GPU that never left its
+    # idle clocks, or throttled, shows here.
+    nvidia-smi dmon -s pc -d 1 >"$out/dmon.txt" 2>&1 &
+    dmon=$!
+    trap 'kill $dmon 2>/dev/null' EXIT
 else
     nvidia=0
     echo "no NVIDIA GPU (nvidia-smi absent or found none)" >"$out/gpu.txt"
@@ -182,7 +208,7 @@ energy() {
                 --calibrate "$energy_networks" --out "$base.model.json" &&
             step energy-validate "$hwnas" validate --model "$base.model.json" \
                 --device "$out/wgpu.toml" --samples "$energy_networks" --repeat 0 --out "$base.validate"
-    else
+    elif ! skipped energy; then
         local why
         why=$("$hwnas" profile --device "$out/wgpu.toml" --op gap-in:1x64x8x8 --energy \
             --out "$out/energy-refused.csv" 2>&1 | tail -n 1)

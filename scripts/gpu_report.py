@@ -75,7 +75,9 @@ def steps_section(folder):
                 if passed:
                     ok_, bad = (sum(int(p[i]) for p in passed) for i in (0, 1))
                     detail = f": {ok_} passed, {bad} failed"
-            if status == "n/a":
+            if status == "skipped":
+                result = "skipped: " + open(log).read().strip()
+            elif status == "n/a":
                 why = open(log).read().strip()
                 if "no energy counter" in why:
                     tried = re.findall(r"(NVML|RAPL): ", why)
@@ -119,7 +121,7 @@ def throughput_section(folder, adapter):
                 if both else "-"
             )
             out.append(f"| {space} | {k} | {len(rows)} | {g:.1f} | {pct} | {o} | {ratio} |")
-    return out
+    return out if len(out) > 4 else []  # nothing measured: no empty table
 
 
 def validation_section(folder):
@@ -151,7 +153,7 @@ def validation_section(folder):
                 f"Whole {r['space']} networks, wgpu / ORT measured time: median {statistics.median(ratios):.2f}x "
                 f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x, {len(ratios)} networks)"
             )
-    return out
+    return out if len(out) > 2 else []  # nothing measured: no empty table
 
 
 def energy_section(folder):
@@ -164,6 +166,32 @@ def energy_section(folder):
         f"Energy: {len(with_energy)} of {len(rows)} nb201 ops from {meta.get('energy_counter', '?')}, "
         f"idle {meta.get('energy_idle_w', '?')} W subtracted, counter period {meta.get('energy_period_ms', '?')} ms; "
         f"one run of each op: {sum(with_energy) / 1e3:.3f} mJ in all.",
+    ]
+
+
+def clocks_section(folder):
+    """The GPU's clocks and power through the check (`nvidia-smi dmon`, a line a second)."""
+    path = os.path.join(folder, "dmon.txt")
+    if not os.path.exists(path):
+        return []
+    columns, rows = [], []
+    for line in open(path):
+        fields = line.split()
+        if line.startswith("# gpu"):
+            columns = fields[1:]
+        elif fields and not line.startswith("#") and len(fields) == len(columns):
+            rows.append(dict(zip(columns, fields)))
+
+    def values(column):
+        return sorted(float(r[column]) for r in rows if r.get(column, "-").replace(".", "").isdigit())
+
+    sm, watts = values("pclk"), values("pwr")
+    if not sm or not watts:
+        return []
+    return [
+        f"GPU through the check ({len(rows)} s): SM clock {sm[0]:.0f}-{sm[-1]:.0f} MHz "
+        f"(median {statistics.median(sm):.0f}), power median {statistics.median(watts):.0f} W "
+        f"(max {watts[-1]:.0f} W)."
     ]
 
 
@@ -213,6 +241,7 @@ def main(folder, baseline=None):
         ("throughput", lambda: throughput_section(folder, adapter + " " + gpu)),
         ("validation", lambda: validation_section(folder)),
         ("energy", lambda: energy_section(folder)),
+        ("clocks", lambda: clocks_section(folder)),
         ("baseline", lambda: baseline_section(folder, baseline)),
     )
     for name, section in sections:

@@ -272,4 +272,38 @@ fn the_gpu_check_script_runs_end_to_end() {
     ] {
         assert!(summary.contains(part), "`{part}` missing from:\n{summary}");
     }
+    // With an NVIDIA GPU the check records `nvidia-smi dmon`; the H200's own trace reads back.
+    std::fs::copy("tests/data/h200/dmon.txt", dir.path().join("dmon.txt")).unwrap();
+    let report = std::process::Command::new("python3")
+        .args(["scripts/gpu_report.py", s(dir.path())])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("python3 runs the report");
+    let report = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        report.contains("GPU through the check (277 s): SM clock 345-1980 MHz (median 1980)"),
+        "{report}"
+    );
+}
+
+/// A lease ends at a fixed time: past `--budget-s` no check starts, and the table says which
+/// were skipped rather than stopping without one.
+#[test]
+fn the_gpu_check_skips_what_its_budget_does_not_cover() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new("bash")
+        .args(["scripts/gpu_check.sh", "--smoke", "--budget-s", "0.001"])
+        .args(["--out", s(dir.path())])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("bash runs the script");
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{said}");
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("| conformance | skipped: the check's --budget-s 0.001 was spent"),
+        "{summary}"
+    );
+    assert!(!summary.contains("| fit-wgpu-nb201 |"), "{summary}");
 }
