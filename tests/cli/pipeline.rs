@@ -503,7 +503,10 @@ fn search_nb201_with_the_model(dir: &Path, model: &Path, device: &Path) {
     assert_eq!(report["verification"]["sitting"]["anchors"], 12);
     // How precise those times are, as validate and measure say it.
     let precision = &report["verification"]["precision"];
-    assert!(precision["median_ci"].as_f64().unwrap() > 0.0, "{precision}");
+    assert!(
+        precision["median_ci"].as_f64().unwrap() > 0.0,
+        "{precision}"
+    );
     assert!(precision["passes"].as_u64().unwrap() >= 1, "{precision}");
 
     // The single-objective strategies under the same bound: every member meets it.
