@@ -221,7 +221,7 @@ def baseline_section(folder, baseline):
                 f"| {name[len('wgpu-'):-len('.csv')]} | {k} | {len(ratios)} | "
                 f"{statistics.median(ratios):.2f}x | {min(ratios):.2f}x | {max(ratios):.2f}x |"
             )
-    return out
+    return out if len(out) > 4 else [f"Against {baseline}: no wgpu table of the same space there."]
 
 
 def main(folder, baseline=None):
