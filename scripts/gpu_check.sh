@@ -149,7 +149,7 @@ else
     calibrate=30
     samples=30
     # NVML's counter updates every 100 ms on an H200, so an energy window is >= 1 s: 30 + 30
-    # networks took over 4 minutes there; 10 + 10 keep the check within its 8.
+    # networks took over 6 minutes there; 10 + 10 keep the check within its 8.
     energy_networks=10
     measure=""
 fi
