@@ -107,3 +107,59 @@ fn networks_on_wgpu_match_onnx_runtime() {
         }
     }
 }
+
+/// Which pools an int8 (QDQ) graph runs channels-last is ORT's choice (its NHWC transformer
+/// and transpose optimiser); `Network::channels_last_pools` predicts it for the latency model.
+/// Checked here against the graph ORT really runs, so an ORT that decides otherwise fails.
+#[test]
+fn int8_pools_run_in_the_layout_the_model_expects() {
+    let rt = runtime().with_precision(hwnas_core::Precision::Int8);
+    let space = builtin("nb201").unwrap();
+    let mut rng = SplitMix64::new(8);
+    // Pools feeding a dead-end node, pools feeding pools, pools in the last cell.
+    let mut archs: Vec<String> = [
+        "|nor_conv_3x3~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|avg_pool_3x3~0|skip_connect~1|none~2|",
+        "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|avg_pool_3x3~0|avg_pool_3x3~1|avg_pool_3x3~2|",
+        "|avg_pool_3x3~0|+|none~0|avg_pool_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|none~2|",
+    ]
+    .map(String::from)
+    .into();
+    archs.extend((0..9).map(|_| space.sample(&mut rng)));
+    let mut kinds_seen = [0usize; 2];
+    for arch in &archs {
+        let net = space.network(arch).unwrap();
+        let predicted: Vec<bool> = net
+            .nodes
+            .iter()
+            .zip(net.channels_last_pools())
+            .filter(|(n, _)| matches!(n.op.kind(), "avgpool" | "gap"))
+            .map(|(_, nhwc)| nhwc)
+            .collect();
+        let graph = rt.optimized_network(&net).unwrap();
+        let ran: Vec<bool> = graph
+            .graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .filter(|n| {
+                n.op_type == "QLinearAveragePool" || n.op_type == "QLinearGlobalAveragePool"
+            })
+            .map(|n| {
+                n.attribute
+                    .iter()
+                    .any(|a| a.name == "channels_last" && a.i == 1)
+            })
+            .collect();
+        let count = |v: &[bool], nhwc: bool| v.iter().filter(|&&x| x == nhwc).count();
+        for nhwc in [false, true] {
+            assert_eq!(
+                count(&predicted, nhwc),
+                count(&ran, nhwc),
+                "{arch}: pools with channels_last = {nhwc}, predicted against ORT's graph"
+            );
+            kinds_seen[usize::from(nhwc)] += count(&ran, nhwc);
+        }
+    }
+    assert!(kinds_seen[0] >= 10 && kinds_seen[1] >= 50, "{kinds_seen:?}");
+}

@@ -66,9 +66,9 @@ pub struct LatencyModel {
     /// The calibration's cost per op with weights (ONNX-model calibrations), in µs.
     #[serde(skip)]
     per_weight_op_us: f64,
-    /// Whether the runtime computes a repeated weightless op once (not at int8); rebuilt.
+    /// How the runtime executes a network (int8 QDQ or float); rebuilt.
     #[serde(skip)]
-    merges_repeats: bool,
+    graph: Graph,
     /// What each column of the calibration's posterior reads (fits to timed networks); rebuilt.
     #[serde(skip)]
     posterior_columns: Vec<Column>,
@@ -155,7 +155,9 @@ type FastHash = BuildHasherDefault<Fnv>;
 /// conv costs more (on this CPU's NAS-Bench-201 networks, 0.79 against 1.07 of the lone
 /// timing), so one coefficient for both mispredicts the cells made of one or the other.
 /// `add_fused` is an add the runtime folds into the conv before it ([`Network::fused_adds`]).
-const KINDS: [&str; 11] = [
+/// The `_nhwc` kinds are pools an int8 graph runs channels-last
+/// ([`Network::channels_last_pools`]), faster than the NCHW pool the table timed alone.
+const KINDS: [&str; 14] = [
     "conv",
     "conv_pw",
     "mbconv",
@@ -166,10 +168,17 @@ const KINDS: [&str; 11] = [
     "add",
     "add_fused",
     "act",
+    "avgpool_nhwc",
+    "maxpool_nhwc",
+    "gap_nhwc",
     "other",
 ];
 const FUSED_ADD_SLOT: usize = 8;
 const POINTWISE_SLOT: usize = 1;
+/// The pool kinds (`avgpool`, `maxpool`, `gap`), and how many slots after each its
+/// channels-last twin is.
+const POOL_SLOTS: std::ops::RangeInclusive<usize> = 3..=5;
+const NHWC_OFFSET: usize = 7;
 
 fn slot(op: &Op) -> usize {
     if let Op::Conv(c) = op
@@ -184,42 +193,73 @@ fn slot(op: &Op) -> usize {
         .unwrap_or(KINDS.len() - 1)
 }
 
-/// One op of a network as the model sees it: the op, and whether it is an add fused into a conv.
+/// One op of a network as the model sees it: the op, whether it is an add fused into a conv,
+/// and whether it is a pool the runtime runs channels-last.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Term {
     pub op: Op,
     pub fused: bool,
+    pub channels_last: bool,
+}
+
+/// How a runtime executes a network graph, as far as composing op latencies goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Graph {
+    #[default]
+    /// Float graphs: ORT computes a repeated weightless op once, and keeps one layout (NCHWc
+    /// on the CPU EP, pools included).
+    Float,
+    /// Int8 QDQ graphs: every repeat has its own quantisation nodes and runs, and pools take
+    /// the layout of the convolutions they lead to.
+    Qdq,
 }
 
 impl Term {
     fn slot(&self) -> usize {
-        if self.fused {
-            FUSED_ADD_SLOT
-        } else {
-            slot(&self.op)
+        match slot(&self.op) {
+            _ if self.fused => FUSED_ADD_SLOT,
+            s if self.channels_last && POOL_SLOTS.contains(&s) => s + NHWC_OFFSET,
+            s => s,
         }
     }
 
-    /// Ops without network context: no add is taken as fused.
+    /// Ops without network context: no add is taken as fused, no pool as channels-last.
     pub fn plain(ops: &[Op]) -> Vec<Term> {
-        ops.iter().map(|&op| Term { op, fused: false }).collect()
+        ops.iter()
+            .map(|&op| Term {
+                op,
+                fused: false,
+                channels_last: false,
+            })
+            .collect()
     }
 
-    /// A network's ops with their fusion context; ops the runtime computes once though the
-    /// network repeats them ([`Network::duplicates`]) appear once. (A model knows whether its
-    /// runtime does that: [`LatencyModel::terms`].)
+    /// A float network's ops with their fusion context; ops the runtime computes once though
+    /// the network repeats them ([`Network::duplicates`]) appear once. (A model knows how its
+    /// runtime executes a graph: [`LatencyModel::terms`].)
     pub fn of_network(net: &Network) -> Vec<Term> {
-        Self::of_network_merging(net, true)
+        Self::of_network_as(net, Graph::Float)
     }
 
-    /// A network's ops with their fusion context, repeats merged or each counted.
-    pub fn of_network_merging(net: &Network, merge_repeats: bool) -> Vec<Term> {
+    /// A network's ops with their context, as a runtime executing `graph` runs them.
+    pub fn of_network_as(net: &Network, graph: Graph) -> Vec<Term> {
+        let qdq = graph == Graph::Qdq;
+        let channels_last = if qdq {
+            net.channels_last_pools()
+        } else {
+            vec![false; net.nodes.len()]
+        };
         net.nodes
             .iter()
             .zip(net.fused_adds())
             .zip(net.duplicates())
-            .filter(|(_, duplicate)| !(merge_repeats && *duplicate))
-            .map(|((n, fused), _)| Term { op: n.op, fused })
+            .zip(channels_last)
+            .filter(|((_, duplicate), _)| qdq || !*duplicate)
+            .map(|(((n, fused), _), channels_last)| Term {
+                op: n.op,
+                fused,
+                channels_last,
+            })
             .collect()
     }
 }
@@ -251,7 +291,7 @@ impl LatencyModel {
             slot_coefficients: Vec::new(),
             per_op_us: 0.0,
             per_weight_op_us: 0.0,
-            merges_repeats: true,
+            graph: Graph::Float,
             posterior_columns: Vec::new(),
         };
         m.rebuild();
@@ -271,7 +311,10 @@ impl LatencyModel {
         };
         self.per_op_us = count(OP_COUNT);
         self.per_weight_op_us = count(WEIGHT_OP_COUNT);
-        self.merges_repeats = self.precision() != Precision::Int8;
+        self.graph = match self.precision() {
+            Precision::Int8 => Graph::Qdq,
+            _ => Graph::Float,
+        };
         self.posterior_columns = self
             .calibration
             .as_ref()
@@ -290,7 +333,12 @@ impl LatencyModel {
                 Some(c) if c.fixed_kinds.iter().any(|k| k == kind) => 1.0,
                 Some(c) => match c.form {
                     Form::Total => c.coefficients[0],
-                    Form::PerKind => c.coefficient(kind).unwrap_or(1.0),
+                    // Calibrations from before the channels-last kinds scale them as their
+                    // NCHW kind.
+                    Form::PerKind => c
+                        .coefficient(kind)
+                        .or_else(|| c.coefficient(kind.strip_suffix("_nhwc")?))
+                        .unwrap_or(1.0),
                 },
             })
             .collect();
@@ -353,10 +401,11 @@ impl LatencyModel {
 
     /// A network's terms as this model's runtime executes them. Repeated weightless ops (pools
     /// on one input) run once — except in int8 QDQ graphs, where each repeat has quantisation
-    /// nodes of its own and ONNX Runtime keeps them all: an all-pool nb201 network runs 47
-    /// AveragePool nodes at fp32 (and fp16) and 92 QLinearAveragePool at int8.
+    /// nodes of its own and ONNX Runtime keeps them all (an all-pool nb201 network runs 47
+    /// AveragePool nodes at fp32 and fp16, 92 QLinearAveragePool at int8), and where pools
+    /// run channels-last on the way to a convolution.
     pub fn terms(&self, net: &Network) -> Vec<Term> {
-        Term::of_network_merging(net, self.merges_repeats)
+        Term::of_network_as(net, self.graph)
     }
 
     /// The precision the table's ops were built in (fp32 for tables from before precisions).

@@ -47,6 +47,44 @@ fn int8_models_count_repeated_pools_each_time() {
     assert_eq!(m.terms(&net).len(), 3);
 }
 
+/// At int8, a pool on the way to a conv is its own kind (`avgpool_nhwc`), one before the
+/// output is not; an old calibration without that kind scales it as `avgpool`.
+#[test]
+fn int8_pools_before_a_conv_have_their_own_kind() {
+    use hwnas_core::network::Value;
+    let conv = Op::from_key("conv-in:1x8x8x8-out:8-k:3-s:1-g:1-pre:none-act:relu").unwrap();
+    let pool = Op::from_key("avgpool-in:1x8x8x8-k:3-s:1-p:1").unwrap();
+    let mut net = Network::new("pool, conv, pool", conv.input());
+    let a = net.push(pool, &[Value::Input]);
+    let b = net.push(conv, &[a]);
+    net.push(pool, &[b]);
+    for (s, offset) in POOL_SLOTS.map(|s| (s, NHWC_OFFSET)) {
+        assert_eq!(KINDS[s + offset], format!("{}_nhwc", KINDS[s]));
+    }
+    let mut m = model();
+    let kinds =
+        |m: &LatencyModel| -> Vec<&str> { m.terms(&net).iter().map(|t| KINDS[t.slot()]).collect() };
+    assert_eq!(kinds(&m), ["avgpool", "conv", "avgpool"]);
+    m.provenance.push(("precision".into(), "int8".into()));
+    m.ops.insert(pool.key(), [50.0; 3]);
+    m.calibration = Some(Calibration {
+        form: Form::PerKind,
+        kinds: vec!["avgpool".into(), "conv".into()],
+        coefficients: vec![0.5, 1.0],
+        intercept_us: 0.0,
+        fixed_kinds: vec![],
+        networks: 8,
+        loo_rmspe: 0.0,
+        interval_rel: 0.0,
+        loo_median: 0.0,
+        posterior: None,
+    });
+    m.rebuild();
+    assert_eq!(kinds(&m), ["avgpool_nhwc", "conv", "avgpool"]);
+    let terms = m.terms(&net);
+    assert_eq!(m.predict_fast(&terms), Some(25.0 + 100.0 + 25.0));
+}
+
 fn ops() -> Vec<Term> {
     let ops: Vec<Op> = [
         "conv-in:1x8x8x8-out:8-k:3-s:1-g:1-pre:none-act:relu",

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use ort::environment::Environment;
 use ort::ep;
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::Tensor;
 
 use super::{Backend, BackendError};
@@ -40,6 +40,7 @@ use hwnas_onnx::{self as onnx, NetworkModel};
 
 mod kernels;
 mod library;
+mod optimized;
 mod trace;
 
 use kernels::{ModelSource, NetworkKernel, OrtKernel};
@@ -263,6 +264,19 @@ impl OrtRuntime {
 
     /// A session for `model` with this runtime's settings; profiling to `profile` if given.
     fn session(&self, model: ModelSource<'_>, profile: Option<&Path>) -> Result<Session, String> {
+        let mut builder = self.builder()?;
+        if let Some(p) = profile {
+            builder = builder.with_profiling(p).map_err(|e| e.to_string())?;
+        }
+        match model {
+            ModelSource::Bytes(bytes) => builder.commit_from_memory(bytes),
+            ModelSource::File(path) => builder.commit_from_file(path),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// A session builder with this runtime's provider, optimisation level and threads.
+    fn builder(&self) -> Result<SessionBuilder, String> {
         let level = match self.settings.optimization {
             OptLevel::Disable => GraphOptimizationLevel::Disable,
             OptLevel::Basic => GraphOptimizationLevel::Level1,
@@ -270,7 +284,7 @@ impl OrtRuntime {
             OptLevel::All => GraphOptimizationLevel::All,
         };
         let e = |e: ort::Error<_>| e.to_string();
-        let mut builder = Session::builder(&self.env)
+        Session::builder(&self.env)
             .map_err(|e| e.to_string())?
             // ORT's own default is the arena allocator; `ort`'s CPU EP turns it off unless asked,
             // and without it every run page-faults fresh output buffers.
@@ -281,15 +295,7 @@ impl OrtRuntime {
             .with_intra_threads(self.settings.intra_threads)
             .map_err(e)?
             .with_inter_threads(self.settings.inter_threads)
-            .map_err(e)?;
-        if let Some(p) = profile {
-            builder = builder.with_profiling(p).map_err(e)?;
-        }
-        match model {
-            ModelSource::Bytes(bytes) => builder.commit_from_memory(bytes),
-            ModelSource::File(path) => builder.commit_from_file(path),
-        }
-        .map_err(|e| e.to_string())
+            .map_err(e)
     }
 
     /// Run a whole network once and return its output (conformance checks).
