@@ -112,15 +112,17 @@ $hwnas predict --table "$out/cpu-real-onnx.csv" --onnx "$tv/mobilenet_v3_large-2
 $hwnas fit --table "$out/cpu-real-onnx.csv" --device device_profiles/cpu.toml --calibrate-reference --out "$out/cpu-real-onnx.model.json"
 $hwnas validate --model "$out/cpu-real-onnx.model.json" --device device_profiles/cpu.toml $onnx --repeat 7
 echo "(a model only partly mapped is refused; --allow-unmapped predicts the mapped part and says so:)"
-$hwnas predict --model "$out/cpu-real-onnx.model.json" --onnx "$tv/partial/convnext_tiny-224.onnx" --allow-unmapped \
-    > "$out/convnext-partial.txt" 2>/dev/null
-head -n 2 "$out/convnext-partial.txt"
+$hwnas predict --model "$out/cpu-real-onnx.model.json" --onnx "$tv/partial/swin_t-224.onnx" --allow-unmapped \
+    > "$out/swin-partial.txt" 2>/dev/null
+head -n 2 "$out/swin-partial.txt"
 
 echo
-echo "== transformers: the vit space (AutoFormer-Tiny-like) and three real ViT exports (torchvision's"
-echo "   vit_b_16, DeiT-Tiny, a hybrid CNN with attention) profiled together, a model calibrated on 30"
-echo "   vit networks, validated on 30 others and on the exports run end to end; a search under 55 ms"
+echo "== transformers: the vit space (AutoFormer-Tiny-like), three real ViT exports (torchvision's"
+echo "   vit_b_16, DeiT-Tiny, a hybrid CNN with attention) and torchvision's ConvNeXt-Tiny profiled"
+echo "   together, a model calibrated on 30 vit networks, validated on 30 others and on the exports"
+echo "   run end to end; a search under 55 ms"
 vits="--onnx $tv/vit_b_16-224.onnx --onnx $tv/vit_tiny-224.onnx --onnx $tv/hybrid_vit-224.onnx"
+vits="$vits --onnx $tv/convnext_tiny-224.onnx"
 $hwnas profile --device device_profiles/cpu.toml --space vit $vits --out "$out/cpu-vit.csv" --resume
 $hwnas fit --table "$out/cpu-vit.csv" --space vit --device device_profiles/cpu.toml --calibrate 30 --out "$out/cpu-vit.model.json"
 $hwnas validate --model "$out/cpu-vit.model.json" --device device_profiles/cpu.toml --space vit --samples 30

@@ -66,6 +66,10 @@ pub fn op_features(op: &Op) -> [f64; OP_FEATURES.len()] {
             e = b.hidden as f64 / b.input.c.max(1) as f64;
         }
         Op::Patch(p) => (k, s) = (p.patch as f64, p.patch as f64),
+        Op::CnBlock(b) => {
+            (k, dw) = (b.k as f64, 1.0);
+            e = b.hidden as f64 / b.input.c.max(1) as f64;
+        }
         _ => {}
     }
     let kind = KINDS

@@ -151,6 +151,10 @@ const CASES: &[&str] = &[
     "tokmean-in:2x15x24",
     "mlp-in:1x70x44-hidden:130",
     "mhsa-in:2x70x44-h:2-hd:12",
+    "ln2d-in:1x12x5x3",
+    "ln2d-in:2x24x1x1",
+    "cnblock-in:1x8x7x7-hidden:32-k:7",
+    "cnblock-in:2x12x5x6-hidden:20-k:3",
 ];
 
 #[test]

@@ -70,6 +70,10 @@ const CASES: &[&str] = &[
     "cls-in:2x17x24",
     "tokens-in:2x12x5x3",
     "tokmean-in:2x15x24",
+    "ln2d-in:1x12x5x3",
+    "ln2d-in:2x24x1x1",
+    "cnblock-in:1x8x7x7-hidden:32-k:7",
+    "cnblock-in:2x12x5x6-hidden:20-k:3",
 ];
 
 fn assert_matches_reference(rt: &OrtRuntime, op: &Op) {

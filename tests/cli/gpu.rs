@@ -45,10 +45,13 @@ fn gpu_profile_fit_and_validate_on_wgpu() {
         assert!(row.provider.starts_with("wgpu-"), "{row:?}");
         assert!(row.median_us > 0.0 && row.runs >= 5, "{row:?}");
     }
+    // The timings follow the work: a 3x3 conv (4.7 MFLOP) against an add of the same tensor
+    // (16 K elements), about 40x apart on lavapipe. (A 1x1 conv, 9x fewer FLOPs, is no margin:
+    // lavapipe ran it at 0.75x the 3x3's time, p10-p90 spreads of ±50%, and a busy CI host
+    // once put it above.)
     let t = |k: &str| table.get(k).unwrap().median_us;
     assert!(
-        t("conv-in:1x16x32x32-out:16-k:3-s:1-g:1-pre:relu-act:none")
-            > t("conv-in:1x16x32x32-out:16-k:1-s:1-g:1-pre:relu-act:none")
+        t("conv-in:1x16x32x32-out:16-k:3-s:1-g:1-pre:relu-act:none") > 4.0 * t("add-in:1x16x32x32")
     );
 
     // Whole networks run on the GPU too: calibrate on some, validate on others.

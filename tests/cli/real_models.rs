@@ -215,9 +215,9 @@ fn real_models_profile_predict_and_validate_on_onnx_runtime() {
 
 #[test]
 fn a_partly_mapped_real_model_is_refused_unless_allowed() {
-    // ConvNeXt's LayerNorm runs over the channels of a feature map (permuted to NHWC and
-    // back), which no op of the vocabulary is.
-    let convnext = torchvision_file("partial/convnext_tiny-224.onnx");
+    // Swin's shifted windows (Roll, window partitions, attention masks) and its channels-last
+    // stages are no ops of the vocabulary.
+    let swin = torchvision_file("partial/swin_t-224.onnx");
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("t.csv");
     let device = quick_cpu_profile(dir.path());
@@ -226,12 +226,12 @@ fn a_partly_mapped_real_model_is_refused_unless_allowed() {
         "--device",
         s(&device),
         "--onnx",
-        s(&convnext),
+        s(&swin),
         "--out",
         s(&table),
     ]);
     assert!(
-        err.contains("convnext_tiny-224.onnx")
+        err.contains("swin_t-224.onnx")
             && err.contains("cannot be mapped")
             && err.contains("(LayerNormalization)")
             && err.contains("--allow-unmapped"),
@@ -251,7 +251,7 @@ fn a_partly_mapped_real_model_is_refused_unless_allowed() {
     let model = dir.path().join("m.json");
     fit_uncalibrated(&table, &model);
     for cmd in [
-        vec!["predict", "--model", s(&model), "--onnx", s(&convnext)],
+        vec!["predict", "--model", s(&model), "--onnx", s(&swin)],
         vec![
             "validate",
             "--model",
@@ -259,7 +259,7 @@ fn a_partly_mapped_real_model_is_refused_unless_allowed() {
             "--device",
             s(&device),
             "--onnx",
-            s(&convnext),
+            s(&swin),
         ],
     ] {
         let out = hwnas(&cmd);
@@ -275,7 +275,7 @@ fn a_partly_mapped_real_model_is_refused_unless_allowed() {
         "--model",
         s(&model),
         "--onnx",
-        s(&convnext),
+        s(&swin),
         "--allow-unmapped",
     ]);
     let first = out.lines().next().unwrap();
@@ -288,7 +288,7 @@ fn a_partly_mapped_real_model_is_refused_unless_allowed() {
         "--model",
         s(&model),
         "--onnx",
-        s(&convnext),
+        s(&swin),
         "--allow-unmapped",
         "--json",
     ]))

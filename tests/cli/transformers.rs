@@ -34,6 +34,42 @@ fn count(keys: &[String], key: &str) -> usize {
     keys.iter().filter(|k| *k == key).count()
 }
 
+/// torchvision's ConvNeXt-Tiny: its blocks (depthwise 7x7, then LayerNorm and the MLP
+/// channels-last, layer scale, residual) and its channel LayerNorms, op for op, with
+/// torchvision's parameter count.
+#[test]
+fn a_convnext_export_maps_to_its_blocks() {
+    let convnext = strict(&export("convnext_tiny-224.onnx"));
+    let k = keys(&convnext);
+    assert_eq!(
+        k[..2],
+        [
+            "conv-in:1x3x224x224-out:96-k:4-s:4-g:1-p:0-pre:none-act:none",
+            "ln2d-in:1x96x56x56"
+        ]
+    );
+    for (c, side, blocks) in [(96, 56, 3), (192, 28, 3), (384, 14, 9), (768, 7, 3)] {
+        let block = format!("cnblock-in:1x{c}x{side}x{side}-hidden:{}-k:7", 4 * c);
+        assert_eq!(count(&k, &block), blocks, "{k:?}");
+    }
+    assert_eq!(
+        k.iter().filter(|k| k.starts_with("ln2d-")).count(),
+        5,
+        "{k:?}"
+    );
+    assert_eq!(
+        k[k.len() - 3..],
+        [
+            "gap-in:1x768x7x7",
+            "ln2d-in:1x768x1x1",
+            "linear-in:1x768x1x1-out:1000"
+        ]
+    );
+    assert_eq!(k.len(), 2 + 18 + 3 * 2 + 3, "{k:?}");
+    // torchvision: 28,589,128 parameters.
+    assert_eq!(convnext.network.params(), 28_589_128);
+}
+
 #[test]
 fn every_form_of_a_vit_export_maps_to_the_same_ops() {
     let tiny = keys(&strict(&export("vit_tiny-224.onnx")));
@@ -187,7 +223,8 @@ fn the_vit_space_runs_every_command_on_onnx_runtime() {
     assert!(acc["within_10"].as_f64().unwrap() >= 0.5, "{acc}");
     assert!(acc["bias"].as_f64().unwrap().abs() < 0.15, "{acc}");
 
-    // Real exports predicted (ops the table lacks come from the regressor), every node mapped.
+    // Real exports predicted (ops the table lacks come from the regressor: all of ConvNeXt's),
+    // every node mapped.
     let json: serde_json::Value = serde_json::from_str(&ok(&[
         "predict",
         "--model",
@@ -197,8 +234,11 @@ fn the_vit_space_runs_every_command_on_onnx_runtime() {
         s(&export("vit_tiny-224.onnx")),
         "--onnx",
         s(&export("hybrid_vit-224.onnx")),
+        "--onnx",
+        s(&export("convnext_tiny-224.onnx")),
     ]))
     .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3, "{json}");
     for p in json.as_array().unwrap() {
         assert_eq!(p["partial"], false, "{p}");
         assert_eq!(p["unmapped_nodes"], 0, "{p}");

@@ -35,6 +35,8 @@ impl Op {
             Op::ClassToken(_) => "cls",
             Op::ToTokens(_) => "tokens",
             Op::TokenMean(_) => "tokmean",
+            Op::ChannelNorm(_) => "ln2d",
+            Op::CnBlock(_) => "cnblock",
         }
     }
 
@@ -57,6 +59,8 @@ impl Op {
             Op::Mlp(m) => m.input,
             Op::Encoder(e) => e.input,
             Op::LayerNorm(t) | Op::ClassToken(t) | Op::ToTokens(t) | Op::TokenMean(t) => *t,
+            Op::ChannelNorm(t) => *t,
+            Op::CnBlock(b) => b.input,
             Op::GlobalAvgPool(t)
             | Op::Add(t)
             | Op::Skip(t)
@@ -106,6 +110,8 @@ impl Op {
             Op::Encoder(e) => e.input,
             Op::ClassToken(t) | Op::TokenMean(t) => Tensor::new(t.n, t.c, 1, 1),
             Op::ToTokens(t) => Tensor::tokens(t.n, t.h * t.w, t.c),
+            Op::ChannelNorm(t) => *t,
+            Op::CnBlock(b) => b.input,
         }
     }
 
@@ -158,6 +164,8 @@ impl Op {
             Op::Mhsa(m) => 2 * m.macs() + m.other_flops(),
             Op::Mlp(m) => 2 * m.macs() + m.other_flops(),
             Op::Encoder(e) => 2 * e.macs() + e.other_flops(),
+            Op::ChannelNorm(t) => convnext::channel_norm_flops(t),
+            Op::CnBlock(b) => 2 * b.macs() + b.other_flops(),
             Op::ClassToken(_) | Op::ToTokens(_) => 0,
             Op::TokenMean(t) => t.numel(),
         }
@@ -175,6 +183,7 @@ impl Op {
             Op::Mhsa(m) => m.macs(),
             Op::Mlp(m) => m.macs(),
             Op::Encoder(e) => e.macs(),
+            Op::CnBlock(b) => b.macs(),
             _ => 0,
         }
     }
@@ -194,6 +203,8 @@ impl Op {
             Op::Mhsa(m) => m.params(),
             Op::Mlp(m) => m.params(),
             Op::Encoder(e) => e.params(),
+            Op::ChannelNorm(t) => 2 * t.c as u64,
+            Op::CnBlock(b) => b.params(),
             _ => 0,
         }
     }
@@ -245,6 +256,7 @@ impl Op {
             }
             Op::Mhsa(m) => m.working_set_numel() * BYTES_PER_ELEMENT,
             Op::Mlp(m) => m.working_set_numel() * BYTES_PER_ELEMENT,
+            Op::CnBlock(b) => b.working_set_numel() * BYTES_PER_ELEMENT,
             Op::Encoder(e) => {
                 let numel = e.attention().working_set_numel();
                 numel.max(e.mlp().working_set_numel()) * BYTES_PER_ELEMENT
@@ -264,6 +276,7 @@ impl Op {
         let problem = match self {
             Op::Conv(c) => conv_problem(c),
             Op::ConvTranspose(c) => convt_problem(c),
+            Op::CnBlock(b) => convnext::problem(b).or_else(|| conv_problem(&b.dwconv())),
             _ => transformer::problem(self),
         };
         if let Some(why) = self.size_problem().or(problem) {
@@ -351,7 +364,9 @@ impl Op {
             | Op::Encoder(_)
             | Op::ClassToken(_)
             | Op::ToTokens(_)
-            | Op::TokenMean(_) => {}
+            | Op::TokenMean(_)
+            | Op::ChannelNorm(_)
+            | Op::CnBlock(_) => {}
         }
         match self.layout_problem() {
             Some(why) => invalid(why),

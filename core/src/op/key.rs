@@ -78,6 +78,7 @@ impl Op {
                 "encoder-in:{}-h:{}-hd:{}-mlp:{}",
                 e.input, e.heads, e.head_dim, e.hidden
             ),
+            Op::CnBlock(b) => format!("cnblock-in:{}-hidden:{}-k:{}", b.input, b.hidden, b.k),
             Op::GlobalAvgPool(t)
             | Op::Add(t)
             | Op::Skip(t)
@@ -87,7 +88,8 @@ impl Op {
             | Op::LayerNorm(t)
             | Op::ClassToken(t)
             | Op::ToTokens(t)
-            | Op::TokenMean(t) => {
+            | Op::TokenMean(t)
+            | Op::ChannelNorm(t) => {
                 format!("{}-in:{}", self.kind(), t)
             }
         }
@@ -193,6 +195,12 @@ impl Op {
             "patch" | "ln" | "mhsa" | "mlp" | "encoder" | "cls" | "tokens" | "tokmean" => {
                 transformer(kind, &mut fields, input)?
             }
+            "ln2d" => Op::ChannelNorm(input),
+            "cnblock" => Op::CnBlock(crate::op::CnBlock {
+                input,
+                hidden: fields.num("hidden")?,
+                k: fields.num("k")?,
+            }),
             other => return Err(OpError::UnknownKind(other.into())),
         };
         fields.finish()?;

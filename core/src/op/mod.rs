@@ -17,12 +17,14 @@
 use serde::{Deserialize, Serialize};
 
 mod activation;
+pub mod convnext;
 mod cost;
 mod key;
 mod tensor;
 pub mod transformer;
 
 pub use activation::{Activation, LEAKY_RELU_ALPHA};
+pub use convnext::CnBlock;
 pub use tensor::{Layout, Tensor};
 pub use transformer::{Encoder, Mhsa, Mlp, PatchEmbed};
 
@@ -197,6 +199,11 @@ pub enum Op {
     ToTokens(Tensor),
     /// The mean of the tokens, `N x C x 1 x 1` (a head without a class token).
     TokenMean(Tensor),
+    /// LayerNormalization over a feature map's channels (ConvNeXt's stem, downsampling and
+    /// head: a Transpose to channels-last, LayerNorm, a Transpose back).
+    ChannelNorm(Tensor),
+    /// A ConvNeXt block.
+    CnBlock(CnBlock),
 }
 
 /// Transposed convolution, k×k, stride s, padding p on every side, groups g, with a bias: the
@@ -292,7 +299,7 @@ pub struct Slice {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpError {
     #[error(
-        "unknown op kind `{0}` (known: conv, mbconv, avgpool, maxpool, gap, linear, add, act, skip, zero, scale, concat, shuffle, slice, softmax, lrn, resize, convt, patch, ln, mhsa, mlp, encoder, cls, tokens, tokmean)"
+        "unknown op kind `{0}` (known: conv, mbconv, avgpool, maxpool, gap, linear, add, act, skip, zero, scale, concat, shuffle, slice, softmax, lrn, resize, convt, patch, ln, mhsa, mlp, encoder, cls, tokens, tokmean, ln2d, cnblock)"
     )]
     UnknownKind(String),
     #[error("op key `{key}`: missing field `{field}`")]

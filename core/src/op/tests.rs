@@ -214,3 +214,28 @@ fn transformer_ops_take_tokens_and_round_trip() {
         assert!(err.contains(why), "{bad}: {err}");
     }
 }
+
+#[test]
+fn convnext_ops_take_feature_maps_and_round_trip() {
+    for key in ["cnblock-in:1x96x56x56-hidden:384-k:7", "ln2d-in:1x96x56x56"] {
+        let op = Op::from_key(key).unwrap();
+        assert_eq!(op.key(), key);
+        assert_eq!(op.output(), op.input());
+    }
+    // torchvision's CNBlock(96): depthwise 7x7 with bias, LayerNorm, Linear 96-384-96, layer
+    // scale: 79,296 parameters.
+    let block = Op::from_key("cnblock-in:1x96x56x56-hidden:384-k:7").unwrap();
+    assert_eq!(block.params(), 79_296);
+    assert_eq!(block.macs(), 56 * 56 * 96 * 49 + 2 * 56 * 56 * 96 * 384);
+    assert!(block.flops() > 2 * block.macs());
+    assert_eq!(Op::from_key("ln2d-in:1x96x56x56").unwrap().params(), 192);
+    for (bad, why) in [
+        ("cnblock-in:1x96x56x56-hidden:384-k:4", "odd"),
+        ("cnblock-in:1x96x56x56-hidden:0-k:7", "at least 1"),
+        ("cnblock-in:1x197x192-hidden:768-k:7", "feature map"),
+        ("ln2d-in:1x197x192", "feature map"),
+    ] {
+        let err = Op::from_key(bad).unwrap_err().to_string();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}

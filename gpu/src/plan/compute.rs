@@ -181,6 +181,8 @@ impl Lowering {
             && dother[2] * dother[3] == 1
         {
             Operand::MulChannel(o)
+        } else if let Some(per_batch) = self.channel_constant(op, o, &dx) {
+            Operand::MulChannel(per_batch)
         } else {
             return Err(bad(format!(
                 "shapes {dx:?} and {dother:?}: only equal shapes, a scalar factor or an N x C x 1 x 1 factor run on the GPU"
@@ -189,6 +191,25 @@ impl Lowering {
         let y = self.define(&out, dx.clone(), None);
         self.push(Step::Eltwise(eltwise(x, operand, y, &dx, Act::None)));
         Ok(1)
+    }
+
+    /// A constant per-channel factor shaped `C x 1 x 1` or `1 x C x 1 x 1` (ConvNeXt's layer
+    /// scale), as the `N x C x 1 x 1` buffer the channel-multiply kernel reads.
+    fn channel_constant(&mut self, op: &str, factor: usize, dx: &[usize]) -> Option<usize> {
+        let buffer = &self.buffers[factor];
+        let dims: Vec<usize> = buffer
+            .dims
+            .iter()
+            .copied()
+            .skip_while(|&d| d == 1)
+            .collect();
+        let channels = dx.get(1).copied()?;
+        if op != "Mul" || dx.len() != 4 || buffer.dims.len() > 4 || dims != [channels, 1, 1][..] {
+            return None;
+        }
+        let data = buffer.data.as_ref()?.repeat(dx[0]);
+        let name = format!("{}#per_batch", buffer.name);
+        Some(self.define(&name, vec![dx[0], channels, 1, 1], Some(data)))
     }
 
     pub(super) fn pool(&mut self, at: &At<'_>) -> Result<usize, PlanError> {

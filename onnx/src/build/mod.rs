@@ -14,6 +14,7 @@ use hwnas_core::op::{
 };
 use hwnas_core::rng::SplitMix64;
 
+mod convnext;
 mod transformer;
 
 pub const OPSET: i64 = 17;
@@ -215,6 +216,7 @@ impl GraphBuilder {
             | Op::ClassToken(_)
             | Op::ToTokens(_)
             | Op::TokenMean(_) => self.transformer_op(x, op),
+            Op::ChannelNorm(_) | Op::CnBlock(_) => self.convnext_op(x, op),
         }
     }
 

@@ -37,7 +37,7 @@ impl GraphBuilder {
         self.node("Add", &[&b, &y], vec![])
     }
 
-    fn layer_norm(&mut self, x: &str, c: u32) -> String {
+    pub(super) fn layer_norm(&mut self, x: &str, c: u32) -> String {
         let c = c as usize;
         let scale: Vec<f32> = (0..c).map(|_| 1.0 + self.rng.uniform(0.2)).collect();
         let shift: Vec<f32> = (0..c).map(|_| self.rng.uniform(0.2)).collect();
@@ -65,7 +65,7 @@ impl GraphBuilder {
         self.node("Mul", &[&m, &half], vec![])
     }
 
-    fn mlp(&mut self, x: &str, m: &Mlp) -> String {
+    pub(super) fn mlp(&mut self, x: &str, m: &Mlp) -> String {
         let h = self.token_linear(x, m.input.c, m.hidden);
         let h = self.gelu(&h);
         self.token_linear(&h, m.hidden, m.input.c)

@@ -32,6 +32,7 @@ use prost::Message;
 use crate::proto::{ModelProto, NodeProto};
 use hwnas_core::network::Network;
 
+mod convnext;
 mod fold;
 mod layers;
 mod mapper;

@@ -32,7 +32,7 @@ use super::regions::{Norm, Region, consumers, norm_at, region};
 use crate::proto::NodeProto;
 
 /// What a sub-layer computes.
-enum Sublayer {
+pub(super) enum Sublayer {
     Attention { heads: u32, head_dim: u32 },
     Mlp { hidden: u32 },
 }
@@ -311,7 +311,7 @@ impl<'g> Mapper<'g> {
     }
 
     /// Marks a LayerNorm's nodes as mapped; returns their names.
-    fn claim_norm(&mut self, nodes: &[&NodeProto], norm: &Norm<'_>) -> Vec<String> {
+    pub(super) fn claim_norm(&mut self, nodes: &[&NodeProto], norm: &Norm<'_>) -> Vec<String> {
         norm.nodes
             .iter()
             .map(|&j| {
@@ -343,7 +343,7 @@ impl<'g> Mapper<'g> {
     }
 
     /// Marks a region's nodes (and its Add) as mapped; returns their names, the Add last.
-    fn claim(&mut self, nodes: &[&NodeProto], region: &Region) -> Vec<String> {
+    pub(super) fn claim(&mut self, nodes: &[&NodeProto], region: &Region) -> Vec<String> {
         let mut names = Vec::with_capacity(region.nodes.len() + 1);
         for &j in region.nodes.iter().chain([&region.add]) {
             self.claimed.insert(j);
@@ -368,7 +368,12 @@ impl<'g> Mapper<'g> {
     }
 
     /// Attention or MLP, from the region's weights and reshapes.
-    fn classify(&self, nodes: &[&NodeProto], region: &Region, c: u32) -> Option<Sublayer> {
+    pub(super) fn classify(
+        &self,
+        nodes: &[&NodeProto],
+        region: &Region,
+        c: u32,
+    ) -> Option<Sublayer> {
         let softmax = region
             .nodes
             .iter()

@@ -216,8 +216,15 @@ impl<'g> Mapper<'g> {
             Val::Seq { value, shape, sole } if perm.as_deref() == Some(&[0, 2, 1]) => {
                 self.tokens_from_pixels(at, (value, shape, sole))
             }
+            Val::Act {
+                value,
+                shape,
+                pad: [0, 0, 0, 0],
+            } if !shape.is_tokens() && perm.as_deref() == Some(&[0, 2, 3, 1]) => {
+                self.channels_last(at, value, shape)
+            }
             _ => unmapped(format!(
-                "a Transpose {:?} (only a channel shuffle's or pixels to tokens)",
+                "a Transpose {:?} (only a channel shuffle's, pixels to tokens, or ConvNeXt's to channels-last)",
                 perm.unwrap_or_default()
             )),
         }
