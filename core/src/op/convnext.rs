@@ -11,8 +11,9 @@ use super::{Activation, Conv, Mlp, Tensor};
 /// A ConvNeXt block on a feature map: a `k x k` depthwise convolution (with bias), LayerNorm
 /// over the channels, Linear to `hidden`, GELU, Linear back (each pixel on its own,
 /// channels-last), a learned per-channel scale (layer scale), and the residual add. Profiled
-/// whole, as the encoder block is: ORT fuses inside it (the bias and GELU into the MatMul
-/// before them, LayerNorm) and the two transposes exist only inside.
+/// whole, as the encoder block is, because ORT 1.31 fuses across its parts: the first
+/// Transpose into the NCHWc reorder after the depthwise conv, each Linear's bias into a Gemm,
+/// GELU's erf pattern into one Gelu kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CnBlock {
     pub input: Tensor,
@@ -63,7 +64,8 @@ impl CnBlock {
     }
 }
 
-/// LayerNorm's cost on a feature map (the transposes around it move every element twice).
+/// LayerNorm's cost on a feature map; the transposes around it only move data (bytes, not
+/// FLOPs).
 pub(super) fn channel_norm_flops(t: &Tensor) -> u64 {
     LAYER_NORM_FLOPS * t.numel()
 }

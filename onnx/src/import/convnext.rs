@@ -1,6 +1,5 @@
-//! ConvNeXt as `torch.onnx.export` writes torchvision's `convnext_*` (and timm's, whose layer
-//! scale comes before the Transpose back): a feature map transposed to channels-last,
-//! LayerNorm over its channels, and then either
+//! ConvNeXt as `torch.onnx.export` writes torchvision's `convnext_*`: a feature map transposed
+//! to channels-last, LayerNorm over its channels, and then either
 //!
 //! | ONNX | op |
 //! |---|---|
@@ -52,7 +51,7 @@ impl<'g> Mapper<'g> {
             self.act_val(at.nodes[j].output[0].as_str(), v, shape);
             return Ok(1);
         }
-        let Some((k, conv_input, residual)) = self.depthwise_before(at, x, shape) else {
+        let Some((conv_input, residual, kernel)) = self.depthwise_before(at, x, shape) else {
             return unmapped(
                 "a LayerNorm on a channels-last feature map that is neither transposed back \
                  (`ln2d`) nor in a block after a depthwise convolution (`cnblock`, ConvNeXt's)",
@@ -60,21 +59,16 @@ impl<'g> Mapper<'g> {
         };
         let region = region(at.nodes, &[norm.out], residual, &consumers)
             .filter(|r| r.nodes.iter().any(|&j| back(j)));
-        let hidden = match region
+        let mlp = region
             .as_ref()
-            .and_then(|r| self.classify(at.nodes, r, shape.c))
-        {
-            Some(Sublayer::Mlp { hidden }) => hidden,
-            _ => return unmapped("a channels-last LayerNorm whose block is not ConvNeXt's"),
+            .and_then(|r| self.classify(at.nodes, r, shape.c));
+        let (Some(region), Some(Sublayer::Mlp { hidden })) = (region, mlp) else {
+            return unmapped("a channels-last LayerNorm whose block is not ConvNeXt's");
         };
-        let region = region.expect("classified above");
         let block = Op::CnBlock(CnBlock {
             input: shape,
             hidden,
-            k: match self.network.nodes[k].op {
-                Op::Conv(c) => c.k,
-                _ => unreachable!("depthwise_before found a conv"),
-            },
+            k: kernel,
         });
         // The depthwise conv becomes the block's first step.
         self.network.nodes.pop();
@@ -88,14 +82,14 @@ impl<'g> Mapper<'g> {
     }
 
     /// The depthwise `k x k` convolution (stride 1, "same", no activation) that made `x`, when
-    /// it is the last op so far and nothing else reads it: its index, its input, and that
-    /// input's ONNX name (the residual a block rejoins).
+    /// it is the last op so far and nothing else reads it: its input, that input's ONNX name
+    /// (the residual a block rejoins), and `k`.
     fn depthwise_before(
         &self,
         at: &At<'_, 'g>,
         x: Value,
         shape: Tensor,
-    ) -> Option<(usize, Value, &'g str)> {
+    ) -> Option<(Value, &'g str, u32)> {
         let Value::Node(k) = x else { return None };
         let node = &self.network.nodes[k];
         let Op::Conv(c) = node.op else { return None };
@@ -115,6 +109,6 @@ impl<'g> Mapper<'g> {
             .iter()
             .find(|n| n.output.first() == at.node.input.first())?;
         let residual = made_by.input.first()?.as_str();
-        depthwise.then_some((k, *node.inputs.first()?, residual))
+        depthwise.then_some((*node.inputs.first()?, residual, c.k))
     }
 }

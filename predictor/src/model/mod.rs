@@ -205,9 +205,9 @@ pub struct Term {
 /// How a runtime executes a network graph, as far as composing op latencies goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Graph {
-    #[default]
     /// Float graphs: ORT computes a repeated weightless op once, and keeps one layout (NCHWc
     /// on the CPU EP, pools included).
+    #[default]
     Float,
     /// Int8 QDQ graphs: every repeat has its own quantisation nodes and runs, and pools take
     /// the layout of the convolutions they lead to.
