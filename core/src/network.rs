@@ -117,7 +117,8 @@ impl Network {
                 }
             }
         }
-        // Consumers come later, so one backward pass sees theirs first.
+        // Consumers come later, so one backward pass sees theirs first. (Scales and concats
+        // are taken to follow the layout as adds do; the check above had none.)
         let mut feeds_conv = vec![false; self.nodes.len()];
         for i in (0..self.nodes.len()).rev() {
             feeds_conv[i] = consumers[i].iter().any(|&j| match self.nodes[j].op {
