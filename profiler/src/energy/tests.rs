@@ -203,25 +203,30 @@ impl Drop for Driver {
 
 #[test]
 fn rapl_zones_are_added_once_and_their_wraps_undone() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::new(30.0, 20.0);
-    let _driver = Driver::start(dir.path(), &world);
-    let counter = Powercap::open(dir.path()).unwrap();
-    let name = counter.describe();
-    assert!(name.contains("package-0 + dram + package-1"), "{name}");
-    assert!(!name.contains("psys") && !name.contains("core"), "{name}");
-    // Package 0 wraps every 0.4 s at idle: the run crosses several wraps.
-    let (meter, uj) = measure_on(Box::new(counter), &world);
-    assert!(
-        meter.period < Duration::from_millis(5),
-        "{:?}",
-        meter.period
-    );
-    assert!((meter.idle_w / 30.0 - 1.0).abs() < 0.03, "{}", meter.idle_w);
-    assert!(
-        (uj / 6000.0 - 1.0).abs() < 0.03,
-        "{uj} µJ per run, want 6000"
-    );
+    // The driver thread's writes run late when the host takes the core (a busy CI host read
+    // 5,729 µJ once: a file 10 ms stale at a window's end is 0.5 J of 7.5): a wrong sum of
+    // zones or an undone wrap is off every time, noise only now and then, so up to three
+    // measurements, each of a fresh tree, and one must land.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let world = World::new(30.0, 20.0);
+        let _driver = Driver::start(dir.path(), &world);
+        let counter = Powercap::open(dir.path()).unwrap();
+        let name = counter.describe();
+        assert!(name.contains("package-0 + dram + package-1"), "{name}");
+        assert!(!name.contains("psys") && !name.contains("core"), "{name}");
+        // Package 0 wraps every 0.4 s at idle: the run crosses several wraps.
+        let (meter, uj) = measure_on(Box::new(counter), &world);
+        let good = meter.period < Duration::from_millis(5)
+            && (meter.idle_w / 30.0 - 1.0).abs() < 0.03
+            && (uj / 6000.0 - 1.0).abs() < 0.03;
+        if good {
+            return;
+        }
+        seen.push((meter.period, meter.idle_w, uj));
+    }
+    panic!("(counter period, idle W, µJ per run) {seen:?}; want < 5 ms, 30 W and 6000 µJ");
 }
 
 #[test]
