@@ -243,18 +243,18 @@ impl Term {
 
     /// A network's ops with their context, as a runtime executing `graph` runs them.
     pub fn of_network_as(net: &Network, graph: Graph) -> Vec<Term> {
-        let qdq = graph == Graph::Qdq;
-        let channels_last = if qdq {
-            net.channels_last_pools()
-        } else {
-            vec![false; net.nodes.len()]
+        // Each graph needs one of the two passes; the other is all `false`.
+        let none = || vec![false; net.nodes.len()];
+        let (duplicate, channels_last) = match graph {
+            Graph::Float => (net.duplicates(), none()),
+            Graph::Qdq => (none(), net.channels_last_pools()),
         };
         net.nodes
             .iter()
             .zip(net.fused_adds())
-            .zip(net.duplicates())
+            .zip(duplicate)
             .zip(channels_last)
-            .filter(|((_, duplicate), _)| qdq || !*duplicate)
+            .filter(|((_, duplicate), _)| !*duplicate)
             .map(|(((n, fused), _), channels_last)| Term {
                 op: n.op,
                 fused,
