@@ -73,29 +73,34 @@ impl Network {
         }
     }
 
+    /// Per node: the nodes that read its output (the network's output is not counted).
+    fn consumers(&self) -> Vec<Vec<usize>> {
+        let mut consumers = vec![Vec::new(); self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            for v in &node.inputs {
+                if let Value::Node(j) = v {
+                    consumers[*j].push(i);
+                }
+            }
+        }
+        consumers
+    }
+
     /// Per node: is it an `add` that the runtime folds into a convolution before it? ORT fuses
     /// `Add(conv(x), y)` into the conv (the NCHWc conv takes `y` as a sum input) when the conv's
     /// output feeds nothing else, so such an add costs almost nothing inside a network, while an
     /// add of pooled or skipped tensors runs as its own kernel.
     pub fn fused_adds(&self) -> Vec<bool> {
-        let mut consumers = vec![0usize; self.nodes.len()];
-        for node in &self.nodes {
-            for v in &node.inputs {
-                if let Value::Node(j) = v {
-                    consumers[*j] += 1;
-                }
-            }
-        }
-        if let Value::Node(j) = self.output {
-            consumers[j] += 1;
-        }
+        let consumers = self.consumers();
+        let is_output = |j: usize| self.output == Value::Node(j);
+        let feeds_only_one = |j: usize| consumers[j].len() + usize::from(is_output(j)) == 1;
         self.nodes
             .iter()
             .map(|node| {
                 matches!(node.op, Op::Add(_))
                     && node.inputs.iter().any(|v| {
                         matches!(v, Value::Node(j)
-                            if consumers[*j] == 1 && matches!(self.nodes[*j].op, Op::Conv(_) | Op::MbConv(_)))
+                            if feeds_only_one(*j) && matches!(self.nodes[*j].op, Op::Conv(_) | Op::MbConv(_)))
                     })
             })
             .collect()
@@ -109,14 +114,7 @@ impl Network {
     /// long channels-last on this CPU (16x32x32: 106 against 150 µs). Checked against ORT
     /// 1.31's optimised graphs of 70 NAS-Bench-201 int8 networks: all 1,460 pools as predicted.
     pub fn channels_last_pools(&self) -> Vec<bool> {
-        let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); self.nodes.len()];
-        for (i, node) in self.nodes.iter().enumerate() {
-            for v in &node.inputs {
-                if let Value::Node(j) = v {
-                    consumers[*j].push(i);
-                }
-            }
-        }
+        let consumers = self.consumers();
         // Consumers come later, so one backward pass sees theirs first. (Scales and concats
         // are taken to follow the layout as adds do; the check above had none.)
         let mut feeds_conv = vec![false; self.nodes.len()];
