@@ -8,7 +8,8 @@
 //!   predictor on its own), the op regressor and a [`calibrate::Calibration`] fitted on networks
 //!   measured end to end, as versioned JSON. It predicts a network from its [`model::Term`]s:
 //!   its ops, each with whether the runtime fuses it into the op before.
-//! - [`metrics`] scores predictions against measurements (±5/±10%, RMSPE, Kendall tau).
+//! - [`metrics`] scores predictions against measurements (±5/±10%, RMSPE, Kendall tau), and
+//!   says how much of the networks' order a measurement's noise is expected to keep.
 //! - [`anchors`] lets a later sitting's networks be compared at the calibration's: some
 //!   calibration networks measured again beside them give the [`anchors::Sitting`].
 

@@ -26,6 +26,7 @@ mod table;
 mod validate;
 mod validate_networks;
 mod validate_onnx;
+mod validate_rounds;
 mod worker;
 
 #[derive(Parser)]
