@@ -101,14 +101,20 @@ pub fn rounds_line(r: &serde_json::Value) -> Option<String> {
     };
     // Rounded down, so that a tau short of the target never prints as reaching it.
     let tau = |k: &str| f(k).map(|t| (t * 1000.0).floor() / 1000.0);
+    let what = if rounds == 1 {
+        format!("one round: noise ±{:.2}%", 100.0 * one)
+    } else {
+        format!(
+            "each network measured {rounds} times and pooled: noise ±{:.2}% (one round ±{:.2}%, tau {:.3})",
+            100.0 * f("noise_pooled")?,
+            100.0 * one,
+            tau("expected_tau_one_round")?,
+        )
+    };
     Some(format!(
-        "  rounds     {rounds:>10}  each network measured {rounds} time(s) and pooled: noise ±{:.2}% \
-         (one round ±{:.2}%), expected to keep the networks' order at tau {:.3} (one round {:.3}; \
-         wanted {RANKING_TAU}: {met})",
-        100.0 * f("noise_pooled")?,
-        100.0 * one,
+        "  rounds     {rounds:>10}  {what}; expected to keep the networks' order at tau {:.3} \
+         (wanted {RANKING_TAU}: {met})",
         tau("expected_tau")?,
-        tau("expected_tau_one_round")?,
     ))
 }
 
