@@ -119,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let speed = Speed {
         probe_nominal_us: model.probe_nominal_us(),
     };
-    let anchored = anchors::measure(
+    let mut anchored = anchors::measure(
         rt.as_mut(),
         &nets,
         Anchors::in_space(&model, space.as_ref(), args.anchors),
@@ -151,7 +151,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         speed,
         args.max_rounds,
     )?;
-    let times = &rounds.times;
+    // Every score below, the probe-only one too, is against the rounds pooled.
+    anchored.times = rounds.times;
+    let times = &anchored.times;
     let measured: Vec<Stats> = times.iter().map(|t| t.latency).collect();
 
     let pred: Vec<f64> = predictions.iter().map(|p| p.latency_us).collect();
