@@ -163,3 +163,60 @@ fn int8_pools_run_in_the_layout_the_model_expects() {
     }
     assert!(kinds_seen[0] >= 10 && kinds_seen[1] >= 50, "{kinds_seen:?}");
 }
+
+/// ORT's common-subexpression elimination runs a weightless op repeated on the same input once,
+/// and a skip is no node of the graph, so `pool(skip(x))` repeats `pool(x)`; and it fuses an add
+/// into the conv before it (the NCHWc conv's `Sum` input). `Network::duplicates` and
+/// `Network::fused_adds` predict both for the float latency model: checked here against the graph
+/// ORT really runs, pools, adds and fused adds counted per network.
+#[test]
+fn float_networks_run_the_pools_and_adds_the_model_counts() {
+    let rt = runtime();
+    let space = builtin("nb201").unwrap();
+    let mut rng = SplitMix64::new(7);
+    // A pool of a skip repeating a pool of the cell's input; a skip-only cell whose adds repeat.
+    let mut archs: Vec<String> = [
+        "|skip_connect~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|avg_pool_3x3~0|avg_pool_3x3~1|skip_connect~2|",
+        "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
+        "|avg_pool_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|avg_pool_3x3~0|avg_pool_3x3~1|avg_pool_3x3~2|",
+    ]
+    .map(String::from)
+    .into();
+    archs.extend((0..37).map(|_| space.sample(&mut rng)));
+    let mut repeats = 0;
+    for arch in &archs {
+        let net = space.network(arch).unwrap();
+        let duplicate = net.duplicates();
+        let fused = net.fused_adds();
+        let counted = |kind: &str, fused_too: bool| {
+            (0..net.nodes.len())
+                .filter(|&i| {
+                    net.nodes[i].op.kind() == kind && !duplicate[i] && fused[i] == fused_too
+                })
+                .count()
+        };
+        let graph = rt.optimized_network(&net).unwrap();
+        let nodes = &graph.graph.as_ref().unwrap().node;
+        let ran = |op: &str| nodes.iter().filter(|n| n.op_type == op).count();
+        let sums = nodes
+            .iter()
+            .filter(|n| {
+                n.op_type == "Conv" && n.input.iter().filter(|i| !i.is_empty()).count() == 4
+            })
+            .count();
+        assert_eq!(
+            (
+                counted("avgpool", false),
+                counted("add", false),
+                counted("add", true)
+            ),
+            (ran("AveragePool"), ran("Add"), sums),
+            "{arch}: (pools, adds, adds fused into a conv) counted against ORT's graph"
+        );
+        repeats += duplicate.iter().filter(|&&d| d).count();
+    }
+    assert!(
+        repeats >= 40,
+        "{repeats} repeated ops in all: the check needs repeats to see"
+    );
+}

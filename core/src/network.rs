@@ -86,21 +86,48 @@ impl Network {
         consumers
     }
 
+    /// What `v` is in the ONNX graph, where a skip is no node: the value the skips pass on.
+    fn through_skips(&self, mut v: Value) -> Value {
+        while let Value::Node(j) = v
+            && let (Op::Skip(_), [passed]) = (self.nodes[j].op, self.nodes[j].inputs.as_slice())
+        {
+            v = *passed;
+        }
+        v
+    }
+
+    /// Per node: how many nodes of the ONNX graph read its output, the network's output
+    /// counted as one reader; a skip reads nothing itself, it hands its readers on.
+    fn graph_readers(&self) -> Vec<usize> {
+        let mut readers = vec![0; self.nodes.len()];
+        let reads = self
+            .nodes
+            .iter()
+            .filter(|n| !matches!(n.op, Op::Skip(_)))
+            .flat_map(|n| n.inputs.iter())
+            .chain([&self.output]);
+        for v in reads {
+            if let Value::Node(j) = self.through_skips(*v) {
+                readers[j] += 1;
+            }
+        }
+        readers
+    }
+
     /// Per node: is it an `add` that the runtime folds into a convolution before it? ORT fuses
     /// `Add(conv(x), y)` into the conv (the NCHWc conv takes `y` as a sum input) when the conv's
     /// output feeds nothing else, so such an add costs almost nothing inside a network, while an
-    /// add of pooled or skipped tensors runs as its own kernel.
+    /// add of pooled or skipped tensors runs as its own kernel. Skips between the conv and the
+    /// add are no nodes of the graph, so the conv's readers are counted through them.
     pub fn fused_adds(&self) -> Vec<bool> {
-        let consumers = self.consumers();
-        let is_output = |j: usize| self.output == Value::Node(j);
-        let feeds_only_one = |j: usize| consumers[j].len() + usize::from(is_output(j)) == 1;
+        let readers = self.graph_readers();
         self.nodes
             .iter()
             .map(|node| {
                 matches!(node.op, Op::Add(_))
                     && node.inputs.iter().any(|v| {
-                        matches!(v, Value::Node(j)
-                            if feeds_only_one(*j) && matches!(self.nodes[*j].op, Op::Conv(_) | Op::MbConv(_)))
+                        matches!(self.through_skips(*v), Value::Node(j)
+                            if readers[j] == 1 && matches!(self.nodes[j].op, Op::Conv(_) | Op::MbConv(_)))
                     })
             })
             .collect()
@@ -209,35 +236,40 @@ impl Network {
     /// (pool, activation without BN, add, global pool) on the same inputs? ONNX Runtime's
     /// common-subexpression elimination runs such a node once: in an all-pool NAS-Bench-201
     /// cell, 92 AveragePool nodes become 47. Inputs are compared after replacing duplicates by
-    /// the node they repeat, so chains of repeats are found too.
+    /// the node they repeat, and skips by what they pass on (the ONNX graph has no node for a
+    /// skip, so `pool(skip(x))` is `pool(x)` to the runtime), so chains of repeats are found too.
     pub fn duplicates(&self) -> Vec<bool> {
-        let mut representative: Vec<usize> = Vec::with_capacity(self.nodes.len());
+        // What each node's output is to the runtime: the node it repeats (itself if none) or,
+        // for a skip, the value it passes on; `None` is the network's input.
+        let mut value: Vec<Option<usize>> = Vec::with_capacity(self.nodes.len());
         let mut duplicate = Vec::with_capacity(self.nodes.len());
-        let canonical = |rep: &[usize], v: &Value| match v {
+        let canonical = |value: &[Option<usize>], v: &Value| match v {
             Value::Input => None,
-            Value::Node(j) => Some(rep[*j]),
+            Value::Node(j) => value[*j],
         };
         for (i, node) in self.nodes.iter().enumerate() {
+            let inputs: Vec<Option<usize>> =
+                node.inputs.iter().map(|v| canonical(&value, v)).collect();
+            if let (Op::Skip(_), [passed]) = (node.op, inputs.as_slice()) {
+                value.push(*passed);
+                duplicate.push(false);
+                continue;
+            }
             let weightless = node.op.params() == 0 && !node.op.is_free();
-            let inputs: Vec<Option<usize>> = node
-                .inputs
-                .iter()
-                .map(|v| canonical(&representative, v))
-                .collect();
             let earlier = weightless
                 .then(|| {
                     (0..i).find(|&j| {
-                        representative[j] == j
+                        value[j] == Some(j)
                             && self.nodes[j].op == node.op
                             && self.nodes[j]
                                 .inputs
                                 .iter()
-                                .map(|v| canonical(&representative, v))
+                                .map(|v| canonical(&value, v))
                                 .eq(inputs.iter().copied())
                     })
                 })
                 .flatten();
-            representative.push(earlier.unwrap_or(i));
+            value.push(Some(earlier.unwrap_or(i)));
             duplicate.push(earlier.is_some());
         }
         duplicate
@@ -359,5 +391,36 @@ mod tests {
         let q = net.push(pool, &[a]);
         net.push(Op::Add(t), &[q, a]); // pool and add: a kernel of its own
         assert_eq!(net.fused_adds(), vec![false, false, true, false, false]);
+    }
+
+    #[test]
+    fn skips_are_seen_through_as_the_runtime_sees_them() {
+        // A skip is no node of the ONNX graph: pool(skip(x)) repeats pool(x), and an add of
+        // skip(conv) is fused as an add of the conv would be, unless the conv's output reaches
+        // another reader through a second skip.
+        let conv = Op::from_key("conv-in:1x4x5x5-out:4-k:3-s:1-g:1-pre:none-act:none").unwrap();
+        let pool = Op::from_key("avgpool-in:1x4x5x5-k:3-s:1-p:1").unwrap();
+        let t = conv.input();
+        let mut net = Network::new("skips", t);
+        let p = net.push(pool, &[Value::Input]);
+        let s = net.push(Op::Skip(t), &[Value::Input]);
+        let ps = net.push(pool, &[s]); // pool(x) again
+        let c = net.push(conv, &[Value::Input]);
+        let sc = net.push(Op::Skip(t), &[c]);
+        let a = net.push(Op::Add(t), &[p, sc]); // the conv's only reader: fused
+        let c2 = net.push(conv, &[a]);
+        let s1 = net.push(Op::Skip(t), &[c2]);
+        let s2 = net.push(Op::Skip(t), &[c2]);
+        let b = net.push(Op::Add(t), &[s1, ps]); // the conv has two readers: a kernel
+        net.push(Op::Add(t), &[b, s2]);
+        let at = |v: Value| match v {
+            Value::Node(i) => i,
+            Value::Input => unreachable!(),
+        };
+        let d = net.duplicates();
+        assert_eq!(d.iter().filter(|&&d| d).count(), 1);
+        assert!(d[at(ps)]);
+        let f = net.fused_adds();
+        assert_eq!([a, b].map(|v| f[at(v)]), [true, false], "{f:?}");
     }
 }
