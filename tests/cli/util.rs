@@ -64,13 +64,21 @@ pub fn s(p: &Path) -> &str {
 }
 
 /// A short-measurement wgpu profile on the best adapter there (lavapipe in CI), without the
-/// reference probe (29 ms a run on lavapipe; `extra_measure` may turn it on).
+/// reference probe (29 ms a run on lavapipe; `extra_measure` may turn it on), and with
+/// lavapipe's deadline (`device_profiles/lavapipe.toml`: 60 s) unless `extra_wgpu` sets one: a
+/// whole SqueezeNet on lavapipe missed the 10 s default in a CI run beside a load pinned to a
+/// core (2026-12-05), and a deadline is not what these tests check.
 pub fn quick_gpu_profile(dir: &Path, name: &str, extra_wgpu: &str, extra_measure: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
+    let deadline = if extra_wgpu.contains("timeout_ms") {
+        ""
+    } else {
+        "timeout_ms = 60000.0\n"
+    };
     std::fs::write(
         &path,
         format!(
-            "name = \"{name}\"\nbackend = \"wgpu\"\n[wgpu]\n{extra_wgpu}\n[measure]\nwarmup_runs = 1\nwarmup_ms = 0.0\nmin_runs = 5\nmax_ms = 100.0\ntarget_ci = 0.05\n{}\n",
+            "name = \"{name}\"\nbackend = \"wgpu\"\n[wgpu]\n{deadline}{extra_wgpu}\n[measure]\nwarmup_runs = 1\nwarmup_ms = 0.0\nmin_runs = 5\nmax_ms = 100.0\ntarget_ci = 0.05\n{}\n",
             if extra_measure.contains("probe_runs") {
                 extra_measure.to_string()
             } else {
