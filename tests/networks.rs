@@ -188,10 +188,10 @@ fn float_networks_run_the_pools_and_adds_the_model_counts() {
         let net = space.network(arch).unwrap();
         let duplicate = net.duplicates();
         let fused = net.fused_adds();
-        let counted = |kind: &str, fused_too: bool| {
+        let counted = |kind: &str, into_conv: bool| {
             (0..net.nodes.len())
                 .filter(|&i| {
-                    net.nodes[i].op.kind() == kind && !duplicate[i] && fused[i] == fused_too
+                    net.nodes[i].op.kind() == kind && !duplicate[i] && fused[i] == into_conv
                 })
                 .count()
         };
