@@ -239,37 +239,33 @@ impl Network {
     /// the node they repeat, and skips by what they pass on (the ONNX graph has no node for a
     /// skip, so `pool(skip(x))` is `pool(x)` to the runtime), so chains of repeats are found too.
     pub fn duplicates(&self) -> Vec<bool> {
-        // What each node's output is to the runtime: the node it repeats (itself if none) or,
-        // for a skip, the value it passes on; `None` is the network's input.
-        let mut value: Vec<Option<usize>> = Vec::with_capacity(self.nodes.len());
+        let mut representative: Vec<usize> = Vec::with_capacity(self.nodes.len());
         let mut duplicate = Vec::with_capacity(self.nodes.len());
-        let canonical = |value: &[Option<usize>], v: &Value| match v {
+        let canonical = |rep: &[usize], v: &Value| match self.through_skips(*v) {
             Value::Input => None,
-            Value::Node(j) => value[*j],
+            Value::Node(j) => Some(rep[j]),
         };
         for (i, node) in self.nodes.iter().enumerate() {
-            let inputs: Vec<Option<usize>> =
-                node.inputs.iter().map(|v| canonical(&value, v)).collect();
-            if let (Op::Skip(_), [passed]) = (node.op, inputs.as_slice()) {
-                value.push(*passed);
-                duplicate.push(false);
-                continue;
-            }
             let weightless = node.op.params() == 0 && !node.op.is_free();
+            let inputs: Vec<Option<usize>> = node
+                .inputs
+                .iter()
+                .map(|v| canonical(&representative, v))
+                .collect();
             let earlier = weightless
                 .then(|| {
                     (0..i).find(|&j| {
-                        value[j] == Some(j)
+                        representative[j] == j
                             && self.nodes[j].op == node.op
                             && self.nodes[j]
                                 .inputs
                                 .iter()
-                                .map(|v| canonical(&value, v))
+                                .map(|v| canonical(&representative, v))
                                 .eq(inputs.iter().copied())
                     })
                 })
                 .flatten();
-            value.push(Some(earlier.unwrap_or(i)));
+            representative.push(earlier.unwrap_or(i));
             duplicate.push(earlier.is_some());
         }
         duplicate
