@@ -70,6 +70,40 @@ pub fn median_ci_rel(sorted: &[f64]) -> f64 {
     (sorted[hi] - sorted[lo]) / 2.0 / median
 }
 
+/// Batches a time must be measured in before [`batch_ci_rel`] gives it an interval.
+pub const MIN_BATCHES: usize = 5;
+
+/// Relative half-width of the 95% confidence interval of a time measured in batches taken at
+/// different moments (`batch_starts`: the index of each batch's first sample). Runs within a
+/// batch share the machine's speed of that moment, so they are not independent samples: on a
+/// busy VM one batch's median lands 5-7% from the next one's while its runs agree within 1%.
+/// So the interval comes from the spread of the batches' medians: Student's t on the mean of
+/// their logarithms. Infinite below [`MIN_BATCHES`] batches or for a non-positive median.
+pub fn batch_ci_rel(samples: &[f64], batch_starts: &[usize]) -> f64 {
+    let ends = batch_starts.iter().skip(1).copied().chain([samples.len()]);
+    let logs: Option<Vec<f64>> = batch_starts
+        .iter()
+        .zip(ends)
+        .filter(|(start, end)| **start < *end && *end <= samples.len())
+        .map(|(start, end)| {
+            let mut batch = samples[*start..end].to_vec();
+            batch.sort_by(f64::total_cmp);
+            let median = quantile_sorted(&batch, 0.5);
+            (median > 0.0).then(|| median.ln())
+        })
+        .collect();
+    let Some(logs) = logs.filter(|l| l.len() >= MIN_BATCHES) else {
+        return f64::INFINITY;
+    };
+    let n = logs.len() as f64;
+    let mean = logs.iter().sum::<f64>() / n;
+    let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let df = n - 1.0;
+    // Student's t at 97.5% for `df` degrees of freedom, within 1.5% for df >= 4.
+    let t = 1.96 + 2.4 / df + 2.8 / (df * df);
+    (t * (var / n).sqrt()).exp_m1()
+}
+
 impl Stats {
     /// Statistics of `samples`; `None` when there are none.
     pub fn from_samples(samples: &[f64]) -> Option<Stats> {
@@ -190,6 +224,26 @@ mod tests {
         assert!((s.p10 - 1.4).abs() < 1e-12);
         assert!((s.p90 - 4.6).abs() < 1e-12);
         assert!(s.ci_rel.is_infinite(), "too few samples for an interval");
+    }
+
+    #[test]
+    fn batches_at_different_speeds_widen_the_interval_their_runs_would_give() {
+        // Eight batches of 100 runs each; the machine ran each batch at its own speed, up to
+        // 10% apart, while the runs of one batch agree within 0.1%.
+        let speeds = [1.0, 1.1, 1.02, 1.08, 0.99, 1.1, 1.0, 1.05];
+        let samples: Vec<f64> = speeds
+            .iter()
+            .flat_map(|s| (0..100).map(move |i| 100.0 * s * (1.0 + 1e-5 * f64::from(i))))
+            .collect();
+        let starts: Vec<usize> = (0..speeds.len()).map(|b| 100 * b).collect();
+        let runs = Stats::from_samples(&samples).unwrap().ci_rel;
+        let batches = batch_ci_rel(&samples, &starts);
+        assert!(runs < 0.03 && batches > 0.03, "{runs} vs {batches}");
+        // One speed throughout: the batches agree, and so does their interval.
+        let steady = vec![100.0; 800];
+        assert!(batch_ci_rel(&steady, &starts) < 1e-12);
+        // Too few batches for an interval.
+        assert!(batch_ci_rel(&samples[..400], &starts[..4]).is_infinite());
     }
 
     #[test]
