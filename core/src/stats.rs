@@ -76,9 +76,10 @@ pub const MIN_BATCHES: usize = 5;
 /// Relative half-width of the 95% confidence interval of a time measured in batches taken at
 /// different moments (`batch_starts`: the index of each batch's first sample). Runs within a
 /// batch share the machine's speed of that moment, so they are not independent samples: on a
-/// busy VM one batch's median lands 5-7% from the next one's while its runs agree within 1%.
-/// So the interval comes from the spread of the batches' medians: Student's t on the mean of
-/// their logarithms. Infinite below [`MIN_BATCHES`] batches or for a non-positive median.
+/// busy VM the medians of one op's 25 ms batches scattered by 5-7% (sd, after the probe's
+/// correction) while each batch's runs alone put its median within ±0.5%. So the interval
+/// comes from the spread of the batches' medians: Student's t on the mean of their
+/// logarithms. Infinite below [`MIN_BATCHES`] batches or for a non-positive median.
 pub fn batch_ci_rel(samples: &[f64], batch_starts: &[usize]) -> f64 {
     let ends = batch_starts.iter().skip(1).copied().chain([samples.len()]);
     let logs: Option<Vec<f64>> = batch_starts
