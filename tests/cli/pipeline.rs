@@ -387,7 +387,8 @@ fn imprecise_networks_are_measured_again(dir: &Path, model: &Path) {
         (&2.into(), &8.into(), &8.into()),
         "{p}"
     );
-    assert!(p["median_ci"].as_f64().unwrap() > 0.0001, "{p}");
+    // No interval at all (null) where a network got fewer batches than an interval needs.
+    assert!(p["median_ci"].as_f64().is_none_or(|ci| ci > 0.0001), "{p}");
     assert!(
         out.contains("8 measured again in 1 later pass(es), 8 still wider"),
         "{out}"
