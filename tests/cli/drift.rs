@@ -147,9 +147,9 @@ fn score(report: &serde_json::Value) -> (f64, f64) {
 /// uncorrected run): mbv3 corrected 53% with a probe spread of 20%, nb201 77% against 67%.
 /// Since repeats and fused adds are found through skips (2026-12-05), three runs gave corrected
 /// nb201 93-100% (tau 0.921-0.973), mbv3 100% (tau 0.922-0.949); since ops and networks are
-/// timed in batches until the batches agree (2026-12-05), one run gave nb201 100% (tau 0.958),
-/// mbv3 100% (tau 0.949). Better, but few runs, and tau ≥ 0.95 is still issue 19's open part;
-/// these bounds do not claim more than it delivers.
+/// timed in batches until the batches agree (2026-12-05), two runs gave nb201 100% (tau 0.958,
+/// 0.956), mbv3 100% (tau 0.949, 0.963). Better, but few runs, and tau ≥ 0.95 is still
+/// issue 19's open part; these bounds do not claim more than it delivers.
 #[test]
 fn validate_holds_under_an_injected_load() {
     let _serial = one_at_a_time();
