@@ -175,12 +175,17 @@ impl Progress {
             .collect()
     }
 
+    /// The 95% interval the op's batches give ([`batch_ci_rel`]: runs of one batch share that
+    /// moment's speed), of its speed-relative times.
+    fn batch_ci_rel(&self) -> f64 {
+        batch_ci_rel(&self.relative(), &self.batch_starts)
+    }
+
     /// The 95% interval of the op's speed-relative time: the wider of what its runs give and
-    /// what its batches give ([`batch_ci_rel`]: runs of one batch share that moment's speed).
+    /// what its batches give.
     fn ci_rel(&self) -> f64 {
-        let relative = self.relative();
-        let runs = Stats::from_samples(&relative).map_or(f64::INFINITY, |s| s.ci_rel);
-        runs.max(batch_ci_rel(&relative, &self.batch_starts))
+        let runs = Stats::from_samples(&self.relative()).map_or(f64::INFINITY, |s| s.ci_rel);
+        runs.max(self.batch_ci_rel())
     }
 }
 
@@ -418,9 +423,7 @@ fn finish_one(k: &mut dyn Kernel, p: Progress) -> Result<Measurement, KernelErro
         Some((stats, drift)) => (stats, Some(drift)),
         None => (raw, None),
     };
-    stats.ci_rel = stats
-        .ci_rel
-        .max(batch_ci_rel(&p.relative(), &p.batch_starts));
+    stats.ci_rel = stats.ci_rel.max(p.batch_ci_rel());
     Ok(Measurement {
         stats,
         wall,
