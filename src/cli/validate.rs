@@ -151,12 +151,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         speed,
         args.max_rounds,
     )?;
-    // Every score below, the probe-only one too, is against the rounds pooled.
+    let pred: Vec<f64> = predictions.iter().map(|p| p.latency_us).collect();
+    // Every score below, the probe-only one too, is against the rounds pooled; the first
+    // round's own score says what the rounds changed.
+    let mut rounds_report = rounds.report;
+    let first_meas: Vec<f64> = first_round.iter().map(|s| s.median).collect();
+    rounds_report["accuracy_one_round"] = json!(Accuracy::of(&pred, &first_meas));
     anchored.times = rounds.times;
     let times = &anchored.times;
     let measured: Vec<Stats> = times.iter().map(|t| t.latency).collect();
 
-    let pred: Vec<f64> = predictions.iter().map(|p| p.latency_us).collect();
     let meas: Vec<f64> = measured.iter().map(|s| s.median).collect();
     let acc = Accuracy::of(&pred, &meas);
     // The noise floor and the order kept are one round's (the rounds pool less noise).
@@ -178,7 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "interval_coverage": coverage,
         "precision": anchored.measured.precision_json(&profile.measure),
         "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10, "kendall_tau": ceiling},
-        "rounds": rounds.report,
+        "rounds": rounds_report,
         "drift": drift_json(times, &pred, speed),
         "sitting": sitting_json(&anchored, &pred),
         "worst": worst,

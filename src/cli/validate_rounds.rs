@@ -18,8 +18,10 @@ use super::e2e;
 
 /// Rounds go on until a measurement is expected to order the networks at this Kendall tau
 /// against their true order ([`expected_tau`]): the measurement then costs a model's score at
-/// most 0.03, so that a model scored at 0.95 orders the networks about that well itself.
-pub const RANKING_TAU: f64 = 0.97;
+/// most about 0.02, under half of what separates a model at 0.95 from a perfect one. (At 0.97
+/// it cost up to 0.03: under a switching load on 2026-12-05, 30 nb201 networks were expected at
+/// 0.972 after one round, noise ±1.87%, which stopped there, and the model scored 0.952.)
+pub const RANKING_TAU: f64 = 0.98;
 
 /// The networks' times after the rounds, and what the rounds did.
 pub struct Rounds {
@@ -111,9 +113,18 @@ pub fn rounds_line(r: &serde_json::Value) -> Option<String> {
             tau("expected_tau_one_round")?,
         )
     };
+    let one_round = &r["accuracy_one_round"];
+    let scored_alone = match (one_round["within_10"].as_f64(), rounds > 1) {
+        (Some(w), true) => format!(
+            "; the first round alone: {:.1}% within ±10%, Kendall tau {:.3}",
+            100.0 * w,
+            one_round["kendall_tau"].as_f64()?
+        ),
+        _ => String::new(),
+    };
     Some(format!(
         "  rounds     {rounds:>10}  {what}; expected to keep the networks' order at tau {:.3} \
-         (wanted {RANKING_TAU}: {met})",
+         (wanted {RANKING_TAU}: {met}){scored_alone}",
         tau("expected_tau")?,
     ))
 }

@@ -61,7 +61,9 @@ fn pinned(args: &[&str]) -> String {
 
 /// The shipped CPU profile, with the probe and the CPU clock on (`corrected`) or off. Rows stop
 /// at a ±2% interval and 0.5 s instead of ±1% and 1.5 s, so that four tables fit in CI: drift
-/// biases every row of a stretch alike, which a looser interval does not hide.
+/// biases every row of a stretch alike, which a looser interval does not hide. (nb201 at the
+/// shipped settings took 12 minutes instead of 6 under the load and ordered its networks no
+/// better: tau 0.926, 2026-12-05.)
 fn cpu_profile(dir: &Path, corrected: bool) -> PathBuf {
     let shipped = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("device_profiles/cpu.toml"),
@@ -107,30 +109,26 @@ fn pipeline(dir: &Path, space: &str, corrected: bool, calibrate: &str) -> serde_
         "--out",
         s(&model),
     ]);
-    // Corrected: 10 calibration networks measured again among the 30 (the anchors);
-    // uncorrected: none, as hwnas was before either. One round each: this compares the
-    // corrections, and later rounds would pool away part of what they correct.
-    let report = pinned(&[
-        "validate",
-        "--max-rounds",
-        "1",
-        "--model",
-        s(&model),
-        "--device",
-        s(&device),
-        "--samples",
-        "30",
-        "--repeat",
-        "5",
-        "--anchors",
-        if corrected { "10" } else { "0" },
-        "--json",
-    ]);
+    // Corrected: `validate` as a user runs it (its anchors and its rounds: the first round's
+    // own score is in the report too); uncorrected: one round and no anchors, as hwnas was
+    // before either.
+    let (model, device) = (s(&model), s(&device));
+    let mut args = vec!["validate", "--model", model, "--device", device];
+    args.extend(["--samples", "30", "--json"]);
+    if !corrected {
+        args.extend(["--max-rounds", "1", "--repeat", "5", "--anchors", "0"]);
+    }
+    let report = pinned(&args);
     serde_json::from_str(&report).unwrap()
 }
 
-fn score(report: &serde_json::Value) -> (f64, f64) {
-    let acc = &report["accuracy"];
+/// Within ±10% and Kendall tau, against the rounds pooled (`pooled`) or the first round alone.
+fn score(report: &serde_json::Value, pooled: bool) -> (f64, f64) {
+    let acc = if pooled {
+        &report["accuracy"]
+    } else {
+        &report["rounds"]["accuracy_one_round"]
+    };
     (
         acc["within_10"].as_f64().unwrap(),
         acc["kendall_tau"].as_f64().unwrap(),
@@ -138,44 +136,51 @@ fn score(report: &serde_json::Value) -> (f64, f64) {
 }
 
 /// With the load switching on and off, the corrected pipeline still predicts held-out networks
-/// (at least 45% within ±10%, tau ≥ 0.80), and where the load hurt the uncorrected run beside
-/// it (below 80% within ±10%) the corrected one does better by at least 3 networks in 30
-/// without ordering them worse; where the load did not bite, it must be as good within noise.
-/// The bounds are what this VM gave in eight CI runs under the load: corrected nb201 70-93%
-/// (tau 0.896-0.949), mbv3 53-100% (tau 0.844-0.963); uncorrected 20-73% and 97% once. Two
-/// runs on 2026-12-02 missed the earlier bounds (mbv3 90% / tau 0.90, and 15 points over the
-/// uncorrected run): mbv3 corrected 53% with a probe spread of 20%, nb201 77% against 67%.
-/// Since repeats and fused adds are found through skips (2026-12-05), three runs gave corrected
-/// nb201 93-100% (tau 0.921-0.973), mbv3 100% (tau 0.922-0.949); since ops and networks are
-/// timed in batches until the batches agree (2026-12-05), two runs gave nb201 100% (tau 0.958,
-/// 0.956), mbv3 100% (tau 0.949, 0.963). Better, but few runs, and tau ≥ 0.95 is still
-/// issue 19's open part; these bounds do not claim more than it delivers.
+/// (at least 75% within ±10%, tau ≥ 0.88, against `validate`'s pooled rounds), and where the
+/// load hurt the uncorrected run beside it (below 80% within ±10%) the corrected one's first
+/// round does better by at least 3 networks in 30 without ordering them worse; where the load
+/// did not bite, it must be as good within noise. History of the bounds: eight CI runs under
+/// the load gave corrected nb201 70-93% (tau 0.896-0.949), mbv3 53-100% (tau 0.844-0.963),
+/// hence 45% and 0.80 until 2026-12-05; since skips find repeats and fused adds, three runs
+/// gave 93-100% (tau 0.921-0.973); since ops and networks are timed in batches until the
+/// batches agree, 100% in every one of four runs (tau 0.935-0.963, one round); then with
+/// `validate`'s own rounds (to an expected tau of 0.98) nb201 100% / tau 0.937 and 0.926, mbv3
+/// 100% / 0.954. Issue 19 asks tau ≥ 0.95 run after run; these bounds claim what CI's noise
+/// cannot break, the README has the runs.
 #[test]
 fn validate_holds_under_an_injected_load() {
     let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     for (space, calibrate, min_10, min_tau) in
-        [("nb201", "40", 0.45, 0.80), ("mbv3", "30", 0.45, 0.80)]
+        [("nb201", "40", 0.75, 0.88), ("mbv3", "30", 0.75, 0.88)]
     {
         let load = load(19, Duration::from_secs(1800));
         let corrected = pipeline(dir.path(), space, true, calibrate);
         let raw = pipeline(dir.path(), space, false, calibrate);
         drop(load);
-        let ((c10, ctau), (r10, rtau)) = (score(&corrected), score(&raw));
+        let (c10, ctau) = score(&corrected, true);
+        let ((f10, ftau), (r10, rtau)) = (score(&corrected, false), score(&raw, false));
         eprintln!(
-            "{space} under load: corrected {:.0}% within ±10%, tau {ctau:.3}; uncorrected {:.0}%, tau {rtau:.3}; drift {}",
+            "{space} under load: corrected {:.0}% within ±10%, tau {ctau:.3} ({} rounds; the first \
+             round alone {:.0}%, tau {ftau:.3}); uncorrected (one round) {:.0}%, tau {rtau:.3}; \
+             drift {}; rounds {}",
             100.0 * c10,
+            corrected["rounds"]["rounds"],
+            100.0 * f10,
             100.0 * r10,
-            corrected["drift"]
+            corrected["drift"],
+            corrected["rounds"],
         );
         assert!(!corrected["drift"].is_null(), "{corrected}");
         assert!(raw["drift"].is_null(), "{raw}");
         let load_bit = r10 < 0.80;
+        // One round against one round: the rounds would pool away part of what the corrections
+        // correct.
         let beaten = if load_bit {
-            c10 < r10 + 0.099 || ctau < rtau - 0.02
+            f10 < r10 + 0.099 || ftau < rtau - 0.02
         } else {
-            c10 < r10 - 0.10
+            f10 < r10 - 0.10
         };
         if c10 < min_10 || ctau < min_tau || beaten {
             failures.push(format!(

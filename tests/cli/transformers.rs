@@ -239,6 +239,10 @@ fn the_vit_space_runs_every_command_on_onnx_runtime() {
         f("expected_tau_one_round") < f("target_tau"),
         "{r}"
     );
+    // The first round's own score beside the pooled one: the same after one round.
+    let one = &r["accuracy_one_round"];
+    assert_eq!(one["n"], acc["n"], "{r}");
+    assert_eq!(rounds == 1.0, one == acc, "{r} {acc}");
 
     // Real exports predicted (ops the table lacks come from the regressor: all of ConvNeXt's),
     // every node mapped.
