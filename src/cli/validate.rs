@@ -139,14 +139,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let repeat = again.len();
     let first_round: Vec<Stats> = anchored.times.iter().map(|t| t.latency).collect();
-    let first_us: Vec<f64> = first_round[..repeat].iter().map(|s| s.median).collect();
+    let first_all_us: Vec<f64> = first_round.iter().map(|s| s.median).collect();
+    let first_us = &first_all_us[..repeat];
     let again: Vec<Stats> = again.iter().map(|t| t.latency).collect();
     let again_us: Vec<f64> = again.iter().map(|s| s.median).collect();
     let rounds = super::validate_rounds::measure_more(
         rt.as_mut(),
         &nets,
         &anchored,
-        (&first_us, &again_us),
+        (first_us, &again_us),
         &profile.measure,
         speed,
         args.max_rounds,
@@ -155,8 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Every score below, the probe-only one too, is against the rounds pooled; the first
     // round's own score says what the rounds changed.
     let mut rounds_report = rounds.report;
-    let first_meas: Vec<f64> = first_round.iter().map(|s| s.median).collect();
-    rounds_report["accuracy_one_round"] = json!(Accuracy::of(&pred, &first_meas));
+    rounds_report["accuracy_one_round"] = json!(Accuracy::of(&pred, &first_all_us));
     anchored.times = rounds.times;
     let times = &anchored.times;
     let measured: Vec<Stats> = times.iter().map(|t| t.latency).collect();
@@ -167,7 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (noise_median, noise_p95, noise_over_10) = noise_floor(&again, &first_round);
     // How well a second measurement ranks the repeated networks like the first: what the
     // noise alone leaves of their order (in a narrow space, tau is bounded by it).
-    let ceiling = kendall_tau(&again_us, &first_us);
+    let ceiling = kendall_tau(&again_us, first_us);
     let coverage = interval_coverage(&predictions, &meas);
     let worst = worst_json(&archs, &pred, &meas);
 
