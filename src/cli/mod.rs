@@ -24,6 +24,7 @@ mod shard;
 mod space;
 mod table;
 mod validate;
+mod validate_ceiling;
 mod validate_networks;
 mod validate_onnx;
 mod validate_rounds;

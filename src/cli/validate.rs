@@ -167,7 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (noise_median, noise_p95, noise_over_10) = noise_floor(&again, &first_round);
     // How well a second measurement ranks the repeated networks like the first: what the
     // noise alone leaves of their order (in a narrow space, tau is bounded by it).
-    let ceiling = kendall_tau(&again_us, first_us);
+    let order_kept = kendall_tau(&again_us, first_us);
     let coverage = interval_coverage(&predictions, &meas);
     let worst = worst_json(&archs, &pred, &meas);
 
@@ -181,8 +181,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "accuracy": acc,
         "interval_coverage": coverage,
         "precision": anchored.measured.precision_json(&profile.measure),
-        "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10, "kendall_tau": ceiling},
+        "noise_floor": {"repeated": repeat, "median_rel_diff": noise_median, "p95_rel_diff": noise_p95, "over_10_percent": noise_over_10, "kendall_tau": order_kept},
         "rounds": rounds_report,
+        "ceiling": super::validate_ceiling::ceiling_json(&model, &nets, &meas),
         "drift": drift_json(times, &pred, speed),
         "sitting": sitting_json(&anchored, &pred),
         "worst": worst,
@@ -254,6 +255,9 @@ fn print_scores(report: &serde_json::Value, model: &Path) {
         println!("{line}");
     }
     if let Some(line) = super::validate_rounds::rounds_line(&report["rounds"]) {
+        println!("{line}");
+    }
+    if let Some(line) = super::validate_ceiling::ceiling_line(&report["ceiling"]) {
         println!("{line}");
     }
     print_drift_json(&report["drift"]);

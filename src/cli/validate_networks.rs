@@ -38,10 +38,14 @@ pub fn run(args: &Args, model: &LatencyModel, path: &Path) -> anyhow::Result<Exi
         path.display(),
         table.len()
     );
-    let predictions = timed
+    let nets = timed
         .iter()
-        .map(|(a, _)| Ok(model.predict(&model.terms(&space.network(a)?))?))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(|(a, _)| space.network(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let predictions = nets
+        .iter()
+        .map(|n| model.predict(&model.terms(n)))
+        .collect::<Result<Vec<_>, _>>()?;
     let archs: Vec<String> = timed.iter().map(|(a, _)| a.clone()).collect();
     let meas: Vec<f64> = timed.iter().map(|(_, us)| *us).collect();
     let pred: Vec<f64> = predictions.iter().map(|p| p.latency_us).collect();
@@ -55,6 +59,7 @@ pub fn run(args: &Args, model: &LatencyModel, path: &Path) -> anyhow::Result<Exi
         "left_out_as_fitted": left_out,
         "calibrated": model.calibration.is_some(),
         "accuracy": acc,
+        "ceiling": super::validate_ceiling::ceiling_json(model, &nets, &meas),
         "interval_coverage": interval_coverage(&predictions, &meas),
         "worst": worst_json(&archs, &pred, &meas),
         "predictions": archs.iter().enumerate().map(|(i, a)| json!({
@@ -69,6 +74,9 @@ pub fn run(args: &Args, model: &LatencyModel, path: &Path) -> anyhow::Result<Exi
         return Ok(ExitCode::SUCCESS);
     }
     print_accuracy(&report, &args.model);
+    if let Some(line) = super::validate_ceiling::ceiling_line(&report["ceiling"]) {
+        println!("{line}");
+    }
     println!(
         "  timings           {} ({} networks the model was fitted on left out)",
         path.display(),

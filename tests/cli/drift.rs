@@ -145,8 +145,10 @@ fn score(report: &serde_json::Value, pooled: bool) -> (f64, f64) {
 /// gave 93-100% (tau 0.921-0.973); since ops and networks are timed in batches until the
 /// batches agree, 100% in every one of four runs (tau 0.935-0.963, one round); then with
 /// `validate`'s own rounds (to an expected tau of 0.98) nb201 100% / tau 0.937 and 0.926, mbv3
-/// 100% / 0.954. Issue 19 asks tau ≥ 0.95 run after run; these bounds claim what CI's noise
-/// cannot break, the README has the runs.
+/// 100% / 0.954, and 0.960 / 0.946, 0.949 / 0.954 in two runs where each model scored at or
+/// above its ceiling (the table calibrated on the validated networks themselves: 0.945-0.954).
+/// Issue 19 asks tau ≥ 0.95 run after run, which that ceiling does not reach either; these
+/// bounds claim what CI's noise cannot break, the README ("What limits tau") has the runs.
 #[test]
 fn validate_holds_under_an_injected_load() {
     let _serial = one_at_a_time();
@@ -163,11 +165,12 @@ fn validate_holds_under_an_injected_load() {
         let ((f10, ftau), (r10, rtau)) = (score(&corrected, false), score(&raw, false));
         eprintln!(
             "{space} under load: corrected {:.0}% within ±10%, tau {ctau:.3} ({} rounds; the first \
-             round alone {:.0}%, tau {ftau:.3}); uncorrected (one round) {:.0}%, tau {rtau:.3}; \
-             drift {}; rounds {}",
+             round alone {:.0}%, tau {ftau:.3}; the table calibrated on these networks themselves \
+             {}); uncorrected (one round) {:.0}%, tau {rtau:.3}; drift {}; rounds {}",
             100.0 * c10,
             corrected["rounds"]["rounds"],
             100.0 * f10,
+            corrected["ceiling"]["accuracy"],
             100.0 * r10,
             corrected["drift"],
             corrected["rounds"],
